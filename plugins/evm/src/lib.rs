@@ -10,6 +10,8 @@
 //! wit-bindgen wrapper compiled only for wasm32.
 
 pub mod calldata;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod keys;
 pub mod message;
 pub mod tx;
@@ -207,7 +209,7 @@ fn intent_of(tx: &UnsignedTx<'_>, from: String) -> PluginResult<Intent> {
         from,
         transfers,
         call,
-        fee_max: Some(tx.fee_ceiling()?.to_string()),
+        fee_max: Some(tx.fee_ceiling().to_string()),
         nonce: Some(tx.nonce.to_string()),
         typed_data: None,
         extra,

@@ -5,7 +5,7 @@
 //! sign: there is no second reading of the same transaction that could mean something
 //! else. Fields are kept as their raw RLP items so the signed form reuses them verbatim.
 
-use alloy_primitives::{Address, U256};
+use alloy_primitives::{Address, U256, U512};
 use alloy_rlp::{Decodable, Header};
 use custos_plugin_sdk::{PluginError, PluginResult};
 
@@ -50,10 +50,9 @@ pub struct UnsignedTx<'a> {
 
 impl UnsignedTx<'_> {
     /// Most this transaction can pay in fees: gas limit × gas price / max fee per gas.
-    pub fn fee_ceiling(&self) -> PluginResult<U256> {
-        self.max_fee_per_gas
-            .checked_mul(U256::from(self.gas_limit))
-            .ok_or_else(|| PluginError::parse("fee ceiling (gas × fee per gas) overflows 256 bits"))
+    /// Computed in 512 bits so it is exact for any valid field values (256 × 64 bits).
+    pub fn fee_ceiling(&self) -> U512 {
+        U512::from(self.max_fee_per_gas) * U512::from(self.gas_limit)
     }
 }
 

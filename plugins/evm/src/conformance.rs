@@ -1,0 +1,695 @@
+//! One table of public vectors and malformed inputs, run through two paths: the plain
+//! Rust functions (this crate's tests) and the built component through the host runtime
+//! (`host/plugin-runtime/tests`). Both implement [`Api`]; every check here runs on both.
+//!
+//! Test-only (feature `conformance`); never compiled into the component.
+
+use crate::keys;
+use alloy_primitives::{Address, U256, hex, keccak256};
+use custos_plugin_sdk::{
+    Assembled, BuiltTx, ErrorCode, Intent, IntentKind, Message, ParsedMessage, PluginError,
+    Signature, SigningPayload, TransferRequest,
+};
+use k256::ecdsa::{RecoveryId, Signature as EcdsaSignature, SigningKey, VerifyingKey};
+use serde_json::Value;
+
+/// How a call failed: a guest-visible error, or a fault (trap, host problem).
+#[derive(Debug)]
+pub enum Failure {
+    Plugin(PluginError),
+    Fault(String),
+}
+
+pub type Res<T> = Result<T, Failure>;
+
+/// The plugin surface, by whichever path.
+pub trait Api {
+    fn derive_address(&self, pk: &[u8], network: &str) -> Res<String>;
+    fn parse(&self, raw: &[u8], network: Option<&str>, pk: Option<&[u8]>) -> Res<Intent>;
+    fn signing_payloads(
+        &self,
+        raw: &[u8],
+        network: Option<&str>,
+        pk: Option<&[u8]>,
+    ) -> Res<Vec<SigningPayload>>;
+    fn assemble(
+        &self,
+        raw: &[u8],
+        network: Option<&str>,
+        pk: &[u8],
+        sigs: &[Signature],
+    ) -> Res<Assembled>;
+    fn build(&self, req: &TransferRequest) -> Res<BuiltTx>;
+    fn parse_message(&self, m: &Message, network: Option<&str>, pk: Option<&[u8]>)
+    -> Res<ParsedMessage>;
+    fn assemble_message_signature(
+        &self,
+        p: &SigningPayload,
+        pk: &[u8],
+        sig: &Signature,
+    ) -> Res<Vec<u8>>;
+}
+
+/// The native path.
+pub struct Native;
+
+impl Api for Native {
+    fn derive_address(&self, pk: &[u8], network: &str) -> Res<String> {
+        crate::derive_address(pk, network).map_err(Failure::Plugin)
+    }
+    fn parse(&self, raw: &[u8], network: Option<&str>, pk: Option<&[u8]>) -> Res<Intent> {
+        crate::parse(raw, network, pk).map_err(Failure::Plugin)
+    }
+    fn signing_payloads(
+        &self,
+        raw: &[u8],
+        network: Option<&str>,
+        pk: Option<&[u8]>,
+    ) -> Res<Vec<SigningPayload>> {
+        crate::signing_payloads(raw, network, pk).map_err(Failure::Plugin)
+    }
+    fn assemble(
+        &self,
+        raw: &[u8],
+        network: Option<&str>,
+        pk: &[u8],
+        sigs: &[Signature],
+    ) -> Res<Assembled> {
+        crate::assemble(raw, network, pk, sigs).map_err(Failure::Plugin)
+    }
+    fn build(&self, req: &TransferRequest) -> Res<BuiltTx> {
+        crate::build(req).map_err(Failure::Plugin)
+    }
+    fn parse_message(
+        &self,
+        m: &Message,
+        network: Option<&str>,
+        pk: Option<&[u8]>,
+    ) -> Res<ParsedMessage> {
+        crate::parse_message(m, network, pk).map_err(Failure::Plugin)
+    }
+    fn assemble_message_signature(
+        &self,
+        p: &SigningPayload,
+        pk: &[u8],
+        sig: &Signature,
+    ) -> Res<Vec<u8>> {
+        crate::assemble_message_signature(p, pk, sig).map_err(Failure::Plugin)
+    }
+}
+
+pub const EIP155_EXAMPLE: &str = include_str!("../tests/vectors/eip155_example.json");
+pub const TRANSACTIONS: &str = include_str!("../tests/vectors/transactions.json");
+pub const EIP712_MAIL: &str = include_str!("../tests/vectors/eip712_mail.json");
+
+fn j(s: &str) -> Value {
+    serde_json::from_str(s).expect("vector json")
+}
+
+fn h(v: &Value) -> Vec<u8> {
+    let s = v.as_str().expect("hex string");
+    hex::decode(s.trim_start_matches("0x")).expect("hex")
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn ok<T>(r: Res<T>, ctx: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{ctx}: unexpected failure {e:?}"),
+    }
+}
+
+/// The compressed public key that made signature (r, s, recovery id) over `digest`.
+pub fn recover(digest: &[u8], r: &[u8], s_: &[u8], recid: u8) -> Vec<u8> {
+    let mut rs = [0u8; 64];
+    rs[32 - r.len()..32].copy_from_slice(r);
+    rs[64 - s_.len()..].copy_from_slice(s_);
+    let sig = EcdsaSignature::from_slice(&rs).expect("signature scalars");
+    let key = VerifyingKey::recover_from_prehash(digest, &sig, RecoveryId::from_byte(recid).unwrap())
+        .expect("recover");
+    key.to_encoded_point(true).as_bytes().to_vec()
+}
+
+fn sig65(r: &[u8], s_: &[u8], recid: u8) -> Vec<u8> {
+    let mut out = vec![0u8; 65];
+    out[32 - r.len()..32].copy_from_slice(r);
+    out[64 - s_.len()..64].copy_from_slice(s_);
+    out[64] = recid;
+    out
+}
+
+fn same_address(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// EIP-155 worked example: signing hash, sender, signed tx and hash, through `api`.
+pub fn check_eip155_example(api: &dyn Api) {
+    let v = j(EIP155_EXAMPLE);
+    let unsigned = h(&v["unsigned"]);
+    let sk = SigningKey::from_slice(&h(&v["private_key"])).unwrap();
+    let pk = sk.verifying_key().to_encoded_point(true).as_bytes().to_vec();
+    let payloads = ok(api.signing_payloads(&unsigned, Some("1"), Some(&pk)), "eip155 payloads");
+    assert_eq!(payloads.len(), 1);
+    assert_eq!(payloads[0].digest, h(&v["signing_hash"]), "eip155 signing hash");
+    let intent = ok(api.parse(&unsigned, Some("1"), Some(&pk)), "eip155 parse");
+    assert_eq!(intent.from, s(&v["sender"]));
+    assert_eq!(intent.kind, IntentKind::Transfer);
+    assert_eq!(intent.nonce.as_deref(), Some("9"));
+    assert_eq!(intent.transfers.len(), 1);
+    assert_eq!(intent.transfers[0].to, "0x3535353535353535353535353535353535353535");
+    assert_eq!(intent.transfers[0].amount, "1000000000000000000");
+    assert_eq!(intent.fee_max.as_deref(), Some("420000000000000"));
+    assert_eq!(
+        ok(api.derive_address(&pk, "1"), "derive"),
+        s(&v["sender"]),
+        "EIP-55 address of the key"
+    );
+    let sig = sig65(&h(&v["r_hex"]), &h(&v["s_hex"]), v["recovery_id"].as_u64().unwrap() as u8);
+    let out = ok(
+        api.assemble(&unsigned, Some("1"), &pk, &[Signature { index: 0, bytes: sig.clone() }]),
+        "eip155 assemble",
+    );
+    assert_eq!(out.signed_tx, h(&v["signed"]), "eip155 signed tx");
+    assert_eq!(out.tx_hash, s(&v["tx_hash"]));
+    assert_eq!(out.signatures[0].bytes, sig);
+}
+
+/// The sample of public transaction vectors: sender, signing hash, signed bytes, hash.
+pub fn check_transaction_vectors(api: &dyn Api) {
+    let all = j(TRANSACTIONS);
+    let vectors = all["vectors"].as_array().unwrap();
+    assert!(vectors.len() >= 9);
+    for v in vectors {
+        let name = s(&v["name"]);
+        let unsigned = h(&v["unsigned"]);
+        let chain = s(&v["chain_id"]);
+        let (r, s_, recid) = (h(&v["r"]), h(&v["s"]), v["recovery_id"].as_u64().unwrap() as u8);
+        let payloads = ok(api.signing_payloads(&unsigned, Some(&chain), None), &name);
+        assert_eq!(payloads.len(), 1, "{name}");
+        assert_eq!(payloads[0].digest, keccak256(&unsigned).to_vec(), "{name}: signing hash");
+        if let Some(sh) = v.get("signing_hash") {
+            assert_eq!(payloads[0].digest, h(sh), "{name}: signing hash");
+        }
+        let pk = recover(&payloads[0].digest, &r, &s_, recid);
+        let intent = ok(api.parse(&unsigned, Some(&chain), Some(&pk)), &name);
+        assert!(same_address(&intent.from, &s(&v["sender"])), "{name}: sender {} vs {}", intent.from, s(&v["sender"]));
+        assert_eq!(intent.network, chain, "{name}");
+        let expected_type = ["legacy", "eip2930", "eip1559"][v["type"].as_u64().unwrap() as usize];
+        assert!(intent.extra.contains(&("tx_type".into(), expected_type.into())), "{name}");
+        if v["contract_creation"].as_bool() == Some(true) {
+            assert_eq!(intent.kind, IntentKind::ContractCall, "{name}");
+        }
+        let out = ok(
+            api.assemble(&unsigned, Some(&chain), &pk, &[Signature { index: 0, bytes: sig65(&r, &s_, recid) }]),
+            &name,
+        );
+        assert_eq!(hex::encode(&out.signed_tx), hex::encode(h(&v["signed"])), "{name}: signed tx");
+        assert_eq!(out.tx_hash, s(&v["hash"]).to_lowercase(), "{name}: tx hash");
+    }
+}
+
+/// EIP-712 "Mail": digest, parsed domain / primary type / message, final signature.
+pub fn check_eip712_mail(api: &dyn Api) {
+    let v = j(EIP712_MAIL);
+    let json = v["typed_data"].to_string();
+    let sk = SigningKey::from_slice(&h(&v["private_key"])).unwrap();
+    let pk = sk.verifying_key().to_encoded_point(true).as_bytes().to_vec();
+    let parsed = ok(
+        api.parse_message(&Message::TypedDataJson(json), Some("1"), Some(&pk)),
+        "eip712 mail",
+    );
+    assert_eq!(parsed.payload.digest, h(&v["digest"]), "eip712 digest");
+    assert_eq!(
+        hex::encode(&parsed.payload.digest),
+        "be609aee343fb3c4b28e1df9e632fca64fcfaede20f02e86244efddf30957bd2"
+    );
+    let i = &parsed.intent;
+    assert_eq!(i.kind, IntentKind::TypedData);
+    assert_eq!(i.from, s(&v["sender"]));
+    let td = i.typed_data.as_ref().expect("typed data");
+    assert_eq!(td.primary_type, "Mail");
+    assert_eq!(td.domain.name.as_deref(), Some("Ether Mail"));
+    assert_eq!(td.domain.chain_id.as_deref(), Some("1"));
+    assert_eq!(
+        td.domain.verifying_contract.as_deref(),
+        Some("0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC")
+    );
+    let json = i.to_json();
+    assert_eq!(json["typed_data"]["message"]["from"]["name"], "Cow");
+    assert_eq!(
+        json["typed_data"]["message"]["to"]["wallet"],
+        "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB"
+    );
+    assert_eq!(json["typed_data"]["message"]["contents"], "Hello, Bob!");
+    let sig = h(&v["signature"]);
+    let mut raw = sig[..64].to_vec();
+    raw.push(v["recovery_id"].as_u64().unwrap() as u8);
+    let out = ok(
+        api.assemble_message_signature(&parsed.payload, &pk, &Signature { index: 0, bytes: raw }),
+        "eip712 signature",
+    );
+    assert_eq!(out, sig, "final r||s||v with v = 27/28");
+    // Wrong network: the domain says chain 1.
+    expect_plugin_error(
+        api.parse_message(&Message::TypedDataJson(v["typed_data"].to_string()), Some("5"), None),
+        ErrorCode::InvalidNetwork,
+        "does not match",
+    );
+}
+
+/// A permit-like typed-data message: policy must see spender and value.
+pub fn check_eip712_permit_fields(api: &dyn Api) {
+    let doc = serde_json::json!({
+        "types": {
+            "EIP712Domain": [
+                {"name":"name","type":"string"},{"name":"version","type":"string"},
+                {"name":"chainId","type":"uint256"},{"name":"verifyingContract","type":"address"}],
+            "Permit": [
+                {"name":"owner","type":"address"},{"name":"spender","type":"address"},
+                {"name":"value","type":"uint256"},{"name":"nonce","type":"uint256"},
+                {"name":"deadline","type":"uint256"}]
+        },
+        "primaryType": "Permit",
+        "domain": {"name":"USD Coin","version":"2","chainId":1,
+                   "verifyingContract":"0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"},
+        "message": {"owner":"0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F",
+                    "spender":"0x1111111254EEB25477B68fb85Ed929f73A960582",
+                    "value":"115792089237316195423570985008687907853269984665640564039457584007913129639935",
+                    "nonce":"0","deadline":"1893456000"}
+    });
+    let parsed = ok(
+        api.parse_message(&Message::TypedDataJson(doc.to_string()), None, None),
+        "permit",
+    );
+    let json = parsed.intent.to_json();
+    assert_eq!(json["typed_data"]["primary_type"], "Permit");
+    assert_eq!(
+        json["typed_data"]["message"]["spender"],
+        "0x1111111254EEB25477B68fb85Ed929f73A960582"
+    );
+    assert_eq!(
+        json["typed_data"]["message"]["value"],
+        "115792089237316195423570985008687907853269984665640564039457584007913129639935"
+    );
+    assert_eq!(json["network"], "1");
+}
+
+/// EIP-191: digest per the EIP, and a signature made by the key assembles to v = 27/28.
+pub fn check_eip191(api: &dyn Api) {
+    let sk = SigningKey::from_slice(&[0x46; 32]).unwrap();
+    let pk = sk.verifying_key().to_encoded_point(true).as_bytes().to_vec();
+    let msg = b"custos: sign in to treasury".to_vec();
+    let parsed = ok(api.parse_message(&Message::Personal(msg.clone()), Some("1"), Some(&pk)), "eip191");
+    let mut pre = format!("\x19Ethereum Signed Message:\n{}", msg.len()).into_bytes();
+    pre.extend_from_slice(&msg);
+    assert_eq!(parsed.payload.digest, keccak256(&pre).to_vec());
+    assert_eq!(parsed.intent.kind, IntentKind::Message);
+    assert!(parsed.intent.extra.contains(&("message_text".into(), "custos: sign in to treasury".into())));
+    let (sig, rid) = sk.sign_prehash_recoverable(&parsed.payload.digest).unwrap();
+    let mut raw = sig.to_bytes().to_vec();
+    raw.push(rid.to_byte());
+    let out = ok(
+        api.assemble_message_signature(&parsed.payload, &pk, &Signature { index: 0, bytes: raw.clone() }),
+        "eip191 sig",
+    );
+    assert_eq!(&out[..64], &raw[..64]);
+    assert_eq!(out[64], 27 + rid.to_byte());
+    // A signature by another key is refused.
+    let other = SigningKey::from_slice(&[0x47; 32]).unwrap();
+    let (sig2, rid2) = other.sign_prehash_recoverable(&parsed.payload.digest).unwrap();
+    let mut raw2 = sig2.to_bytes().to_vec();
+    raw2.push(rid2.to_byte());
+    expect_plugin_error(
+        api.assemble_message_signature(&parsed.payload, &pk, &Signature { index: 0, bytes: raw2 }),
+        ErrorCode::InvalidSignature,
+        "not made by the given public key",
+    );
+}
+
+fn eip1559(chain: u64, nonce: u64, to: Address, value: U256, data: &[u8]) -> Vec<u8> {
+    use alloy_rlp::{Encodable, Header};
+    let mut f = Vec::new();
+    chain.encode(&mut f);
+    nonce.encode(&mut f);
+    U256::from(1_000_000_000u64).encode(&mut f);
+    U256::from(30_000_000_000u64).encode(&mut f);
+    100_000u64.encode(&mut f);
+    to.encode(&mut f);
+    value.encode(&mut f);
+    alloy_primitives::Bytes::copy_from_slice(data).encode(&mut f);
+    f.push(0xc0);
+    let mut out = vec![0x02];
+    Header { list: true, payload_length: f.len() }.encode(&mut out);
+    out.extend_from_slice(&f);
+    out
+}
+
+fn word_addr(a: Address) -> Vec<u8> {
+    let mut w = vec![0u8; 12];
+    w.extend_from_slice(a.as_slice());
+    w
+}
+
+/// ERC-20 transfer / transferFrom / approve and an unknown call.
+pub fn check_erc20(api: &dyn Api) {
+    let usdt: Address = "0xdAC17F958D2ee523a2206206994597C13D831ec7".parse().unwrap();
+    let alice: Address = "0x00000000000000000000000000000000000A11cE".parse().unwrap();
+    let bob: Address = "0x0000000000000000000000000000000000000B0b".parse().unwrap();
+    let amount = U256::from(2_500_000u64).to_be_bytes::<32>();
+
+    let mut data = crate::calldata::TRANSFER.to_vec();
+    data.extend(word_addr(bob));
+    data.extend_from_slice(&amount);
+    let i = ok(api.parse(&eip1559(1, 0, usdt, U256::ZERO, &data), Some("1"), None), "erc20 transfer");
+    assert_eq!(i.kind, IntentKind::Transfer);
+    assert_eq!(i.transfers.len(), 1, "no native transfer for a zero-value call");
+    let t = &i.transfers[0];
+    assert_eq!(t.to, bob.to_checksum(None));
+    assert_eq!(t.amount, "2500000");
+    assert_eq!(t.asset.contract.as_deref(), Some("0xdAC17F958D2ee523a2206206994597C13D831ec7"));
+    assert_eq!(t.asset.symbol.as_deref(), Some("USDT"));
+    assert_eq!(t.asset.decimals, Some(6));
+    assert_eq!(i.to_json()["transfers"][0]["amount_units"], "2.5");
+    let call = i.call.as_ref().unwrap();
+    assert_eq!(call.selector, "0xa9059cbb");
+    assert_eq!(call.method.as_deref(), Some("transfer(address,uint256)"));
+
+    let mut data = crate::calldata::TRANSFER_FROM.to_vec();
+    data.extend(word_addr(alice));
+    data.extend(word_addr(bob));
+    data.extend_from_slice(&amount);
+    let i = ok(api.parse(&eip1559(1, 0, usdt, U256::ZERO, &data), None, None), "transferFrom");
+    assert_eq!(i.kind, IntentKind::Transfer);
+    assert_eq!(i.transfers[0].to, bob.to_checksum(None));
+    assert_eq!(i.to_json()["call"]["args"]["from"], alice.to_checksum(None));
+
+    let mut data = crate::calldata::APPROVE.to_vec();
+    data.extend(word_addr(bob));
+    data.extend_from_slice(&[0xff; 32]);
+    let i = ok(api.parse(&eip1559(1, 0, usdt, U256::ZERO, &data), None, None), "approve");
+    assert_eq!(i.kind, IntentKind::ContractCall);
+    assert!(i.transfers.is_empty());
+    let json = i.to_json();
+    assert_eq!(json["call"]["method"], "approve(address,uint256)");
+    assert_eq!(json["call"]["args"]["spender"], bob.to_checksum(None));
+    assert_eq!(json["call"]["args"]["amount"], U256::MAX.to_string());
+
+    // Unknown method with native value: a contract call plus the native transfer.
+    let i = ok(
+        api.parse(&eip1559(1, 0, usdt, U256::from(5u64), &[0xde, 0xad, 0xbe, 0xef, 1, 2]), None, None),
+        "unknown call",
+    );
+    assert_eq!(i.kind, IntentKind::ContractCall);
+    assert_eq!(i.call.as_ref().unwrap().selector, "0xdeadbeef");
+    assert_eq!(i.call.as_ref().unwrap().method, None);
+    assert_eq!(i.transfers.len(), 1);
+    assert_eq!(i.transfers[0].amount, "5");
+
+    // A known selector with dirty address padding or a wrong length is refused.
+    let mut data = crate::calldata::TRANSFER.to_vec();
+    let mut dirty = word_addr(bob);
+    dirty[0] = 1;
+    data.extend(dirty);
+    data.extend_from_slice(&amount);
+    expect_plugin_error(
+        api.parse(&eip1559(1, 0, usdt, U256::ZERO, &data), None, None),
+        ErrorCode::ParseError,
+        "not a valid address word",
+    );
+    let mut short = crate::calldata::TRANSFER.to_vec();
+    short.extend(word_addr(bob));
+    expect_plugin_error(
+        api.parse(&eip1559(1, 0, usdt, U256::ZERO, &short), None, None),
+        ErrorCode::ParseError,
+        "expected 64 argument bytes",
+    );
+}
+
+/// Build native and ERC-20 transfers, then read them back.
+pub fn check_build(api: &dyn Api) {
+    let sk = SigningKey::from_slice(&[0x46; 32]).unwrap();
+    let pk = sk.verifying_key().to_encoded_point(true).as_bytes().to_vec();
+    let f = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let native = TransferRequest {
+        network: "1".into(),
+        public_key: pk.clone(),
+        to: "0x3535353535353535353535353535353535353535".into(),
+        amount: "1000000000000000000".into(),
+        asset: None,
+        fields: f(&[("nonce", "9"), ("tx_type", "legacy"), ("gas_price", "20000000000")]),
+        utxos: vec![],
+    };
+    let built = ok(api.build(&native), "build legacy");
+    // The same transaction as the EIP-155 example.
+    assert_eq!(hex::encode(&built.raw), "ec098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080018080");
+    assert_eq!(built.intent.from, "0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F");
+
+    let token = TransferRequest {
+        asset: Some("0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48".into()),
+        amount: "1234500".into(),
+        fields: f(&[("nonce", "1"), ("max_fee_per_gas", "30000000000"), ("max_priority_fee_per_gas", "1000000000")]),
+        ..native.clone()
+    };
+    let built = ok(api.build(&token), "build erc20");
+    assert_eq!(built.raw[0], 0x02);
+    let again = ok(api.parse(&built.raw, Some("1"), Some(&pk)), "reparse");
+    assert_eq!(again, built.intent);
+    assert_eq!(again.transfers[0].asset.symbol.as_deref(), Some("USDC"));
+    assert_eq!(again.to_json()["transfers"][0]["amount_units"], "1.2345");
+    assert_eq!(again.fee_max.as_deref(), Some("3000000000000000"));
+    // Sign it with the key and assemble: the signed tx recovers to the key.
+    let payload = ok(api.signing_payloads(&built.raw, Some("1"), Some(&pk)), "payloads");
+    let (sig, rid) = sk.sign_prehash_recoverable(&payload[0].digest).unwrap();
+    let mut raw = sig.to_bytes().to_vec();
+    raw.push(rid.to_byte());
+    let out = ok(api.assemble(&built.raw, Some("1"), &pk, &[Signature { index: 0, bytes: raw }]), "assemble");
+    assert_eq!(out.tx_hash, format!("0x{}", hex::encode(keccak256(&out.signed_tx))));
+
+    let bad = TransferRequest { fields: f(&[("nonce", "1"), ("gas_prise", "1")]), ..native.clone() };
+    expect_plugin_error(api.build(&bad), ErrorCode::InvalidRequest, "unknown field `gas_prise`");
+    let bad = TransferRequest { to: "0x3535353535353535353535353535353535353535".replace("35", "3A").replacen("3A", "3a", 1), ..native.clone() };
+    expect_plugin_error(api.build(&bad), ErrorCode::InvalidRequest, "checksum");
+    let bad = TransferRequest { fields: f(&[("nonce", "1")]), ..native };
+    expect_plugin_error(api.build(&bad), ErrorCode::InvalidRequest, "field `max_priority_fee_per_gas` is required");
+}
+
+/// High-s signatures are normalised (EIP-2) and wrong keys refused.
+pub fn check_signature_rules(api: &dyn Api) {
+    let v = j(EIP155_EXAMPLE);
+    let unsigned = h(&v["unsigned"]);
+    let sk = SigningKey::from_slice(&h(&v["private_key"])).unwrap();
+    let pk = sk.verifying_key().to_encoded_point(true).as_bytes().to_vec();
+    let r = h(&v["r_hex"]);
+    let s_low = U256::from_be_slice(&h(&v["s_hex"]));
+    let n = U256::from_str_radix("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141", 16).unwrap();
+    let s_high = (n - s_low).to_be_bytes::<32>();
+    // (r, n - s) with the flipped recovery id is the same signature, high-s form.
+    let out = ok(
+        api.assemble(&unsigned, Some("1"), &pk, &[Signature { index: 0, bytes: sig65(&r, &s_high, 1) }]),
+        "high-s",
+    );
+    assert_eq!(out.signed_tx, h(&v["signed"]), "normalised to the low-s form");
+    let other = keys::address_of(&VerifyingKey::from(&SigningKey::from_slice(&[7; 32]).unwrap()));
+    assert_ne!(other.to_checksum(None), s(&v["sender"]));
+    let other_pk = SigningKey::from_slice(&[7; 32]).unwrap().verifying_key().to_encoded_point(true).as_bytes().to_vec();
+    expect_plugin_error(
+        api.assemble(&unsigned, Some("1"), &other_pk, &[Signature { index: 0, bytes: sig65(&r, &h(&v["s_hex"]), 0) }]),
+        ErrorCode::InvalidSignature,
+        "not made by the given public key",
+    );
+    expect_plugin_error(
+        api.assemble(&unsigned, Some("1"), &pk, &[Signature { index: 0, bytes: vec![1; 64] }]),
+        ErrorCode::InvalidSignature,
+        "65 bytes",
+    );
+    expect_plugin_error(
+        api.assemble(&unsigned, Some("1"), &pk, &[]),
+        ErrorCode::InvalidSignature,
+        "exactly 1 signature",
+    );
+    let mut not_a_point = vec![0xff; 33];
+    not_a_point[0] = 0x02; // x >= p
+    expect_plugin_error(api.derive_address(&not_a_point, "1"), ErrorCode::InvalidPublicKey, "not a point");
+    expect_plugin_error(api.derive_address(&[2; 20], "1"), ErrorCode::InvalidPublicKey, "33-byte");
+}
+
+pub fn expect_plugin_error<T: std::fmt::Debug>(r: Res<T>, code: ErrorCode, needle: &str) {
+    match r {
+        Err(Failure::Plugin(e)) => {
+            assert_eq!(e.code, code, "wrong code for `{}`", e.message);
+            assert!(e.message.contains(needle), "message `{}` lacks `{needle}`", e.message);
+        }
+        other => panic!("expected plugin error {code:?} containing `{needle}`, got {other:?}"),
+    }
+}
+
+fn legacy_from_items(items: &[&[u8]]) -> Vec<u8> {
+    use alloy_rlp::Header;
+    let payload: Vec<u8> = items.concat();
+    let mut out = Vec::new();
+    Header { list: true, payload_length: payload.len() }.encode(&mut out);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Malformed inputs: each must give a plugin-error with the right code and a message
+/// saying what was wrong. (name, raw tx, expected code, message fragment)
+pub fn malformed_transactions() -> Vec<(&'static str, Vec<u8>, ErrorCode, &'static str)> {
+    let example = hex::decode("ec098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080018080").unwrap();
+    let mut trailing = example.clone();
+    trailing.push(0x00);
+    let mut last_not_zero = example.clone();
+    *last_not_zero.last_mut().unwrap() = 0x01;
+    // nonce 9 written as 0x820009: a leading zero.
+    let mut leading_zero = vec![0xee, 0x82, 0x00, 0x09];
+    leading_zero.extend_from_slice(&example[2..]);
+    // nonce 5 written as 0x8105: a single byte < 0x80 must encode as itself.
+    let mut single = vec![0xed, 0x81, 0x05];
+    single.extend_from_slice(&example[2..]);
+    // nonce of 9 bytes: over 64 bits.
+    let mut big_nonce = vec![0xf5, 0x89, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+    big_nonce.extend_from_slice(&example[2..]);
+    // value of 33 bytes: over 256 bits.
+    let mut value33 = vec![0xa1];
+    value33.extend_from_slice(&[0xff; 33]);
+    let big_value = legacy_from_items(&[
+        &[0x09],
+        &[0x85, 0x04, 0xa8, 0x17, 0xc8, 0x00],
+        &[0x82, 0x52, 0x08],
+        &[&[0x94u8][..], &[0x35; 20]].concat(),
+        &value33,
+        &[0x80],
+        &[0x01],
+        &[0x80],
+        &[0x80],
+    ]);
+    // A long-form length header for a short list.
+    let mut long_header = vec![0xf8, 0x2c];
+    long_header.extend_from_slice(&example[1..]);
+    let mut six_fields = vec![0xe9];
+    six_fields.extend_from_slice(&example[1..example.len() - 3]);
+    let mut seven_fields = vec![0xea];
+    seven_fields.extend_from_slice(&example[1..example.len() - 2]);
+    let typed_1559 = eip1559(1, 0, Address::ZERO, U256::ZERO, &[]);
+    let mut typed_trailing = typed_1559.clone();
+    typed_trailing.push(0xc0);
+    let mut bad_access = typed_1559.clone();
+    *bad_access.last_mut().unwrap() = 0x80; // access list as a string
+    let mut prio_over_max = vec![0x02];
+    {
+        use alloy_rlp::{Encodable, Header};
+        let mut f = Vec::new();
+        1u64.encode(&mut f);
+        0u64.encode(&mut f);
+        U256::from(50u64).encode(&mut f);
+        U256::from(10u64).encode(&mut f);
+        21000u64.encode(&mut f);
+        Address::ZERO.encode(&mut f);
+        U256::ZERO.encode(&mut f);
+        alloy_primitives::Bytes::new().encode(&mut f);
+        f.push(0xc0);
+        Header { list: true, payload_length: f.len() }.encode(&mut prio_over_max);
+        prio_over_max.extend_from_slice(&f);
+    }
+    let mut blob = typed_1559.clone();
+    blob[0] = 0x03;
+    let mut unknown = typed_1559.clone();
+    unknown[0] = 0x05;
+    vec![
+        ("empty", vec![], ErrorCode::ParseError, "empty transaction"),
+        ("truncated rlp", example[..example.len() - 1].to_vec(), ErrorCode::ParseError, "truncated"),
+        ("truncated header", vec![0xf8], ErrorCode::ParseError, "truncated"),
+        ("trailing bytes", trailing, ErrorCode::ParseError, "trailing bytes"),
+        ("unknown type byte", unknown, ErrorCode::ParseError, "unknown transaction type byte `0x05`"),
+        ("blob type", blob, ErrorCode::Unsupported, "0x03"),
+        ("non-zero r in unsigned legacy", last_not_zero, ErrorCode::ParseError, "must be empty"),
+        ("leading zero integer", leading_zero, ErrorCode::ParseError, "leading zero"),
+        ("non-canonical single byte", single, ErrorCode::ParseError, "single byte"),
+        ("oversized nonce", big_nonce, ErrorCode::ParseError, "field `nonce`: value too large"),
+        ("oversized value", big_value, ErrorCode::ParseError, "field `value`"),
+        ("non-canonical length", long_header, ErrorCode::ParseError, "non-canonical length"),
+        ("pre-eip-155 legacy", six_fields, ErrorCode::Unsupported, "EIP-155"),
+        ("7-field legacy", seven_fields, ErrorCode::ParseError, "expected 9 fields"),
+        ("typed trailing bytes", typed_trailing, ErrorCode::ParseError, "trailing bytes"),
+        ("access list not a list", bad_access, ErrorCode::ParseError, "accessList"),
+        ("priority fee over max fee", prio_over_max, ErrorCode::ParseError, "exceeds maxFeePerGas"),
+        ("a string, not a list", vec![0x83, 1, 2, 3], ErrorCode::ParseError, "unknown transaction type"),
+    ]
+}
+
+pub fn malformed_typed_data() -> Vec<(&'static str, String, &'static str)> {
+    vec![
+        ("not json", "{not json".into(), "not valid eip-712 json"),
+        ("no primary type", r#"{"types":{"EIP712Domain":[]},"domain":{},"message":{}}"#.into(), "not valid eip-712 json"),
+        (
+            "message missing a field",
+            r#"{"types":{"EIP712Domain":[{"name":"name","type":"string"}],"M":[{"name":"a","type":"uint256"}]},"primaryType":"M","domain":{"name":"x"},"message":{}}"#.into(),
+            "typed data",
+        ),
+        (
+            "value of the wrong type",
+            r#"{"types":{"EIP712Domain":[{"name":"name","type":"string"}],"M":[{"name":"a","type":"address"}]},"primaryType":"M","domain":{"name":"x"},"message":{"a":"hello"}}"#.into(),
+            "typed data",
+        ),
+        (
+            "undefined type",
+            r#"{"types":{"EIP712Domain":[{"name":"name","type":"string"}],"M":[{"name":"a","type":"Nope"}]},"primaryType":"M","domain":{"name":"x"},"message":{"a":{}}}"#.into(),
+            "typed data",
+        ),
+    ]
+}
+
+pub fn check_malformed(api: &dyn Api) {
+    for (name, raw, code, needle) in malformed_transactions() {
+        match api.parse(&raw, None, None) {
+            Err(Failure::Plugin(e)) => {
+                assert_eq!(e.code, code, "{name}: code for `{}`", e.message);
+                assert!(e.message.contains(needle), "{name}: message `{}` lacks `{needle}`", e.message);
+            }
+            other => panic!("{name}: expected a plugin error, got {other:?}"),
+        }
+        assert!(
+            matches!(api.signing_payloads(&raw, None, None), Err(Failure::Plugin(_))),
+            "{name}: payloads must refuse too"
+        );
+    }
+    for (name, doc, needle) in malformed_typed_data() {
+        match api.parse_message(&Message::TypedDataJson(doc), None, None) {
+            Err(Failure::Plugin(e)) => {
+                assert_eq!(e.code, ErrorCode::ParseError, "{name}");
+                assert!(e.message.contains(needle), "{name}: message `{}` lacks `{needle}`", e.message);
+            }
+            other => panic!("{name}: expected a plugin error, got {other:?}"),
+        }
+    }
+    let example = hex::decode("ec098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080018080").unwrap();
+    expect_plugin_error(api.parse(&example, Some("5"), None), ErrorCode::InvalidNetwork, "does not match");
+    expect_plugin_error(api.parse(&example, Some("01"), None), ErrorCode::InvalidNetwork, "not a decimal chain id");
+}
+
+/// Everything above, in order.
+pub fn check_all(api: &dyn Api) {
+    check_eip155_example(api);
+    check_transaction_vectors(api);
+    check_eip712_mail(api);
+    check_eip712_permit_fields(api);
+    check_eip191(api);
+    check_erc20(api);
+    check_build(api);
+    check_signature_rules(api);
+    check_malformed(api);
+}
+
+/// Inputs for the "never a trap" property: valid transactions mutated at random.
+pub fn seeds() -> Vec<Vec<u8>> {
+    let all = j(TRANSACTIONS);
+    let mut out: Vec<Vec<u8>> = all["vectors"].as_array().unwrap().iter().map(|v| h(&v["unsigned"])).collect();
+    out.extend(malformed_transactions().into_iter().map(|(_, raw, _, _)| raw));
+    out
+}
