@@ -13,11 +13,11 @@ pub struct Misbehave;
 
 #[inline(never)]
 #[allow(unconditional_recursion)]
-fn recurse(n: u64, sink: &mut [u64; 64]) -> u64 {
-    sink[(n % 64) as usize] = n;
-    let mut local = [n; 64];
-    local[0] = recurse(n.wrapping_add(1), sink);
-    local.iter().sum()
+fn recurse(n: u64) -> u64 {
+    let x = core::hint::black_box(n);
+    // black_box after the call keeps it a real call (no tail-call or loop rewrite), so
+    // every level takes a wasm stack frame.
+    core::hint::black_box(recurse(x.wrapping_add(1))) ^ x
 }
 
 impl Plugin for Misbehave {
@@ -52,8 +52,7 @@ impl Plugin for Misbehave {
             }
             Some(3) => panic!("misbehave: asked to panic"),
             Some(4) => {
-                let mut sink = [0u64; 64];
-                let r = recurse(0, &mut sink);
+                let r = recurse(0);
                 Err(PluginError::internal(format!("unreachable {r}")))
             }
             _ => Ok(Intent {
