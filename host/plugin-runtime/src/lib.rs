@@ -189,6 +189,12 @@ pub struct PluginRuntime {
     ticker: Option<JoinHandle<()>>,
 }
 
+/// Bytes of each memory slot kept mapped (and reset by memset rather than unmapped)
+/// between calls. Rust guests put a 1 MiB shadow stack and their static data below the
+/// heap, so a fresh instance touches well over 1 MiB; keeping 4 MiB resident avoids page
+/// faults on every call (measured: see README, "Plugin call costs").
+const KEEP_RESIDENT: usize = 4 << 20;
+
 /// Epoch tick period: the deadline's resolution.
 const TICK: Duration = Duration::from_millis(5);
 
@@ -202,7 +208,7 @@ impl PluginRuntime {
             .max_memory_size(config.memory_cap)
             // Keeps the first pages of each slot mapped between calls: a fresh store then
             // costs microseconds, not a page-fault storm.
-            .linear_memory_keep_resident(1 << 20);
+            .linear_memory_keep_resident(KEEP_RESIDENT);
         let mut cfg = Config::new();
         cfg.wasm_component_model(true)
             .epoch_interruption(true)
@@ -280,23 +286,39 @@ impl PluginRuntime {
         Ok(())
     }
 
-    /// Inspects a component file without any manifest (it is not loaded for use).
-    pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection, LoadError> {
+    /// Inspects a component without any manifest (it is not loaded for use); `label`
+    /// names it in errors.
+    pub fn inspect(&self, label: &str, bytes: &[u8]) -> Result<Inspection, LoadError> {
         let sha256 = hex::encode(Sha256::digest(bytes));
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid {
-            plugin: "<file>".into(),
-            message: format!("{e:#}"),
+        declared_wit_version(bytes).map_err(|message| LoadError::WitVersion {
+            plugin: label.into(),
+            message,
         })?;
+        let component = self.component(label, bytes)?;
         let ty = component.component_type();
-        let imports = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
-        let exports = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
-        let plugin = self.compile("<file>", bytes, sha256.clone())?;
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let exports = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let plugin = self.compile(label, bytes, sha256.clone())?;
         Ok(Inspection {
             sha256,
             wit_version: plugin.wit_version,
             imports,
             exports,
             info: plugin.info,
+        })
+    }
+
+    /// Compiles a binary component (never text: plugins are shipped as binaries).
+    fn component(&self, name: &str, bytes: &[u8]) -> Result<Component, LoadError> {
+        Component::from_binary(&self.engine, bytes).map_err(|e| LoadError::Invalid {
+            plugin: name.into(),
+            message: one_line(&format!("{e:#}")),
         })
     }
 
@@ -314,10 +336,7 @@ impl PluginRuntime {
                 ),
             });
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid {
-            plugin: name.into(),
-            message: format!("{e:#}"),
-        })?;
+        let component = self.component(name, bytes)?;
         let ty = component.component_type();
         let forbidden: Vec<String> = ty
             .imports(&self.engine)
@@ -338,7 +357,9 @@ impl PluginRuntime {
         if !ty.exports(&self.engine).any(|(n, _)| n == export) {
             return Err(LoadError::WitVersion {
                 plugin: name.into(),
-                message: format!("it declares wit version `{declared}` but does not export `{export}`"),
+                message: format!(
+                    "it declares wit version `{declared}` but does not export `{export}`"
+                ),
             });
         }
         let pre = self
@@ -348,10 +369,11 @@ impl PluginRuntime {
                 plugin: name.into(),
                 message: format!("{e:#}"),
             })?;
-        let bindings = versions::Pre::new(&declared, pre).map_err(|message| LoadError::Invalid {
-            plugin: name.into(),
-            message,
-        })?;
+        let bindings =
+            versions::Pre::new(&declared, pre).map_err(|message| LoadError::Invalid {
+                plugin: name.into(),
+                message,
+            })?;
         let mut plugin = LoadedPlugin {
             name: name.into(),
             sha256,
@@ -458,6 +480,32 @@ impl PluginRuntime {
         self.call(plugin, |b, s| b.parse(s, raw, network, public_key))
     }
 
+    /// Parse and signing payloads in one fresh instance: what the sign path needs, at
+    /// the cost of one instantiation.
+    pub fn parse_with_payloads(
+        &self,
+        plugin: &str,
+        raw: &[u8],
+        network: Option<&str>,
+        public_key: Option<&[u8]>,
+    ) -> Result<(sdk::Intent, Vec<sdk::SigningPayload>), CallError> {
+        self.call(plugin, |b, s| {
+            let intent = match b.parse(s, raw, network, public_key)? {
+                Ok(i) => i,
+                Err(e) => return Ok(Err(e)),
+            };
+            Ok(b.signing_payloads(s, raw, network, public_key)?
+                .map(|p| (intent, p)))
+        })
+    }
+
+    /// A fresh store and instance of `plugin`, and nothing else (for benchmarks).
+    #[doc(hidden)]
+    pub fn instantiate_only(&self, plugin: &str) -> Result<(), CallError> {
+        let p = self.get(plugin)?;
+        self.call_with(p, |_, _| Ok(()))
+    }
+
     pub fn signing_payloads(
         &self,
         plugin: &str,
@@ -465,7 +513,9 @@ impl PluginRuntime {
         network: Option<&str>,
         public_key: Option<&[u8]>,
     ) -> Result<Vec<sdk::SigningPayload>, CallError> {
-        self.call(plugin, |b, s| b.signing_payloads(s, raw, network, public_key))
+        self.call(plugin, |b, s| {
+            b.signing_payloads(s, raw, network, public_key)
+        })
     }
 
     pub fn assemble(
@@ -476,7 +526,9 @@ impl PluginRuntime {
         public_key: &[u8],
         signatures: &[sdk::Signature],
     ) -> Result<sdk::Assembled, CallError> {
-        self.call(plugin, |b, s| b.assemble(s, raw, network, public_key, signatures))
+        self.call(plugin, |b, s| {
+            b.assemble(s, raw, network, public_key, signatures)
+        })
     }
 
     pub fn build(
@@ -494,7 +546,9 @@ impl PluginRuntime {
         network: Option<&str>,
         public_key: Option<&[u8]>,
     ) -> Result<sdk::ParsedMessage, CallError> {
-        self.call(plugin, |b, s| b.parse_message(s, message, network, public_key))
+        self.call(plugin, |b, s| {
+            b.parse_message(s, message, network, public_key)
+        })
     }
 
     pub fn assemble_message_signature(
@@ -517,6 +571,11 @@ impl Drop for PluginRuntime {
             let _ = t.join();
         }
     }
+}
+
+/// Error text is one line (house style); wasmtime's can span several.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn classify(state: &CallState, e: &wasmtime::Error) -> FaultKind {
@@ -558,5 +617,7 @@ pub fn declared_wit_version(bytes: &[u8]) -> Result<String, String> {
             found = Some(v);
         }
     }
-    found.ok_or_else(|| format!("it has no `{WIT_VERSION_SECTION}` section declaring its wit version"))
+    found.ok_or_else(|| {
+        format!("it has no `{WIT_VERSION_SECTION}` section declaring its wit version")
+    })
 }

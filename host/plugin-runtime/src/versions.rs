@@ -84,7 +84,11 @@ impl Instance {
             Instance::V0_1_0(i) => i.assemble(s, raw, net, pk, sigs),
         }
     }
-    pub fn build(&self, s: &mut Store<CallState>, req: &sdk::TransferRequest) -> Answer<sdk::BuiltTx> {
+    pub fn build(
+        &self,
+        s: &mut Store<CallState>,
+        req: &sdk::TransferRequest,
+    ) -> Answer<sdk::BuiltTx> {
         match self {
             Instance::V0_1_0(i) => i.build(s, req),
         }

@@ -6,8 +6,7 @@ mod common;
 use custos_plugin_evm::conformance::{self, Api, Failure, Res};
 use custos_plugin_runtime::{CallError, PluginRuntime};
 use custos_plugin_sdk::{
-    Assembled, BuiltTx, Intent, Message, ParsedMessage, Signature, SigningPayload,
-    TransferRequest,
+    Assembled, BuiltTx, Intent, Message, ParsedMessage, Signature, SigningPayload, TransferRequest,
 };
 use proptest::prelude::*;
 use std::sync::OnceLock;
@@ -28,20 +27,43 @@ impl Api for Component {
     fn parse(&self, raw: &[u8], network: Option<&str>, pk: Option<&[u8]>) -> Res<Intent> {
         self.0.parse("evm", raw, network, pk).map_err(f)
     }
-    fn signing_payloads(&self, raw: &[u8], network: Option<&str>, pk: Option<&[u8]>) -> Res<Vec<SigningPayload>> {
+    fn signing_payloads(
+        &self,
+        raw: &[u8],
+        network: Option<&str>,
+        pk: Option<&[u8]>,
+    ) -> Res<Vec<SigningPayload>> {
         self.0.signing_payloads("evm", raw, network, pk).map_err(f)
     }
-    fn assemble(&self, raw: &[u8], network: Option<&str>, pk: &[u8], sigs: &[Signature]) -> Res<Assembled> {
+    fn assemble(
+        &self,
+        raw: &[u8],
+        network: Option<&str>,
+        pk: &[u8],
+        sigs: &[Signature],
+    ) -> Res<Assembled> {
         self.0.assemble("evm", raw, network, pk, sigs).map_err(f)
     }
     fn build(&self, req: &TransferRequest) -> Res<BuiltTx> {
         self.0.build("evm", req).map_err(f)
     }
-    fn parse_message(&self, m: &Message, network: Option<&str>, pk: Option<&[u8]>) -> Res<ParsedMessage> {
+    fn parse_message(
+        &self,
+        m: &Message,
+        network: Option<&str>,
+        pk: Option<&[u8]>,
+    ) -> Res<ParsedMessage> {
         self.0.parse_message("evm", m, network, pk).map_err(f)
     }
-    fn assemble_message_signature(&self, p: &SigningPayload, pk: &[u8], sig: &Signature) -> Res<Vec<u8>> {
-        self.0.assemble_message_signature("evm", p, pk, sig).map_err(f)
+    fn assemble_message_signature(
+        &self,
+        p: &SigningPayload,
+        pk: &[u8],
+        sig: &Signature,
+    ) -> Res<Vec<u8>> {
+        self.0
+            .assemble_message_signature("evm", p, pk, sig)
+            .map_err(f)
     }
 }
 

@@ -26,30 +26,50 @@ fn fault(r: Result<custos_plugin_sdk::Intent, CallError>) -> FaultKind {
 }
 
 fn still_serves(rt: &PluginRuntime) {
-    let ok = rt.parse("misbehave", &[0, 1, 2], None, None).expect("normal call after a fault");
+    let ok = rt
+        .parse("misbehave", &[0, 1, 2], None, None)
+        .expect("normal call after a fault");
     assert_eq!(ok.extra, vec![("len".to_string(), "3".to_string())]);
     // And another plugin in the same runtime too.
-    let ex = hex_decode("ec098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080018080");
-    rt.parse("evm", &ex, Some("1"), None).expect("evm after a fault");
+    let ex = hex_decode(
+        "ec098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080018080",
+    );
+    rt.parse("evm", &ex, Some("1"), None)
+        .expect("evm after a fault");
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 #[test]
 fn infinite_loop_hits_the_deadline() {
     let rt = misbehave();
-    assert_eq!(fault(rt.parse("misbehave", &[1], None, None)), FaultKind::Deadline);
-    let err = rt.parse("misbehave", &[1], None, None).unwrap_err().to_string();
-    assert_eq!(err, "plugin `misbehave` faulted: ran past its execution deadline");
+    assert_eq!(
+        fault(rt.parse("misbehave", &[1], None, None)),
+        FaultKind::Deadline
+    );
+    let err = rt
+        .parse("misbehave", &[1], None, None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "plugin `misbehave` faulted: ran past its execution deadline"
+    );
     still_serves(&rt);
 }
 
 #[test]
 fn allocation_past_the_cap_is_stopped() {
     let rt = misbehave();
-    assert_eq!(fault(rt.parse("misbehave", &[2], None, None)), FaultKind::MemoryCap);
+    assert_eq!(
+        fault(rt.parse("misbehave", &[2], None, None)),
+        FaultKind::MemoryCap
+    );
     still_serves(&rt);
 }
 
@@ -66,7 +86,10 @@ fn panic_is_a_trap() {
 #[test]
 fn stack_overflow_is_a_fault() {
     let rt = misbehave();
-    assert_eq!(fault(rt.parse("misbehave", &[4], None, None)), FaultKind::StackOverflow);
+    assert_eq!(
+        fault(rt.parse("misbehave", &[4], None, None)),
+        FaultKind::StackOverflow
+    );
     still_serves(&rt);
 }
 
@@ -107,10 +130,18 @@ fn a_plugin_changed_by_one_byte_is_refused() {
     bytes[mid] ^= 0x01;
     std::fs::write(&file, &bytes).unwrap();
     let mut rt = PluginRuntime::new(common::test_config()).unwrap();
-    let err = rt.load_manifest(&dir.path().join("plugins.toml")).unwrap_err();
-    assert!(matches!(&err, LoadError::HashMismatch { plugin, .. } if plugin == "evm"), "{err:?}");
+    let err = rt
+        .load_manifest(&dir.path().join("plugins.toml"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, LoadError::HashMismatch { plugin, .. } if plugin == "evm"),
+        "{err:?}"
+    );
     let msg = err.to_string();
-    assert!(msg.starts_with("plugin `evm` is refused: its sha256 is"), "{msg}");
+    assert!(
+        msg.starts_with("plugin `evm` is refused: its sha256 is"),
+        "{msg}"
+    );
     assert!(rt.plugin("evm").is_none());
 }
 
@@ -119,7 +150,9 @@ fn unknown_manifest_keys_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     copy_shipped(dir.path());
     let path = dir.path().join("plugins.toml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("sha256 =", "sha265 =");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("sha256 =", "sha265 =");
     std::fs::write(&path, text).unwrap();
     let mut rt = PluginRuntime::new(common::test_config()).unwrap();
     let err = rt.load_manifest(&path).unwrap_err().to_string();
@@ -159,8 +192,14 @@ fn a_component_without_a_version_is_refused() {
     let err = load_text("(component)").unwrap_err();
     assert!(matches!(err, LoadError::WitVersion { .. }), "{err:?}");
     assert!(err.to_string().contains("custos:wit-version"));
-    let err = load_text(r#"(component (core module (@custom "custos:wit-version" "9.9.9")))"#).unwrap_err();
+    let err = load_text(r#"(component (core module (@custom "custos:wit-version" "9.9.9")))"#)
+        .unwrap_err();
     assert!(err.to_string().contains("`9.9.9`"), "{err}");
-    let err = load_text(r#"(component (core module (@custom "custos:wit-version" "0.1.0")))"#).unwrap_err();
-    assert!(err.to_string().contains("does not export `custos:chain/adapter@0.1.0`"), "{err}");
+    let err = load_text(r#"(component (core module (@custom "custos:wit-version" "0.1.0")))"#)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not export `custos:chain/adapter@0.1.0`"),
+        "{err}"
+    );
 }

@@ -9,8 +9,14 @@ pub const APPROVE: [u8; 4] = [0x09, 0x5e, 0xa7, 0xb3];
 
 /// Method signatures we can name but do not decode further.
 const KNOWN: &[([u8; 4], &str)] = &[
-    ([0x39, 0x50, 0x93, 0x51], "increaseAllowance(address,uint256)"),
-    ([0xa4, 0x57, 0xc2, 0xd7], "decreaseAllowance(address,uint256)"),
+    (
+        [0x39, 0x50, 0x93, 0x51],
+        "increaseAllowance(address,uint256)",
+    ),
+    (
+        [0xa4, 0x57, 0xc2, 0xd7],
+        "decreaseAllowance(address,uint256)",
+    ),
     (
         [0xd5, 0x05, 0xac, 0xcf],
         "permit(address,address,uint256,uint256,uint8,bytes32,bytes32)",
@@ -31,9 +37,19 @@ const KNOWN: &[([u8; 4], &str)] = &[
 
 /// A decoded ERC-20 call.
 pub enum Erc20 {
-    Transfer { to: Address, amount: U256 },
-    TransferFrom { from: Address, to: Address, amount: U256 },
-    Approve { spender: Address, amount: U256 },
+    Transfer {
+        to: Address,
+        amount: U256,
+    },
+    TransferFrom {
+        from: Address,
+        to: Address,
+        amount: U256,
+    },
+    Approve {
+        spender: Address,
+        amount: U256,
+    },
 }
 
 impl Erc20 {

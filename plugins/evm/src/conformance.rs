@@ -40,8 +40,12 @@ pub trait Api {
         sigs: &[Signature],
     ) -> Res<Assembled>;
     fn build(&self, req: &TransferRequest) -> Res<BuiltTx>;
-    fn parse_message(&self, m: &Message, network: Option<&str>, pk: Option<&[u8]>)
-    -> Res<ParsedMessage>;
+    fn parse_message(
+        &self,
+        m: &Message,
+        network: Option<&str>,
+        pk: Option<&[u8]>,
+    ) -> Res<ParsedMessage>;
     fn assemble_message_signature(
         &self,
         p: &SigningPayload,
@@ -131,8 +135,9 @@ pub fn recover(digest: &[u8], r: &[u8], s_: &[u8], recid: u8) -> Vec<u8> {
     rs[32 - r.len()..32].copy_from_slice(r);
     rs[64 - s_.len()..].copy_from_slice(s_);
     let sig = EcdsaSignature::from_slice(&rs).expect("signature scalars");
-    let key = VerifyingKey::recover_from_prehash(digest, &sig, RecoveryId::from_byte(recid).unwrap())
-        .expect("recover");
+    let key =
+        VerifyingKey::recover_from_prehash(digest, &sig, RecoveryId::from_byte(recid).unwrap())
+            .expect("recover");
     key.to_encoded_point(true).as_bytes().to_vec()
 }
 
@@ -153,16 +158,30 @@ pub fn check_eip155_example(api: &dyn Api) {
     let v = j(EIP155_EXAMPLE);
     let unsigned = h(&v["unsigned"]);
     let sk = SigningKey::from_slice(&h(&v["private_key"])).unwrap();
-    let pk = sk.verifying_key().to_encoded_point(true).as_bytes().to_vec();
-    let payloads = ok(api.signing_payloads(&unsigned, Some("1"), Some(&pk)), "eip155 payloads");
+    let pk = sk
+        .verifying_key()
+        .to_encoded_point(true)
+        .as_bytes()
+        .to_vec();
+    let payloads = ok(
+        api.signing_payloads(&unsigned, Some("1"), Some(&pk)),
+        "eip155 payloads",
+    );
     assert_eq!(payloads.len(), 1);
-    assert_eq!(payloads[0].digest, h(&v["signing_hash"]), "eip155 signing hash");
+    assert_eq!(
+        payloads[0].digest,
+        h(&v["signing_hash"]),
+        "eip155 signing hash"
+    );
     let intent = ok(api.parse(&unsigned, Some("1"), Some(&pk)), "eip155 parse");
     assert_eq!(intent.from, s(&v["sender"]));
     assert_eq!(intent.kind, IntentKind::Transfer);
     assert_eq!(intent.nonce.as_deref(), Some("9"));
     assert_eq!(intent.transfers.len(), 1);
-    assert_eq!(intent.transfers[0].to, "0x3535353535353535353535353535353535353535");
+    assert_eq!(
+        intent.transfers[0].to,
+        "0x3535353535353535353535353535353535353535"
+    );
     assert_eq!(intent.transfers[0].amount, "1000000000000000000");
     assert_eq!(intent.fee_max.as_deref(), Some("420000000000000"));
     assert_eq!(
@@ -170,9 +189,21 @@ pub fn check_eip155_example(api: &dyn Api) {
         s(&v["sender"]),
         "EIP-55 address of the key"
     );
-    let sig = sig65(&h(&v["r_hex"]), &h(&v["s_hex"]), v["recovery_id"].as_u64().unwrap() as u8);
+    let sig = sig65(
+        &h(&v["r_hex"]),
+        &h(&v["s_hex"]),
+        v["recovery_id"].as_u64().unwrap() as u8,
+    );
     let out = ok(
-        api.assemble(&unsigned, Some("1"), &pk, &[Signature { index: 0, bytes: sig.clone() }]),
+        api.assemble(
+            &unsigned,
+            Some("1"),
+            &pk,
+            &[Signature {
+                index: 0,
+                bytes: sig.clone(),
+            }],
+        ),
         "eip155 assemble",
     );
     assert_eq!(out.signed_tx, h(&v["signed"]), "eip155 signed tx");
@@ -189,27 +220,57 @@ pub fn check_transaction_vectors(api: &dyn Api) {
         let name = s(&v["name"]);
         let unsigned = h(&v["unsigned"]);
         let chain = s(&v["chain_id"]);
-        let (r, s_, recid) = (h(&v["r"]), h(&v["s"]), v["recovery_id"].as_u64().unwrap() as u8);
+        let (r, s_, recid) = (
+            h(&v["r"]),
+            h(&v["s"]),
+            v["recovery_id"].as_u64().unwrap() as u8,
+        );
         let payloads = ok(api.signing_payloads(&unsigned, Some(&chain), None), &name);
         assert_eq!(payloads.len(), 1, "{name}");
-        assert_eq!(payloads[0].digest, keccak256(&unsigned).to_vec(), "{name}: signing hash");
+        assert_eq!(
+            payloads[0].digest,
+            keccak256(&unsigned).to_vec(),
+            "{name}: signing hash"
+        );
         if let Some(sh) = v.get("signing_hash") {
             assert_eq!(payloads[0].digest, h(sh), "{name}: signing hash");
         }
         let pk = recover(&payloads[0].digest, &r, &s_, recid);
         let intent = ok(api.parse(&unsigned, Some(&chain), Some(&pk)), &name);
-        assert!(same_address(&intent.from, &s(&v["sender"])), "{name}: sender {} vs {}", intent.from, s(&v["sender"]));
+        assert!(
+            same_address(&intent.from, &s(&v["sender"])),
+            "{name}: sender {} vs {}",
+            intent.from,
+            s(&v["sender"])
+        );
         assert_eq!(intent.network, chain, "{name}");
         let expected_type = ["legacy", "eip2930", "eip1559"][v["type"].as_u64().unwrap() as usize];
-        assert!(intent.extra.contains(&("tx_type".into(), expected_type.into())), "{name}");
+        assert!(
+            intent
+                .extra
+                .contains(&("tx_type".into(), expected_type.into())),
+            "{name}"
+        );
         if v["contract_creation"].as_bool() == Some(true) {
             assert_eq!(intent.kind, IntentKind::ContractCall, "{name}");
         }
         let out = ok(
-            api.assemble(&unsigned, Some(&chain), &pk, &[Signature { index: 0, bytes: sig65(&r, &s_, recid) }]),
+            api.assemble(
+                &unsigned,
+                Some(&chain),
+                &pk,
+                &[Signature {
+                    index: 0,
+                    bytes: sig65(&r, &s_, recid),
+                }],
+            ),
             &name,
         );
-        assert_eq!(hex::encode(&out.signed_tx), hex::encode(h(&v["signed"])), "{name}: signed tx");
+        assert_eq!(
+            hex::encode(&out.signed_tx),
+            hex::encode(h(&v["signed"])),
+            "{name}: signed tx"
+        );
         assert_eq!(out.tx_hash, s(&v["hash"]).to_lowercase(), "{name}: tx hash");
     }
 }
@@ -219,7 +280,11 @@ pub fn check_eip712_mail(api: &dyn Api) {
     let v = j(EIP712_MAIL);
     let json = v["typed_data"].to_string();
     let sk = SigningKey::from_slice(&h(&v["private_key"])).unwrap();
-    let pk = sk.verifying_key().to_encoded_point(true).as_bytes().to_vec();
+    let pk = sk
+        .verifying_key()
+        .to_encoded_point(true)
+        .as_bytes()
+        .to_vec();
     let parsed = ok(
         api.parse_message(&Message::TypedDataJson(json), Some("1"), Some(&pk)),
         "eip712 mail",
@@ -251,13 +316,24 @@ pub fn check_eip712_mail(api: &dyn Api) {
     let mut raw = sig[..64].to_vec();
     raw.push(v["recovery_id"].as_u64().unwrap() as u8);
     let out = ok(
-        api.assemble_message_signature(&parsed.payload, &pk, &Signature { index: 0, bytes: raw }),
+        api.assemble_message_signature(
+            &parsed.payload,
+            &pk,
+            &Signature {
+                index: 0,
+                bytes: raw,
+            },
+        ),
         "eip712 signature",
     );
     assert_eq!(out, sig, "final r||s||v with v = 27/28");
     // Wrong network: the domain says chain 1.
     expect_plugin_error(
-        api.parse_message(&Message::TypedDataJson(v["typed_data"].to_string()), Some("5"), None),
+        api.parse_message(
+            &Message::TypedDataJson(v["typed_data"].to_string()),
+            Some("5"),
+            None,
+        ),
         ErrorCode::InvalidNetwork,
         "does not match",
     );
@@ -303,30 +379,58 @@ pub fn check_eip712_permit_fields(api: &dyn Api) {
 /// EIP-191: digest per the EIP, and a signature made by the key assembles to v = 27/28.
 pub fn check_eip191(api: &dyn Api) {
     let sk = SigningKey::from_slice(&[0x46; 32]).unwrap();
-    let pk = sk.verifying_key().to_encoded_point(true).as_bytes().to_vec();
+    let pk = sk
+        .verifying_key()
+        .to_encoded_point(true)
+        .as_bytes()
+        .to_vec();
     let msg = b"custos: sign in to treasury".to_vec();
-    let parsed = ok(api.parse_message(&Message::Personal(msg.clone()), Some("1"), Some(&pk)), "eip191");
+    let parsed = ok(
+        api.parse_message(&Message::Personal(msg.clone()), Some("1"), Some(&pk)),
+        "eip191",
+    );
     let mut pre = format!("\x19Ethereum Signed Message:\n{}", msg.len()).into_bytes();
     pre.extend_from_slice(&msg);
     assert_eq!(parsed.payload.digest, keccak256(&pre).to_vec());
     assert_eq!(parsed.intent.kind, IntentKind::Message);
-    assert!(parsed.intent.extra.contains(&("message_text".into(), "custos: sign in to treasury".into())));
+    assert!(
+        parsed
+            .intent
+            .extra
+            .contains(&("message_text".into(), "custos: sign in to treasury".into()))
+    );
     let (sig, rid) = sk.sign_prehash_recoverable(&parsed.payload.digest).unwrap();
     let mut raw = sig.to_bytes().to_vec();
     raw.push(rid.to_byte());
     let out = ok(
-        api.assemble_message_signature(&parsed.payload, &pk, &Signature { index: 0, bytes: raw.clone() }),
+        api.assemble_message_signature(
+            &parsed.payload,
+            &pk,
+            &Signature {
+                index: 0,
+                bytes: raw.clone(),
+            },
+        ),
         "eip191 sig",
     );
     assert_eq!(&out[..64], &raw[..64]);
     assert_eq!(out[64], 27 + rid.to_byte());
     // A signature by another key is refused.
     let other = SigningKey::from_slice(&[0x47; 32]).unwrap();
-    let (sig2, rid2) = other.sign_prehash_recoverable(&parsed.payload.digest).unwrap();
+    let (sig2, rid2) = other
+        .sign_prehash_recoverable(&parsed.payload.digest)
+        .unwrap();
     let mut raw2 = sig2.to_bytes().to_vec();
     raw2.push(rid2.to_byte());
     expect_plugin_error(
-        api.assemble_message_signature(&parsed.payload, &pk, &Signature { index: 0, bytes: raw2 }),
+        api.assemble_message_signature(
+            &parsed.payload,
+            &pk,
+            &Signature {
+                index: 0,
+                bytes: raw2,
+            },
+        ),
         ErrorCode::InvalidSignature,
         "not made by the given public key",
     );
@@ -345,7 +449,11 @@ fn eip1559(chain: u64, nonce: u64, to: Address, value: U256, data: &[u8]) -> Vec
     alloy_primitives::Bytes::copy_from_slice(data).encode(&mut f);
     f.push(0xc0);
     let mut out = vec![0x02];
-    Header { list: true, payload_length: f.len() }.encode(&mut out);
+    Header {
+        list: true,
+        payload_length: f.len(),
+    }
+    .encode(&mut out);
     out.extend_from_slice(&f);
     out
 }
@@ -358,21 +466,37 @@ fn word_addr(a: Address) -> Vec<u8> {
 
 /// ERC-20 transfer / transferFrom / approve and an unknown call.
 pub fn check_erc20(api: &dyn Api) {
-    let usdt: Address = "0xdAC17F958D2ee523a2206206994597C13D831ec7".parse().unwrap();
-    let alice: Address = "0x00000000000000000000000000000000000A11cE".parse().unwrap();
-    let bob: Address = "0x0000000000000000000000000000000000000B0b".parse().unwrap();
+    let usdt: Address = "0xdAC17F958D2ee523a2206206994597C13D831ec7"
+        .parse()
+        .unwrap();
+    let alice: Address = "0x00000000000000000000000000000000000A11cE"
+        .parse()
+        .unwrap();
+    let bob: Address = "0x0000000000000000000000000000000000000B0b"
+        .parse()
+        .unwrap();
     let amount = U256::from(2_500_000u64).to_be_bytes::<32>();
 
     let mut data = crate::calldata::TRANSFER.to_vec();
     data.extend(word_addr(bob));
     data.extend_from_slice(&amount);
-    let i = ok(api.parse(&eip1559(1, 0, usdt, U256::ZERO, &data), Some("1"), None), "erc20 transfer");
+    let i = ok(
+        api.parse(&eip1559(1, 0, usdt, U256::ZERO, &data), Some("1"), None),
+        "erc20 transfer",
+    );
     assert_eq!(i.kind, IntentKind::Transfer);
-    assert_eq!(i.transfers.len(), 1, "no native transfer for a zero-value call");
+    assert_eq!(
+        i.transfers.len(),
+        1,
+        "no native transfer for a zero-value call"
+    );
     let t = &i.transfers[0];
     assert_eq!(t.to, bob.to_checksum(None));
     assert_eq!(t.amount, "2500000");
-    assert_eq!(t.asset.contract.as_deref(), Some("0xdAC17F958D2ee523a2206206994597C13D831ec7"));
+    assert_eq!(
+        t.asset.contract.as_deref(),
+        Some("0xdAC17F958D2ee523a2206206994597C13D831ec7")
+    );
     assert_eq!(t.asset.symbol.as_deref(), Some("USDT"));
     assert_eq!(t.asset.decimals, Some(6));
     assert_eq!(i.to_json()["transfers"][0]["amount_units"], "2.5");
@@ -384,7 +508,10 @@ pub fn check_erc20(api: &dyn Api) {
     data.extend(word_addr(alice));
     data.extend(word_addr(bob));
     data.extend_from_slice(&amount);
-    let i = ok(api.parse(&eip1559(1, 0, usdt, U256::ZERO, &data), None, None), "transferFrom");
+    let i = ok(
+        api.parse(&eip1559(1, 0, usdt, U256::ZERO, &data), None, None),
+        "transferFrom",
+    );
     assert_eq!(i.kind, IntentKind::Transfer);
     assert_eq!(i.transfers[0].to, bob.to_checksum(None));
     assert_eq!(i.to_json()["call"]["args"]["from"], alice.to_checksum(None));
@@ -392,7 +519,10 @@ pub fn check_erc20(api: &dyn Api) {
     let mut data = crate::calldata::APPROVE.to_vec();
     data.extend(word_addr(bob));
     data.extend_from_slice(&[0xff; 32]);
-    let i = ok(api.parse(&eip1559(1, 0, usdt, U256::ZERO, &data), None, None), "approve");
+    let i = ok(
+        api.parse(&eip1559(1, 0, usdt, U256::ZERO, &data), None, None),
+        "approve",
+    );
     assert_eq!(i.kind, IntentKind::ContractCall);
     assert!(i.transfers.is_empty());
     let json = i.to_json();
@@ -402,7 +532,17 @@ pub fn check_erc20(api: &dyn Api) {
 
     // Unknown method with native value: a contract call plus the native transfer.
     let i = ok(
-        api.parse(&eip1559(1, 0, usdt, U256::from(5u64), &[0xde, 0xad, 0xbe, 0xef, 1, 2]), None, None),
+        api.parse(
+            &eip1559(
+                1,
+                0,
+                usdt,
+                U256::from(5u64),
+                &[0xde, 0xad, 0xbe, 0xef, 1, 2],
+            ),
+            None,
+            None,
+        ),
         "unknown call",
     );
     assert_eq!(i.kind, IntentKind::ContractCall);
@@ -434,26 +574,49 @@ pub fn check_erc20(api: &dyn Api) {
 /// Build native and ERC-20 transfers, then read them back.
 pub fn check_build(api: &dyn Api) {
     let sk = SigningKey::from_slice(&[0x46; 32]).unwrap();
-    let pk = sk.verifying_key().to_encoded_point(true).as_bytes().to_vec();
-    let f = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let pk = sk
+        .verifying_key()
+        .to_encoded_point(true)
+        .as_bytes()
+        .to_vec();
+    let f = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
     let native = TransferRequest {
         network: "1".into(),
         public_key: pk.clone(),
         to: "0x3535353535353535353535353535353535353535".into(),
         amount: "1000000000000000000".into(),
         asset: None,
-        fields: f(&[("nonce", "9"), ("tx_type", "legacy"), ("gas_price", "20000000000")]),
+        fields: f(&[
+            ("nonce", "9"),
+            ("tx_type", "legacy"),
+            ("gas_price", "20000000000"),
+        ]),
         utxos: vec![],
     };
     let built = ok(api.build(&native), "build legacy");
     // The same transaction as the EIP-155 example.
-    assert_eq!(hex::encode(&built.raw), "ec098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080018080");
-    assert_eq!(built.intent.from, "0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F");
+    assert_eq!(
+        hex::encode(&built.raw),
+        "ec098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080018080"
+    );
+    assert_eq!(
+        built.intent.from,
+        "0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F"
+    );
 
     let token = TransferRequest {
         asset: Some("0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48".into()),
         amount: "1234500".into(),
-        fields: f(&[("nonce", "1"), ("max_fee_per_gas", "30000000000"), ("max_priority_fee_per_gas", "1000000000")]),
+        fields: f(&[
+            ("nonce", "1"),
+            ("max_fee_per_gas", "30000000000"),
+            ("max_priority_fee_per_gas", "1000000000"),
+        ]),
         ..native.clone()
     };
     let built = ok(api.build(&token), "build erc20");
@@ -464,19 +627,55 @@ pub fn check_build(api: &dyn Api) {
     assert_eq!(again.to_json()["transfers"][0]["amount_units"], "1.2345");
     assert_eq!(again.fee_max.as_deref(), Some("3000000000000000"));
     // Sign it with the key and assemble: the signed tx recovers to the key.
-    let payload = ok(api.signing_payloads(&built.raw, Some("1"), Some(&pk)), "payloads");
+    let payload = ok(
+        api.signing_payloads(&built.raw, Some("1"), Some(&pk)),
+        "payloads",
+    );
     let (sig, rid) = sk.sign_prehash_recoverable(&payload[0].digest).unwrap();
     let mut raw = sig.to_bytes().to_vec();
     raw.push(rid.to_byte());
-    let out = ok(api.assemble(&built.raw, Some("1"), &pk, &[Signature { index: 0, bytes: raw }]), "assemble");
-    assert_eq!(out.tx_hash, format!("0x{}", hex::encode(keccak256(&out.signed_tx))));
+    let out = ok(
+        api.assemble(
+            &built.raw,
+            Some("1"),
+            &pk,
+            &[Signature {
+                index: 0,
+                bytes: raw,
+            }],
+        ),
+        "assemble",
+    );
+    assert_eq!(
+        out.tx_hash,
+        format!("0x{}", hex::encode(keccak256(&out.signed_tx)))
+    );
 
-    let bad = TransferRequest { fields: f(&[("nonce", "1"), ("gas_prise", "1")]), ..native.clone() };
-    expect_plugin_error(api.build(&bad), ErrorCode::InvalidRequest, "unknown field `gas_prise`");
-    let bad = TransferRequest { to: "0x3535353535353535353535353535353535353535".replace("35", "3A").replacen("3A", "3a", 1), ..native.clone() };
+    let bad = TransferRequest {
+        fields: f(&[("nonce", "1"), ("gas_prise", "1")]),
+        ..native.clone()
+    };
+    expect_plugin_error(
+        api.build(&bad),
+        ErrorCode::InvalidRequest,
+        "unknown field `gas_prise`",
+    );
+    let bad = TransferRequest {
+        to: "0x3535353535353535353535353535353535353535"
+            .replace("35", "3A")
+            .replacen("3A", "3a", 1),
+        ..native.clone()
+    };
     expect_plugin_error(api.build(&bad), ErrorCode::InvalidRequest, "checksum");
-    let bad = TransferRequest { fields: f(&[("nonce", "1")]), ..native };
-    expect_plugin_error(api.build(&bad), ErrorCode::InvalidRequest, "field `max_priority_fee_per_gas` is required");
+    let bad = TransferRequest {
+        fields: f(&[("nonce", "1")]),
+        ..native
+    };
+    expect_plugin_error(
+        api.build(&bad),
+        ErrorCode::InvalidRequest,
+        "field `max_priority_fee_per_gas` is required",
+    );
 }
 
 /// High-s signatures are normalised (EIP-2) and wrong keys refused.
@@ -484,27 +683,70 @@ pub fn check_signature_rules(api: &dyn Api) {
     let v = j(EIP155_EXAMPLE);
     let unsigned = h(&v["unsigned"]);
     let sk = SigningKey::from_slice(&h(&v["private_key"])).unwrap();
-    let pk = sk.verifying_key().to_encoded_point(true).as_bytes().to_vec();
+    let pk = sk
+        .verifying_key()
+        .to_encoded_point(true)
+        .as_bytes()
+        .to_vec();
     let r = h(&v["r_hex"]);
     let s_low = U256::from_be_slice(&h(&v["s_hex"]));
-    let n = U256::from_str_radix("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141", 16).unwrap();
+    let n = U256::from_str_radix(
+        "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
+        16,
+    )
+    .unwrap();
     let s_high = (n - s_low).to_be_bytes::<32>();
     // (r, n - s) with the flipped recovery id is the same signature, high-s form.
     let out = ok(
-        api.assemble(&unsigned, Some("1"), &pk, &[Signature { index: 0, bytes: sig65(&r, &s_high, 1) }]),
+        api.assemble(
+            &unsigned,
+            Some("1"),
+            &pk,
+            &[Signature {
+                index: 0,
+                bytes: sig65(&r, &s_high, 1),
+            }],
+        ),
         "high-s",
     );
-    assert_eq!(out.signed_tx, h(&v["signed"]), "normalised to the low-s form");
-    let other = keys::address_of(&VerifyingKey::from(&SigningKey::from_slice(&[7; 32]).unwrap()));
+    assert_eq!(
+        out.signed_tx,
+        h(&v["signed"]),
+        "normalised to the low-s form"
+    );
+    let other = keys::address_of(&VerifyingKey::from(
+        &SigningKey::from_slice(&[7; 32]).unwrap(),
+    ));
     assert_ne!(other.to_checksum(None), s(&v["sender"]));
-    let other_pk = SigningKey::from_slice(&[7; 32]).unwrap().verifying_key().to_encoded_point(true).as_bytes().to_vec();
+    let other_pk = SigningKey::from_slice(&[7; 32])
+        .unwrap()
+        .verifying_key()
+        .to_encoded_point(true)
+        .as_bytes()
+        .to_vec();
     expect_plugin_error(
-        api.assemble(&unsigned, Some("1"), &other_pk, &[Signature { index: 0, bytes: sig65(&r, &h(&v["s_hex"]), 0) }]),
+        api.assemble(
+            &unsigned,
+            Some("1"),
+            &other_pk,
+            &[Signature {
+                index: 0,
+                bytes: sig65(&r, &h(&v["s_hex"]), 0),
+            }],
+        ),
         ErrorCode::InvalidSignature,
         "not made by the given public key",
     );
     expect_plugin_error(
-        api.assemble(&unsigned, Some("1"), &pk, &[Signature { index: 0, bytes: vec![1; 64] }]),
+        api.assemble(
+            &unsigned,
+            Some("1"),
+            &pk,
+            &[Signature {
+                index: 0,
+                bytes: vec![1; 64],
+            }],
+        ),
         ErrorCode::InvalidSignature,
         "65 bytes",
     );
@@ -515,15 +757,27 @@ pub fn check_signature_rules(api: &dyn Api) {
     );
     let mut not_a_point = vec![0xff; 33];
     not_a_point[0] = 0x02; // x >= p
-    expect_plugin_error(api.derive_address(&not_a_point, "1"), ErrorCode::InvalidPublicKey, "not a point");
-    expect_plugin_error(api.derive_address(&[2; 20], "1"), ErrorCode::InvalidPublicKey, "33-byte");
+    expect_plugin_error(
+        api.derive_address(&not_a_point, "1"),
+        ErrorCode::InvalidPublicKey,
+        "not a point",
+    );
+    expect_plugin_error(
+        api.derive_address(&[2; 20], "1"),
+        ErrorCode::InvalidPublicKey,
+        "33-byte",
+    );
 }
 
 pub fn expect_plugin_error<T: std::fmt::Debug>(r: Res<T>, code: ErrorCode, needle: &str) {
     match r {
         Err(Failure::Plugin(e)) => {
             assert_eq!(e.code, code, "wrong code for `{}`", e.message);
-            assert!(e.message.contains(needle), "message `{}` lacks `{needle}`", e.message);
+            assert!(
+                e.message.contains(needle),
+                "message `{}` lacks `{needle}`",
+                e.message
+            );
         }
         other => panic!("expected plugin error {code:?} containing `{needle}`, got {other:?}"),
     }
@@ -533,7 +787,11 @@ fn legacy_from_items(items: &[&[u8]]) -> Vec<u8> {
     use alloy_rlp::Header;
     let payload: Vec<u8> = items.concat();
     let mut out = Vec::new();
-    Header { list: true, payload_length: payload.len() }.encode(&mut out);
+    Header {
+        list: true,
+        payload_length: payload.len(),
+    }
+    .encode(&mut out);
     out.extend_from_slice(&payload);
     out
 }
@@ -594,7 +852,11 @@ pub fn malformed_transactions() -> Vec<(&'static str, Vec<u8>, ErrorCode, &'stat
         U256::ZERO.encode(&mut f);
         alloy_primitives::Bytes::new().encode(&mut f);
         f.push(0xc0);
-        Header { list: true, payload_length: f.len() }.encode(&mut prio_over_max);
+        Header {
+            list: true,
+            payload_length: f.len(),
+        }
+        .encode(&mut prio_over_max);
         prio_over_max.extend_from_slice(&f);
     }
     let mut blob = typed_1559.clone();
@@ -603,23 +865,103 @@ pub fn malformed_transactions() -> Vec<(&'static str, Vec<u8>, ErrorCode, &'stat
     unknown[0] = 0x05;
     vec![
         ("empty", vec![], ErrorCode::ParseError, "empty transaction"),
-        ("truncated rlp", example[..example.len() - 1].to_vec(), ErrorCode::ParseError, "truncated"),
-        ("truncated header", vec![0xf8], ErrorCode::ParseError, "truncated"),
-        ("trailing bytes", trailing, ErrorCode::ParseError, "trailing bytes"),
-        ("unknown type byte", unknown, ErrorCode::ParseError, "unknown transaction type byte `0x05`"),
+        (
+            "truncated rlp",
+            example[..example.len() - 1].to_vec(),
+            ErrorCode::ParseError,
+            "truncated",
+        ),
+        (
+            "truncated header",
+            vec![0xf8],
+            ErrorCode::ParseError,
+            "truncated",
+        ),
+        (
+            "trailing bytes",
+            trailing,
+            ErrorCode::ParseError,
+            "trailing bytes",
+        ),
+        (
+            "unknown type byte",
+            unknown,
+            ErrorCode::ParseError,
+            "unknown transaction type byte `0x05`",
+        ),
         ("blob type", blob, ErrorCode::Unsupported, "0x03"),
-        ("non-zero r in unsigned legacy", last_not_zero, ErrorCode::ParseError, "must be empty"),
-        ("leading zero integer", leading_zero, ErrorCode::ParseError, "leading zero"),
-        ("non-canonical single byte", single, ErrorCode::ParseError, "single byte"),
-        ("oversized nonce", big_nonce, ErrorCode::ParseError, "field `nonce`: value too large"),
-        ("oversized value", big_value, ErrorCode::ParseError, "field `value`"),
-        ("non-canonical length", long_header, ErrorCode::ParseError, "non-canonical length"),
-        ("pre-eip-155 legacy", six_fields, ErrorCode::Unsupported, "EIP-155"),
-        ("7-field legacy", seven_fields, ErrorCode::ParseError, "expected 9 fields"),
-        ("typed trailing bytes", typed_trailing, ErrorCode::ParseError, "trailing bytes"),
-        ("access list not a list", bad_access, ErrorCode::ParseError, "accessList"),
-        ("priority fee over max fee", prio_over_max, ErrorCode::ParseError, "exceeds maxFeePerGas"),
-        ("a string, not a list", vec![0x83, 1, 2, 3], ErrorCode::ParseError, "unknown transaction type"),
+        (
+            "non-zero r in unsigned legacy",
+            last_not_zero,
+            ErrorCode::ParseError,
+            "must be empty",
+        ),
+        (
+            "leading zero integer",
+            leading_zero,
+            ErrorCode::ParseError,
+            "leading zero",
+        ),
+        (
+            "non-canonical single byte",
+            single,
+            ErrorCode::ParseError,
+            "single byte",
+        ),
+        (
+            "oversized nonce",
+            big_nonce,
+            ErrorCode::ParseError,
+            "field `nonce`: value too large",
+        ),
+        (
+            "oversized value",
+            big_value,
+            ErrorCode::ParseError,
+            "field `value`",
+        ),
+        (
+            "non-canonical length",
+            long_header,
+            ErrorCode::ParseError,
+            "non-canonical length",
+        ),
+        (
+            "pre-eip-155 legacy",
+            six_fields,
+            ErrorCode::Unsupported,
+            "EIP-155",
+        ),
+        (
+            "7-field legacy",
+            seven_fields,
+            ErrorCode::ParseError,
+            "expected 9 fields",
+        ),
+        (
+            "typed trailing bytes",
+            typed_trailing,
+            ErrorCode::ParseError,
+            "trailing bytes",
+        ),
+        (
+            "access list not a list",
+            bad_access,
+            ErrorCode::ParseError,
+            "accessList",
+        ),
+        (
+            "priority fee over max fee",
+            prio_over_max,
+            ErrorCode::ParseError,
+            "exceeds maxFeePerGas",
+        ),
+        (
+            "a string, not a list",
+            vec![0x83, 1, 2, 3],
+            ErrorCode::ParseError,
+            "unknown transaction type",
+        ),
     ]
 }
 
@@ -650,12 +992,19 @@ pub fn check_malformed(api: &dyn Api) {
         match api.parse(&raw, None, None) {
             Err(Failure::Plugin(e)) => {
                 assert_eq!(e.code, code, "{name}: code for `{}`", e.message);
-                assert!(e.message.contains(needle), "{name}: message `{}` lacks `{needle}`", e.message);
+                assert!(
+                    e.message.contains(needle),
+                    "{name}: message `{}` lacks `{needle}`",
+                    e.message
+                );
             }
             other => panic!("{name}: expected a plugin error, got {other:?}"),
         }
         assert!(
-            matches!(api.signing_payloads(&raw, None, None), Err(Failure::Plugin(_))),
+            matches!(
+                api.signing_payloads(&raw, None, None),
+                Err(Failure::Plugin(_))
+            ),
             "{name}: payloads must refuse too"
         );
     }
@@ -663,14 +1012,26 @@ pub fn check_malformed(api: &dyn Api) {
         match api.parse_message(&Message::TypedDataJson(doc), None, None) {
             Err(Failure::Plugin(e)) => {
                 assert_eq!(e.code, ErrorCode::ParseError, "{name}");
-                assert!(e.message.contains(needle), "{name}: message `{}` lacks `{needle}`", e.message);
+                assert!(
+                    e.message.contains(needle),
+                    "{name}: message `{}` lacks `{needle}`",
+                    e.message
+                );
             }
             other => panic!("{name}: expected a plugin error, got {other:?}"),
         }
     }
     let example = hex::decode("ec098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080018080").unwrap();
-    expect_plugin_error(api.parse(&example, Some("5"), None), ErrorCode::InvalidNetwork, "does not match");
-    expect_plugin_error(api.parse(&example, Some("01"), None), ErrorCode::InvalidNetwork, "not a decimal chain id");
+    expect_plugin_error(
+        api.parse(&example, Some("5"), None),
+        ErrorCode::InvalidNetwork,
+        "does not match",
+    );
+    expect_plugin_error(
+        api.parse(&example, Some("01"), None),
+        ErrorCode::InvalidNetwork,
+        "not a decimal chain id",
+    );
 }
 
 /// Everything above, in order.
@@ -689,7 +1050,16 @@ pub fn check_all(api: &dyn Api) {
 /// Inputs for the "never a trap" property: valid transactions mutated at random.
 pub fn seeds() -> Vec<Vec<u8>> {
     let all = j(TRANSACTIONS);
-    let mut out: Vec<Vec<u8>> = all["vectors"].as_array().unwrap().iter().map(|v| h(&v["unsigned"])).collect();
-    out.extend(malformed_transactions().into_iter().map(|(_, raw, _, _)| raw));
+    let mut out: Vec<Vec<u8>> = all["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| h(&v["unsigned"]))
+        .collect();
+    out.extend(
+        malformed_transactions()
+            .into_iter()
+            .map(|(_, raw, _, _)| raw),
+    );
     out
 }

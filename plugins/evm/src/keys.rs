@@ -66,9 +66,8 @@ pub fn check_signature(
         None => (parsed, false),
     };
     let recovery_id = if flipped { v ^ 1 } else { v };
-    let rid = RecoveryId::from_byte(recovery_id).ok_or_else(|| {
-        PluginError::internal("recovery id out of range after normalisation")
-    })?;
+    let rid = RecoveryId::from_byte(recovery_id)
+        .ok_or_else(|| PluginError::internal("recovery id out of range after normalisation"))?;
     let recovered = VerifyingKey::recover_from_prehash(digest, &parsed, rid)
         .map_err(|_| PluginError::signature(format!("signature {} does not verify", sig.index)))?;
     if &recovered != key {

@@ -35,7 +35,11 @@ pub fn personal_digest(message: &[u8]) -> [u8; 32] {
     keccak256(&buf).0
 }
 
-pub fn personal(message: &[u8], network: Option<&str>, from: String) -> PluginResult<ParsedMessage> {
+pub fn personal(
+    message: &[u8],
+    network: Option<&str>,
+    from: String,
+) -> PluginResult<ParsedMessage> {
     if let Some(n) = network {
         crate::parse_network(n)?;
     }
@@ -125,7 +129,7 @@ pub fn typed(json: &str, network: Option<&str>, from: String) -> PluginResult<Pa
             return Err(PluginError::network(format!(
                 "network `{n}` does not match the typed data's domain chainId `{id}`"
             )));
-        } 
+        }
     } else if let Some(n) = network {
         crate::parse_network(n)?;
     }
@@ -134,9 +138,9 @@ pub fn typed(json: &str, network: Option<&str>, from: String) -> PluginResult<Pa
         .map_err(|e| PluginError::parse(format!("typed data does not hash: {e}")))?;
     let mut message = Vec::new();
     if td.primary_type != "EIP712Domain" {
-        let value = td
-            .coerce()
-            .map_err(|e| PluginError::parse(format!("typed data message does not match its types: {e}")))?;
+        let value = td.coerce().map_err(|e| {
+            PluginError::parse(format!("typed data message does not match its types: {e}"))
+        })?;
         flatten(&value, "", &mut message)?;
     }
     let typed_domain = TypedDomain {

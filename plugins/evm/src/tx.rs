@@ -116,7 +116,9 @@ fn dec<T: Decodable>(raw: &[u8], field: &str) -> PluginResult<T> {
     let mut cur = raw;
     let v = T::decode(&mut cur).map_err(|e| rlp_err(&format!("field `{field}`"), e))?;
     if !cur.is_empty() {
-        return Err(PluginError::parse(format!("field `{field}`: trailing bytes")));
+        return Err(PluginError::parse(format!(
+            "field `{field}`: trailing bytes"
+        )));
     }
     Ok(v)
 }
@@ -150,7 +152,9 @@ fn dec_access_list(raw: &[u8]) -> PluginResult<usize> {
             )));
         }
         if dec_bytes(item(&parts, 0), &what)?.len() != 20 {
-            return Err(PluginError::parse(format!("{what}: address is not 20 bytes")));
+            return Err(PluginError::parse(format!(
+                "{what}: address is not 20 bytes"
+            )));
         }
         for k in split_list(item(&parts, 1), &what)? {
             if dec_bytes(k, &what)?.len() != 32 {

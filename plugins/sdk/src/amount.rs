@@ -43,7 +43,10 @@ mod tests {
             Some("1")
         );
         assert_eq!(base_to_units("1500000", 6).as_deref(), Some("1.5"));
-        assert_eq!(base_to_units("1", 18).as_deref(), Some("0.000000000000000001"));
+        assert_eq!(
+            base_to_units("1", 18).as_deref(),
+            Some("0.000000000000000001")
+        );
         assert_eq!(base_to_units("0", 18).as_deref(), Some("0"));
         assert_eq!(base_to_units("123", 0).as_deref(), Some("123"));
         assert_eq!(base_to_units("-1", 0), None);

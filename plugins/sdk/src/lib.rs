@@ -21,8 +21,7 @@ pub mod guest;
 pub trait Plugin {
     fn info() -> PluginInfo;
     fn derive_address(public_key: &[u8], network: &str) -> PluginResult<String>;
-    fn parse(raw: &[u8], network: Option<&str>, public_key: Option<&[u8]>)
-    -> PluginResult<Intent>;
+    fn parse(raw: &[u8], network: Option<&str>, public_key: Option<&[u8]>) -> PluginResult<Intent>;
     fn signing_payloads(
         raw: &[u8],
         network: Option<&str>,

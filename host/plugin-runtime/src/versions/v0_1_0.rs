@@ -175,7 +175,11 @@ impl Instance {
         net: Option<&str>,
         pk: Option<&[u8]>,
     ) -> Answer<sdk::Intent> {
-        Ok(self.g().call_parse(s, raw, net, pk)?.map(intent).map_err(err))
+        Ok(self
+            .g()
+            .call_parse(s, raw, net, pk)?
+            .map(intent)
+            .map_err(err))
     }
 
     pub fn signing_payloads(
@@ -219,7 +223,11 @@ impl Instance {
             .map_err(err))
     }
 
-    pub fn build(&self, s: &mut Store<CallState>, req: &sdk::TransferRequest) -> Answer<sdk::BuiltTx> {
+    pub fn build(
+        &self,
+        s: &mut Store<CallState>,
+        req: &sdk::TransferRequest,
+    ) -> Answer<sdk::BuiltTx> {
         let req = w::TransferRequest {
             network: req.network.clone(),
             public_key: req.public_key.clone(),
