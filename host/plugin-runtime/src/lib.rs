@@ -586,14 +586,8 @@ fn classify(state: &CallState, e: &wasmtime::Error) -> FaultKind {
         Some(wasmtime::Trap::Interrupt) => FaultKind::Deadline,
         Some(wasmtime::Trap::StackOverflow) => FaultKind::StackOverflow,
         Some(t) => FaultKind::Trap(t.to_string()),
-        None => {
-            let msg = format!("{e:#}");
-            if msg.contains("maximum concurrent") || msg.contains("pooling") {
-                FaultKind::Busy
-            } else {
-                FaultKind::Trap(msg)
-            }
-        }
+        None if e.is::<wasmtime::PoolConcurrencyLimitError>() => FaultKind::Busy,
+        None => FaultKind::Trap(one_line(&format!("{e:#}"))),
     }
 }
 

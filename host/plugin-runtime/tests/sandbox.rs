@@ -203,3 +203,36 @@ fn a_component_without_a_version_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn no_free_slot_is_busy_not_a_hang() {
+    let mut cfg = common::test_config();
+    cfg.max_concurrent_calls = 1;
+    let mut rt = PluginRuntime::new(cfg).unwrap();
+    rt.load_manifest(&custos_plugin_artifacts::test_plugin_dir().join("plugins.toml"))
+        .unwrap();
+    std::thread::scope(|s| {
+        let looping = s.spawn(|| rt.parse("misbehave", &[1], None, None));
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        let err = rt.parse("misbehave", &[0], None, None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CallError::Fault {
+                    kind: FaultKind::Busy,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(matches!(
+            looping.join().unwrap(),
+            Err(CallError::Fault {
+                kind: FaultKind::Deadline,
+                ..
+            })
+        ));
+    });
+    rt.parse("misbehave", &[0], None, None)
+        .expect("slot free again");
+}

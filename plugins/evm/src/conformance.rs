@@ -141,6 +141,13 @@ pub fn recover(digest: &[u8], r: &[u8], s_: &[u8], recid: u8) -> Vec<u8> {
     key.to_encoded_point(true).as_bytes().to_vec()
 }
 
+fn compressed(sk: &SigningKey) -> Vec<u8> {
+    sk.verifying_key()
+        .to_encoded_point(true)
+        .as_bytes()
+        .to_vec()
+}
+
 fn sig65(r: &[u8], s_: &[u8], recid: u8) -> Vec<u8> {
     let mut out = vec![0u8; 65];
     out[32 - r.len()..32].copy_from_slice(r);
@@ -158,11 +165,7 @@ pub fn check_eip155_example(api: &dyn Api) {
     let v = j(EIP155_EXAMPLE);
     let unsigned = h(&v["unsigned"]);
     let sk = SigningKey::from_slice(&h(&v["private_key"])).unwrap();
-    let pk = sk
-        .verifying_key()
-        .to_encoded_point(true)
-        .as_bytes()
-        .to_vec();
+    let pk = compressed(&sk);
     let payloads = ok(
         api.signing_payloads(&unsigned, Some("1"), Some(&pk)),
         "eip155 payloads",
@@ -280,11 +283,7 @@ pub fn check_eip712_mail(api: &dyn Api) {
     let v = j(EIP712_MAIL);
     let json = v["typed_data"].to_string();
     let sk = SigningKey::from_slice(&h(&v["private_key"])).unwrap();
-    let pk = sk
-        .verifying_key()
-        .to_encoded_point(true)
-        .as_bytes()
-        .to_vec();
+    let pk = compressed(&sk);
     let parsed = ok(
         api.parse_message(&Message::TypedDataJson(json), Some("1"), Some(&pk)),
         "eip712 mail",
@@ -379,11 +378,7 @@ pub fn check_eip712_permit_fields(api: &dyn Api) {
 /// EIP-191: digest per the EIP, and a signature made by the key assembles to v = 27/28.
 pub fn check_eip191(api: &dyn Api) {
     let sk = SigningKey::from_slice(&[0x46; 32]).unwrap();
-    let pk = sk
-        .verifying_key()
-        .to_encoded_point(true)
-        .as_bytes()
-        .to_vec();
+    let pk = compressed(&sk);
     let msg = b"custos: sign in to treasury".to_vec();
     let parsed = ok(
         api.parse_message(&Message::Personal(msg.clone()), Some("1"), Some(&pk)),
@@ -574,11 +569,7 @@ pub fn check_erc20(api: &dyn Api) {
 /// Build native and ERC-20 transfers, then read them back.
 pub fn check_build(api: &dyn Api) {
     let sk = SigningKey::from_slice(&[0x46; 32]).unwrap();
-    let pk = sk
-        .verifying_key()
-        .to_encoded_point(true)
-        .as_bytes()
-        .to_vec();
+    let pk = compressed(&sk);
     let f = |pairs: &[(&str, &str)]| {
         pairs
             .iter()
@@ -683,11 +674,7 @@ pub fn check_signature_rules(api: &dyn Api) {
     let v = j(EIP155_EXAMPLE);
     let unsigned = h(&v["unsigned"]);
     let sk = SigningKey::from_slice(&h(&v["private_key"])).unwrap();
-    let pk = sk
-        .verifying_key()
-        .to_encoded_point(true)
-        .as_bytes()
-        .to_vec();
+    let pk = compressed(&sk);
     let r = h(&v["r_hex"]);
     let s_low = U256::from_be_slice(&h(&v["s_hex"]));
     let n = U256::from_str_radix(
@@ -718,12 +705,7 @@ pub fn check_signature_rules(api: &dyn Api) {
         &SigningKey::from_slice(&[7; 32]).unwrap(),
     ));
     assert_ne!(other.to_checksum(None), s(&v["sender"]));
-    let other_pk = SigningKey::from_slice(&[7; 32])
-        .unwrap()
-        .verifying_key()
-        .to_encoded_point(true)
-        .as_bytes()
-        .to_vec();
+    let other_pk = compressed(&SigningKey::from_slice(&[7; 32]).unwrap());
     expect_plugin_error(
         api.assemble(
             &unsigned,
