@@ -1,0 +1,2 @@
+//! Cedar policy engine (in progress).
+pub mod amount;
