@@ -35,7 +35,11 @@ pub fn to_units(amount: &str, decimals: u8) -> Result<Units, BadAmount> {
     } else {
         let cut = d - 4;
         if digits.len() <= cut {
-            if digits.is_empty() { "0".into() } else { "1".into() }
+            if digits.is_empty() {
+                "0".into()
+            } else {
+                "1".into()
+            }
         } else {
             let (head, tail) = digits.split_at(digits.len() - cut);
             if tail.bytes().any(|b| b != b'0') {
@@ -106,8 +110,14 @@ mod tests {
 
     #[test]
     fn saturates_at_cedar_max() {
-        assert_eq!(u("9223372036854775807", 4), ("922337203685477.5807".into(), false));
-        assert_eq!(u("9223372036854775808", 4), ("922337203685477.5807".into(), true));
+        assert_eq!(
+            u("9223372036854775807", 4),
+            ("922337203685477.5807".into(), false)
+        );
+        assert_eq!(
+            u("9223372036854775808", 4),
+            ("922337203685477.5807".into(), true)
+        );
         assert_eq!(
             u(&"9".repeat(80), 18),
             ("922337203685477.5807".into(), true)
