@@ -1,0 +1,179 @@
+//! The default policy set through the real Cedar engine and the real schema.
+
+use custos_plugin_sdk::{Asset, AssetKind, Intent, IntentKind, Transfer};
+use custos_policy::{
+    Action, ClientRef, DecisionRequest, PolicyEngine, RequestFacts, Velocity, Verdict, WalletRef,
+};
+use std::path::{Path, PathBuf};
+
+fn policies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
+}
+
+fn eth(to: &str, wei: &str) -> Intent {
+    Intent {
+        chain: "evm".into(),
+        network: "1".into(),
+        kind: IntentKind::Transfer,
+        from: "0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F".into(),
+        transfers: vec![Transfer {
+            to: to.into(),
+            amount: wei.into(),
+            asset: Asset {
+                kind: AssetKind::Native,
+                symbol: Some("ETH".into()),
+                contract: None,
+                decimals: Some(18),
+            },
+            is_change: false,
+        }],
+        call: None,
+        fee_max: Some("420000000000000".into()),
+        nonce: Some("9".into()),
+        typed_data: None,
+        extra: vec![],
+    }
+}
+
+const TO: &str = "0x3535353535353535353535353535353535353535";
+
+fn decide(
+    engine: &PolicyEngine,
+    intent: &Intent,
+    tags: &[&str],
+    groups: &[&str],
+    sent_24h: &str,
+) -> (Verdict, Vec<String>, Vec<String>) {
+    let roles = vec!["signer".to_string()];
+    let tags: Vec<String> = tags.iter().map(|s| s.to_string()).collect();
+    let groups: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
+    let addrs = vec![("evm".to_string(), intent.from.clone())];
+    let d = engine.evaluate(&DecisionRequest {
+        principal: ClientRef {
+            id: "app-1",
+            name: "exchange",
+            roles: &roles,
+        },
+        action: Action::SignTransaction,
+        wallet: WalletRef {
+            id: "key-1",
+            label: "treasury",
+            tags: &tags,
+            curve: "SECP256K1",
+            addresses: &addrs,
+            groups: &groups,
+        },
+        intent,
+        velocity: Velocity {
+            sent_24h: sent_24h.into(),
+        },
+        facts: RequestFacts {
+            client_ip: "127.0.0.1".into(),
+            time: "2026-11-21T12:00:00Z".into(),
+            weekday: 6,
+            hour: 12,
+        },
+    });
+    (d.verdict, d.policies, d.errors)
+}
+
+#[test]
+fn limit_edges() {
+    let e = PolicyEngine::load(&policies_dir()).expect("default set validates");
+    // Exactly at the 10 ETH limit: allowed.
+    let (v, p, err) = decide(&e, &eth(TO, "10000000000000000000"), &[], &[], "0");
+    assert_eq!(
+        (v, p, err),
+        (
+            Verdict::Allow,
+            vec!["signer-transfer-within-limit".to_string()],
+            vec![]
+        )
+    );
+    // One wei over: rounding up makes it 10.0001, so it needs 2 approvals.
+    let (v, p, _) = decide(&e, &eth(TO, "10000000000000000001"), &[], &[], "0");
+    assert_eq!(
+        (v, p),
+        (
+            Verdict::NeedsApproval(2),
+            vec!["signer-transfer-over-limit-needs-approval".to_string()]
+        )
+    );
+}
+
+#[test]
+fn frozen_wallet_and_velocity_and_whitelist() {
+    let e = PolicyEngine::load(&policies_dir()).unwrap();
+    let (v, p, _) = decide(&e, &eth(TO, "1"), &["frozen_by_risk"], &[], "0");
+    assert_eq!(
+        (v, p),
+        (Verdict::Deny, vec!["forbid-frozen-by-risk".to_string()])
+    );
+    // 45 ETH sent today + 5 = 50: allowed; + 5.000…1 is over 50: denied.
+    let (v, _, _) = decide(
+        &e,
+        &eth(TO, "5000000000000000000"),
+        &[],
+        &[],
+        "45000000000000000000",
+    );
+    assert_eq!(v, Verdict::Allow);
+    let (v, p, _) = decide(
+        &e,
+        &eth(TO, "5000000000000000001"),
+        &[],
+        &[],
+        "45000000000000000000",
+    );
+    assert_eq!(
+        (v, p),
+        (Verdict::Deny, vec!["velocity-eth-24h".to_string()])
+    );
+    // Cold wallets pay only the whitelist.
+    let (v, _, _) = decide(&e, &eth(TO, "1"), &[], &["cold"], "0");
+    assert_eq!(v, Verdict::Allow);
+    let (v, p, _) = decide(
+        &e,
+        &eth("0x00000000000000000000000000000000000000Aa", "1"),
+        &[],
+        &["cold"],
+        "0",
+    );
+    assert_eq!(
+        (v, p),
+        (
+            Verdict::Deny,
+            vec!["cold-wallets-pay-whitelist-only".to_string()]
+        )
+    );
+}
+
+#[test]
+fn a_syntax_error_is_refused_and_the_previous_set_keeps_deciding() {
+    let e = PolicyEngine::load(&policies_dir()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(policies_dir()).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("broken.cedar"),
+        "@id(\"broken\") permit (principal, action, resource) when { ;",
+    )
+    .unwrap();
+    let err = e.reload(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("broken.cedar"), "{err}");
+    let (v, _, _) = decide(&e, &eth(TO, "1"), &[], &[], "0");
+    assert_eq!(v, Verdict::Allow, "previous set still in force");
+
+    std::fs::write(
+        dir.path().join("broken.cedar"),
+        "@id(\"typo\") forbid (principal, action, resource) when { resource.lable == \"x\" };",
+    )
+    .unwrap();
+    let err = e.reload(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("lable") && err.contains("broken.cedar") && err.contains("typo"),
+        "{err}"
+    );
+}
