@@ -39,6 +39,11 @@ fn main() {
         workspace.join("Cargo.lock").display()
     );
     println!("cargo:rerun-if-env-changed=CUSTOS_PLUGINS_TARGET_DIR");
+    // Checkouts share one CARGO_TARGET_DIR (.ci/cargo), and cargo gives this crate the same
+    // OUT_DIR in each, with the rerun paths of whichever checkout built last. `.ci/cargo`
+    // exports the checkout's path here so a build from another checkout reruns this
+    // script instead of serving components built from someone else's sources.
+    println!("cargo:rerun-if-env-changed=CUSTOS_CHECKOUT");
 
     let source: Source = toml::from_str(
         &fs::read_to_string(plugins_dir.join("plugins.toml")).expect("read plugins/plugins.toml"),

@@ -4,7 +4,7 @@ use crate::amount::{self, Units};
 use cedar_policy::{Context, Entities, Entity, EntityUid, Request, Schema};
 use custos_plugin_sdk::{AssetKind, Intent};
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -133,6 +133,7 @@ pub fn build(
     schema: &Schema,
     req: &DecisionRequest<'_>,
     static_entities: &[Entity],
+    address_lists: &BTreeMap<String, BTreeSet<String>>,
 ) -> Result<Built, String> {
     let i = req.intent;
     let moving: Vec<_> = i.transfers.iter().filter(|t| !t.is_change).collect();
@@ -216,25 +217,7 @@ pub fn build(
         .collect();
     let mut lists_of_all: Option<BTreeSet<String>> = None;
     for r in &recipients {
-        let parents: BTreeSet<String> = static_entities
-            .iter()
-            .find(|e| {
-                e.uid().type_name().to_string() == "Custos::Address"
-                    && e.uid().id().unescaped() == r
-            })
-            .map(|e| {
-                // Entity parents are not exposed directly; read them from its JSON form.
-                e.to_json_value()
-                    .ok()
-                    .and_then(|v| v.get("parents").cloned())
-                    .and_then(|p| p.as_array().cloned())
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|p| p["type"] == "Custos::AddressList")
-                    .filter_map(|p| p["id"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let parents = address_lists.get(r).cloned().unwrap_or_default();
         lists_of_all = Some(match lists_of_all {
             None => parents,
             Some(acc) => acc.intersection(&parents).cloned().collect(),

@@ -16,7 +16,7 @@ mod context;
 pub use context::{Action, ClientRef, DecisionRequest, RequestFacts, Velocity, WalletRef};
 
 use cedar_policy::{Authorizer, Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -55,6 +55,9 @@ pub struct PolicySnapshot {
     policies: PolicySet,
     /// Address books and other static entities from `*.entities.json`.
     static_entities: Vec<cedar_policy::Entity>,
+    /// Address-book index built once at load: address id (`<chain>:<address>`) -> the
+    /// `AddressList`s it is in, so a decision does not scan the entities.
+    address_lists: BTreeMap<String, BTreeSet<String>>,
     /// `@approvals("N")` per permit policy id.
     approvals: BTreeMap<String, u32>,
     /// Source file per policy id, for messages.
@@ -180,6 +183,26 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, PolicyError> {
             static_entities.extend(ents);
         }
     }
+    let mut address_lists: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for e in &static_entities {
+        if e.uid().type_name().to_string() != "Custos::Address" {
+            continue;
+        }
+        // Entity parents are not exposed directly; read them from its JSON form.
+        let parents = e
+            .to_json_value()
+            .ok()
+            .and_then(|v| v.get("parents").and_then(|p| p.as_array().cloned()))
+            .unwrap_or_default();
+        address_lists.insert(
+            e.uid().id().unescaped().to_string(),
+            parents
+                .iter()
+                .filter(|p| p["type"] == "Custos::AddressList")
+                .filter_map(|p| p["id"].as_str().map(String::from))
+                .collect(),
+        );
+    }
     let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
     if !result.validation_passed() {
         let msgs: Vec<String> = result
@@ -196,6 +219,7 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, PolicyError> {
         schema,
         policies,
         static_entities,
+        address_lists,
         approvals,
         files,
     })
@@ -274,7 +298,12 @@ fn deny(errors: Vec<String>) -> Decision {
 }
 
 pub fn evaluate(snap: &PolicySnapshot, req: &DecisionRequest<'_>) -> Decision {
-    let built = match context::build(&snap.schema, req, &snap.static_entities) {
+    let built = match context::build(
+        &snap.schema,
+        req,
+        &snap.static_entities,
+        &snap.address_lists,
+    ) {
         Ok(b) => b,
         Err(e) => return deny(vec![e]),
     };

@@ -177,3 +177,34 @@ fn a_syntax_error_is_refused_and_the_previous_set_keeps_deciding() {
         "{err}"
     );
 }
+
+#[test]
+fn an_evaluation_error_denies() {
+    // Validates in strict mode, but overflows a Long at run time for two or more
+    // transfers. Cedar skips an erroring policy: this forbid would silently vanish and the
+    // signer permit would allow. custos must deny and report the error.
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(policies_dir()).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("overflow.cedar"),
+        "@id(\"overflowing-forbid\") forbid (principal, action, resource) when { context.transfer_count * 4611686018427387904 > 0 };",
+    )
+    .unwrap();
+    let e = PolicyEngine::load(dir.path()).expect("validates");
+    let mut two = eth(TO, "1");
+    two.transfers.push(two.transfers[0].clone());
+    let (v, _, errors) = decide(&e, &two, &[], &[], "0");
+    assert_eq!(v, Verdict::Deny);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("overflowing-forbid"), "{errors:?}");
+    // With one transfer (1 * 2^62 fits) the same set allows: the deny above came from the error.
+    let (v, _, errors) = decide(&e, &eth(TO, "1"), &[], &[], "0");
+    assert_eq!(
+        (v, errors.len()),
+        (Verdict::Deny, 0),
+        "the forbid matches: 2^62 > 0"
+    );
+}

@@ -642,6 +642,19 @@ pub fn check_build(api: &dyn Api) {
         format!("0x{}", hex::encode(keccak256(&out.signed_tx)))
     );
 
+    // A correct EIP-55 checksum is accepted with or without the 0x prefix.
+    let unprefixed = TransferRequest {
+        to: "9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F".into(),
+        ..native.clone()
+    };
+    let built = ok(
+        api.build(&unprefixed),
+        "build to unprefixed checksummed address",
+    );
+    assert_eq!(
+        built.intent.transfers[0].to,
+        "0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F"
+    );
     let bad = TransferRequest {
         fields: f(&[("nonce", "1"), ("gas_prise", "1")]),
         ..native.clone()
@@ -752,16 +765,28 @@ pub fn check_signature_rules(api: &dyn Api) {
 }
 
 pub fn expect_plugin_error<T: std::fmt::Debug>(r: Res<T>, code: ErrorCode, needle: &str) {
+    expect_plugin_error_in("", r, code, needle)
+}
+
+/// As [`expect_plugin_error`], naming the case `ctx` in a failure.
+pub fn expect_plugin_error_in<T: std::fmt::Debug>(
+    ctx: &str,
+    r: Res<T>,
+    code: ErrorCode,
+    needle: &str,
+) {
     match r {
         Err(Failure::Plugin(e)) => {
-            assert_eq!(e.code, code, "wrong code for `{}`", e.message);
+            assert_eq!(e.code, code, "{ctx}: wrong code for `{}`", e.message);
             assert!(
                 e.message.contains(needle),
-                "message `{}` lacks `{needle}`",
+                "{ctx}: message `{}` lacks `{needle}`",
                 e.message
             );
         }
-        other => panic!("expected plugin error {code:?} containing `{needle}`, got {other:?}"),
+        other => {
+            panic!("{ctx}: expected plugin error {code:?} containing `{needle}`, got {other:?}")
+        }
     }
 }
 
@@ -971,17 +996,7 @@ pub fn malformed_typed_data() -> Vec<(&'static str, String, &'static str)> {
 
 pub fn check_malformed(api: &dyn Api) {
     for (name, raw, code, needle) in malformed_transactions() {
-        match api.parse(&raw, None, None) {
-            Err(Failure::Plugin(e)) => {
-                assert_eq!(e.code, code, "{name}: code for `{}`", e.message);
-                assert!(
-                    e.message.contains(needle),
-                    "{name}: message `{}` lacks `{needle}`",
-                    e.message
-                );
-            }
-            other => panic!("{name}: expected a plugin error, got {other:?}"),
-        }
+        expect_plugin_error_in(name, api.parse(&raw, None, None), code, needle);
         assert!(
             matches!(
                 api.signing_payloads(&raw, None, None),
@@ -991,17 +1006,8 @@ pub fn check_malformed(api: &dyn Api) {
         );
     }
     for (name, doc, needle) in malformed_typed_data() {
-        match api.parse_message(&Message::TypedDataJson(doc), None, None) {
-            Err(Failure::Plugin(e)) => {
-                assert_eq!(e.code, ErrorCode::ParseError, "{name}");
-                assert!(
-                    e.message.contains(needle),
-                    "{name}: message `{}` lacks `{needle}`",
-                    e.message
-                );
-            }
-            other => panic!("{name}: expected a plugin error, got {other:?}"),
-        }
+        let r = api.parse_message(&Message::TypedDataJson(doc), None, None);
+        expect_plugin_error_in(name, r, ErrorCode::ParseError, needle);
     }
     let example = hex::decode("ec098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080018080").unwrap();
     expect_plugin_error(

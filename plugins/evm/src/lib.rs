@@ -312,7 +312,7 @@ fn parse_address(s: &str, name: &str) -> PluginResult<Address> {
     let body = s.strip_prefix("0x").unwrap_or(s);
     let mixed = body.chars().any(|c| c.is_ascii_uppercase())
         && body.chars().any(|c| c.is_ascii_lowercase());
-    if mixed && a.to_checksum(None) != s {
+    if mixed && a.to_checksum(None).get(2..) != Some(body) {
         return Err(PluginError::request(format!(
             "field `{name}`: `{s}` fails its EIP-55 checksum"
         )));
