@@ -1,0 +1,572 @@
+//! The host side of the TSS nodes.
+//!
+//! Owns: connecting to the node group over mTLS (pinned CA, the host's own client
+//! certificate, each node's certificate name checked), health, choosing nodes for a run,
+//! and running protocol sessions by relaying sealed envelopes between nodes; the dev PKI.
+//! Must not: read or alter a protocol payload (they are sealed node to node), hold any
+//! shard, or hang: every run has a deadline and every failure names the node at fault
+//! when one is known.
+
+pub mod pki;
+pub mod ports;
+
+use custos_wire::rpc::node_client::NodeClient;
+use custos_wire::{
+    Algo, DestroyRequest, Envelope, FailureKind, GroupFile, Health, HealthRequest, HostFrame,
+    NodeFrame, NodeId, Op, Output, Start, WIRE_VERSION,
+};
+use futures::StreamExt;
+use rand_core::{OsRng, RngCore};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// Where the host's TLS material is.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    #[error("not enough nodes: {needed} needed, {} available ({}); down or unreachable: {}", available.len(), list(available), list(down))]
+    NotEnoughNodes {
+        needed: usize,
+        available: Vec<NodeId>,
+        down: Vec<NodeId>,
+    },
+    #[error("node {node}: {message}")]
+    Node { node: NodeId, message: String },
+    #[error("{}: {message}{}", kind_text(*kind), blame.map(|b| format!(" (node at fault: {b})")).unwrap_or_default())]
+    Failed {
+        kind: FailureKind,
+        message: String,
+        blame: Option<NodeId>,
+    },
+    #[error("timed out after {secs} s waiting for node(s) {}", list(waiting))]
+    Timeout { secs: u64, waiting: Vec<NodeId> },
+    #[error("{0}")]
+    Config(String),
+}
+
+fn kind_text(k: FailureKind) -> &'static str {
+    match k {
+        FailureKind::Request => "request refused",
+        FailureKind::Unsupported => "unsupported",
+        FailureKind::Storage => "shard unusable",
+        FailureKind::Protocol => "protocol failed",
+        FailureKind::Aborted => "aborted",
+    }
+}
+
+fn list(v: &[NodeId]) -> String {
+    if v.is_empty() {
+        return "none".into();
+    }
+    v.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+struct NodeHandle {
+    name: String,
+    address: String,
+    channel: Channel,
+}
+
+/// A test hook that sees (and may alter) every relayed envelope.
+pub type RelayHook = Arc<dyn Fn(&mut Envelope) + Send + Sync>;
+
+pub struct Coordinator {
+    nodes: BTreeMap<NodeId, NodeHandle>,
+    /// Pinned identities from the group file; a node reporting another is refused.
+    pins: BTreeMap<NodeId, [u8; 32]>,
+    pub session_timeout: Duration,
+    pub health_timeout: Duration,
+    relay_hook: Mutex<Option<RelayHook>>,
+}
+
+/// Result of a key generation.
+#[derive(Clone, Debug)]
+pub struct KeyOutcome {
+    pub public_key: Vec<u8>,
+    pub holders: Vec<NodeId>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SignOutcome {
+    pub signature: Vec<u8>,
+    pub recovery_id: Option<u8>,
+    pub signers: Vec<NodeId>,
+}
+
+impl Coordinator {
+    pub fn new(group_file: &Path, tls: &TlsFiles) -> Result<Self, CoordError> {
+        let group = GroupFile::load(group_file).map_err(CoordError::Config)?;
+        let read = |p: &Path| {
+            std::fs::read(p)
+                .map_err(|e| CoordError::Config(format!("cannot read `{}`: {e}", p.display())))
+        };
+        let ca = Certificate::from_pem(read(&tls.ca_cert)?);
+        let identity = Identity::from_pem(
+            read(&tls.cert)?,
+            zeroize::Zeroizing::new(read(&tls.key)?).as_slice(),
+        );
+        let mut nodes = BTreeMap::new();
+        for n in &group.nodes {
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(ca.clone())
+                .identity(identity.clone())
+                .domain_name(n.name.clone());
+            let channel = Endpoint::from_shared(format!("https://{}", n.address))
+                .map_err(|e| {
+                    CoordError::Config(format!("node {} address `{}`: {e}", n.id, n.address))
+                })?
+                .tls_config(tls)
+                .map_err(|e| CoordError::Config(format!("node {} TLS: {e}", n.id)))?
+                .connect_timeout(Duration::from_secs(3))
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .connect_lazy();
+            nodes.insert(
+                n.id,
+                NodeHandle {
+                    name: n.name.clone(),
+                    address: n.address.clone(),
+                    channel,
+                },
+            );
+        }
+        Ok(Self {
+            nodes,
+            pins: group.identities().map_err(CoordError::Config)?,
+            session_timeout: Duration::from_secs(120),
+            health_timeout: Duration::from_secs(3),
+            relay_hook: Mutex::new(None),
+        })
+    }
+
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    pub fn describe(&self, id: NodeId) -> Option<(String, String)> {
+        self.nodes
+            .get(&id)
+            .map(|n| (n.name.clone(), n.address.clone()))
+    }
+
+    /// Tests only: see or alter every envelope the host relays.
+    #[doc(hidden)]
+    pub fn set_relay_hook(&self, hook: Option<RelayHook>) {
+        *self.relay_hook.lock().unwrap_or_else(|p| p.into_inner()) = hook;
+    }
+
+    fn client(&self, id: NodeId) -> Result<NodeClient<Channel>, CoordError> {
+        let h = self
+            .nodes
+            .get(&id)
+            .ok_or_else(|| CoordError::Config(format!("node {id} is not in the group")))?;
+        Ok(NodeClient::new(h.channel.clone())
+            .max_decoding_message_size(custos_wire::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(custos_wire::MAX_MESSAGE_BYTES))
+    }
+
+    /// One node's health over mTLS; its identity must match the pinned one.
+    pub async fn health(&self, id: NodeId) -> Result<Health, CoordError> {
+        let mut c = self.client(id)?;
+        let h = tokio::time::timeout(self.health_timeout, c.health(HealthRequest {}))
+            .await
+            .map_err(|_| CoordError::Node {
+                node: id,
+                message: "health check timed out".into(),
+            })?
+            .map_err(|s| CoordError::Node {
+                node: id,
+                message: format!("unreachable: {}", s.message()),
+            })?
+            .into_inner();
+        if h.node_id != id {
+            return Err(CoordError::Node {
+                node: id,
+                message: format!("answers as node {}", h.node_id),
+            });
+        }
+        if self.pins.get(&id) != Some(&h.identity) {
+            return Err(CoordError::Node {
+                node: id,
+                message: "identity key does not match the pinned one".into(),
+            });
+        }
+        Ok(h)
+    }
+
+    /// Health of every node, concurrently: (up, down).
+    pub async fn survey(&self) -> (BTreeMap<NodeId, Health>, Vec<NodeId>) {
+        let checks = self
+            .nodes
+            .keys()
+            .map(|id| async move { (*id, self.health(*id).await) });
+        let mut up = BTreeMap::new();
+        let mut down = Vec::new();
+        for (id, r) in futures::future::join_all(checks).await {
+            match r {
+                Ok(h) => {
+                    up.insert(id, h);
+                }
+                Err(e) => {
+                    tracing::warn!(node = id, "node down: {e}");
+                    down.push(id);
+                }
+            }
+        }
+        (up, down)
+    }
+
+    /// Distributed key generation on `shares` healthy nodes (the ones holding the fewest
+    /// shards), `threshold` of which can sign.
+    pub async fn keygen(
+        &self,
+        algo: Algo,
+        key_id: &str,
+        threshold: u16,
+        shares: usize,
+    ) -> Result<KeyOutcome, CoordError> {
+        let (up, down) = self.survey().await;
+        if up.len() < shares {
+            return Err(CoordError::NotEnoughNodes {
+                needed: shares,
+                available: up.keys().copied().collect(),
+                down,
+            });
+        }
+        let mut by_load: Vec<(u64, NodeId)> =
+            up.iter().map(|(id, h)| (h.shard_count, *id)).collect();
+        by_load.sort();
+        let mut holders: Vec<NodeId> = by_load.iter().take(shares).map(|(_, id)| *id).collect();
+        holders.sort_unstable();
+        let out = self
+            .run(
+                algo,
+                Op::Keygen {
+                    key_id: key_id.to_string(),
+                    threshold,
+                },
+                &holders,
+            )
+            .await?;
+        match out {
+            Output::Key { public_key } => Ok(KeyOutcome {
+                public_key,
+                holders,
+            }),
+            other => Err(CoordError::Config(format!(
+                "unexpected keygen output {other:?}"
+            ))),
+        }
+    }
+
+    /// Signs with `threshold` healthy holders of the key.
+    pub async fn sign(
+        &self,
+        algo: Algo,
+        key_id: &str,
+        holders: &[NodeId],
+        threshold: usize,
+        message: &[u8],
+    ) -> Result<SignOutcome, CoordError> {
+        let signers = self.pick(holders, threshold).await?;
+        self.sign_with(algo, key_id, &signers, message).await
+    }
+
+    /// Signs with exactly these holders.
+    pub async fn sign_with(
+        &self,
+        algo: Algo,
+        key_id: &str,
+        signers: &[NodeId],
+        message: &[u8],
+    ) -> Result<SignOutcome, CoordError> {
+        let mut s = signers.to_vec();
+        s.sort_unstable();
+        match self
+            .run(
+                algo,
+                Op::Sign {
+                    key_id: key_id.to_string(),
+                    message: message.to_vec(),
+                },
+                &s,
+            )
+            .await?
+        {
+            Output::Signature {
+                signature,
+                recovery_id,
+            } => Ok(SignOutcome {
+                signature,
+                recovery_id,
+                signers: s,
+            }),
+            other => Err(CoordError::Config(format!(
+                "unexpected sign output {other:?}"
+            ))),
+        }
+    }
+
+    /// New shards for the same key on all its holders.
+    pub async fn refresh(
+        &self,
+        algo: Algo,
+        key_id: &str,
+        holders: &[NodeId],
+    ) -> Result<Vec<u8>, CoordError> {
+        let all = self.pick(holders, holders.len()).await?;
+        match self
+            .run(
+                algo,
+                Op::Refresh {
+                    key_id: key_id.to_string(),
+                },
+                &all,
+            )
+            .await?
+        {
+            Output::Refreshed { public_key } => Ok(public_key),
+            other => Err(CoordError::Config(format!(
+                "unexpected refresh output {other:?}"
+            ))),
+        }
+    }
+
+    /// Makes every reachable holder erase its shard; returns the holders that could not
+    /// be reached (they must erase when they are back).
+    pub async fn destroy(&self, key_id: &str, holders: &[NodeId]) -> Vec<NodeId> {
+        let mut missed = Vec::new();
+        for h in holders {
+            let r = match self.client(*h) {
+                Ok(mut c) => tokio::time::timeout(
+                    self.health_timeout,
+                    c.destroy(DestroyRequest {
+                        key_id: key_id.to_string(),
+                    }),
+                )
+                .await
+                .map_err(|_| ())
+                .and_then(|r| r.map_err(|_| ())),
+                Err(_) => Err(()),
+            };
+            if r.is_err() {
+                missed.push(*h);
+            }
+        }
+        missed
+    }
+
+    /// `n` healthy nodes among `holders`, or a "not enough nodes" error naming the
+    /// ones that are down.
+    async fn pick(&self, holders: &[NodeId], n: usize) -> Result<Vec<NodeId>, CoordError> {
+        let checks = holders
+            .iter()
+            .map(|id| async move { (*id, self.health(*id).await.is_ok()) });
+        let mut up = Vec::new();
+        let mut down = Vec::new();
+        for (id, ok) in futures::future::join_all(checks).await {
+            if ok { up.push(id) } else { down.push(id) }
+        }
+        if up.len() < n {
+            return Err(CoordError::NotEnoughNodes {
+                needed: n,
+                available: up,
+                down,
+            });
+        }
+        up.truncate(n);
+        up.sort_unstable();
+        Ok(up)
+    }
+
+    /// Runs one protocol session among `participants`, relaying their sealed messages.
+    pub async fn run(
+        &self,
+        algo: Algo,
+        op: Op,
+        participants: &[NodeId],
+    ) -> Result<Output, CoordError> {
+        let mut session = [0u8; 16];
+        OsRng.fill_bytes(&mut session);
+        let start = Start {
+            wire_version: WIRE_VERSION,
+            session,
+            algo,
+            op,
+            participants: participants.to_vec(),
+        };
+        let deadline = tokio::time::Instant::now() + self.session_timeout;
+        // Open a stream to every participant.
+        let mut senders: BTreeMap<NodeId, mpsc::Sender<HostFrame>> = BTreeMap::new();
+        let mut streams = futures::stream::SelectAll::new();
+        for id in participants {
+            let (tx, rx) = mpsc::channel::<HostFrame>(1024);
+            tx.send(HostFrame::Start(start.clone()))
+                .await
+                .map_err(|_| CoordError::Node {
+                    node: *id,
+                    message: "stream closed".into(),
+                })?;
+            let mut client = self.client(*id)?;
+            let resp = tokio::time::timeout_at(
+                deadline,
+                client.session(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            )
+            .await
+            .map_err(|_| CoordError::Timeout {
+                secs: self.session_timeout.as_secs(),
+                waiting: vec![*id],
+            })?
+            .map_err(|s| CoordError::Node {
+                node: *id,
+                message: format!("refused the session: {}", s.message()),
+            })?;
+            let node = *id;
+            streams.push(resp.into_inner().map(move |m| (node, m)).boxed());
+            senders.insert(*id, tx);
+        }
+        let abort_all = |senders: &BTreeMap<NodeId, mpsc::Sender<HostFrame>>, reason: String| {
+            for tx in senders.values() {
+                let _ = tx.try_send(HostFrame::Abort {
+                    reason: reason.clone(),
+                });
+            }
+        };
+        let mut done: BTreeMap<NodeId, Output> = BTreeMap::new();
+        let hook = self
+            .relay_hook
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        loop {
+            let next = match tokio::time::timeout_at(deadline, streams.next()).await {
+                Ok(n) => n,
+                Err(_) => {
+                    let waiting: Vec<NodeId> = participants
+                        .iter()
+                        .copied()
+                        .filter(|p| !done.contains_key(p))
+                        .collect();
+                    abort_all(&senders, "session deadline passed".into());
+                    return Err(CoordError::Timeout {
+                        secs: self.session_timeout.as_secs(),
+                        waiting,
+                    });
+                }
+            };
+            let Some((node, item)) = next else {
+                let missing: Vec<NodeId> = participants
+                    .iter()
+                    .copied()
+                    .filter(|p| !done.contains_key(p))
+                    .collect();
+                if missing.is_empty() {
+                    break;
+                }
+                return Err(CoordError::Node {
+                    node: missing[0],
+                    message: "closed the session without a result".into(),
+                });
+            };
+            let frame = match item {
+                Ok(f) => f,
+                Err(s) => {
+                    abort_all(&senders, format!("node {node} failed"));
+                    return Err(CoordError::Node {
+                        node,
+                        message: format!("session stream failed: {}", s.message()),
+                    });
+                }
+            };
+            match frame {
+                NodeFrame::Send(mut env) => {
+                    if env.from != node || env.session != session {
+                        abort_all(&senders, format!("node {node} sent a mislabelled message"));
+                        return Err(CoordError::Failed {
+                            kind: FailureKind::Protocol,
+                            message: format!(
+                                "node {node} sent a message labelled from node {} / another session",
+                                env.from
+                            ),
+                            blame: Some(node),
+                        });
+                    }
+                    if let Some(h) = &hook {
+                        h(&mut env);
+                    }
+                    let to = env.to;
+                    let Some(tx) = senders.get(&to) else {
+                        abort_all(
+                            &senders,
+                            format!("node {node} addressed a node outside the session"),
+                        );
+                        return Err(CoordError::Failed {
+                            kind: FailureKind::Protocol,
+                            message: format!(
+                                "node {node} addressed node {to}, which is not in the session"
+                            ),
+                            blame: Some(node),
+                        });
+                    };
+                    if tokio::time::timeout_at(deadline, tx.send(HostFrame::Deliver(env)))
+                        .await
+                        .is_err()
+                    {
+                        abort_all(&senders, "relay stalled".into());
+                        return Err(CoordError::Timeout {
+                            secs: self.session_timeout.as_secs(),
+                            waiting: vec![to],
+                        });
+                    }
+                }
+                NodeFrame::Done(out) => {
+                    done.insert(node, out);
+                    if done.len() == participants.len() {
+                        break;
+                    }
+                }
+                NodeFrame::Failed(f) => {
+                    abort_all(&senders, format!("node {node} failed: {}", f.message));
+                    let message = format!("node {node}: {}", f.message);
+                    return Err(CoordError::Failed {
+                        kind: f.kind,
+                        message,
+                        blame: f.blame,
+                    });
+                }
+            }
+        }
+        // Every participant must report the same result.
+        let mut outs = done.into_iter();
+        let (first_node, first) = outs
+            .next()
+            .ok_or_else(|| CoordError::Config("empty session".into()))?;
+        for (n, o) in outs {
+            if o != first {
+                return Err(CoordError::Failed {
+                    kind: FailureKind::Protocol,
+                    message: format!("nodes {first_node} and {n} disagree on the result"),
+                    blame: None,
+                });
+            }
+        }
+        Ok(first)
+    }
+}
+
+/// The set of nodes, for messages.
+pub fn node_set(v: &[NodeId]) -> BTreeSet<NodeId> {
+    v.iter().copied().collect()
+}

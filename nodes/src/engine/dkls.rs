@@ -1,0 +1,355 @@
+//! DKLS23 (secp256k1 ECDSA) via the `dkls23` crate: 2-of-3 DKG, signing by any two
+//! holders, fast refresh. The crate is sans-io; each phase's messages go through `Net`
+//! (p2p sealed, broadcasts sealed per recipient and echo-checked before any output).
+//! Commit-then-reveal of the DKG proofs is enforced here: a proof revealed in round 3
+//! is checked against the commitment its sender broadcast in round 2.
+//!
+//! dkls23 uses k256 0.14 (the rest of custos 0.13); keys leave this module as SEC1 bytes.
+
+use super::{EngineError, bound_id, de, ser};
+use crate::net::Net;
+use crate::store::ShardRecord;
+use custos_wire::{Algo, Curve, NodeId, Output};
+use dkls23::protocols::dkg::{
+    BroadcastDerivationPhase2to4, BroadcastDerivationPhase3to4, ProofCommitment,
+    TransmitInitMulPhase3to4, TransmitInitZeroSharePhase2to4, TransmitInitZeroSharePhase3to4,
+};
+use dkls23::protocols::refresh::{TransmitRefreshPhase2to4, TransmitRefreshPhase3to4};
+use dkls23::protocols::signing::{Broadcast3to4, SignData, TransmitPhase1to2, TransmitPhase2to3};
+use dkls23::protocols::{Abort, AbortKind, Parameters, Party, PartyIndex};
+use dkls23::{DkgSession, SignSession};
+use k256_014::Secp256k1;
+use k256_014::elliptic_curve::sec1::ToSec1Point;
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+type Scalar = <Secp256k1 as k256_014::elliptic_curve::CurveArithmetic>::Scalar;
+type Pc = ProofCommitment<Secp256k1>;
+type DLogProof = dkls23::utilities::proofs::DLogProof<Secp256k1>;
+
+fn index_of(holders: &[NodeId], node: NodeId) -> Result<PartyIndex, EngineError> {
+    let pos = holders
+        .iter()
+        .position(|h| *h == node)
+        .ok_or_else(|| EngineError::request(format!("node {node} holds no shard of this key")))?;
+    PartyIndex::new(u8::try_from(pos + 1).map_err(|_| EngineError::request("too many holders"))?)
+        .map_err(|_| EngineError::request("bad party index"))
+}
+
+fn node_of(holders: &[NodeId], idx: PartyIndex) -> Result<NodeId, EngineError> {
+    holders
+        .get(usize::from(idx.as_u8()).wrapping_sub(1))
+        .copied()
+        .ok_or_else(|| {
+            EngineError::protocol(format!("party index {} out of range", idx.as_u8()), None)
+        })
+}
+
+fn abort(holders: &[NodeId], e: Abort) -> EngineError {
+    let blame = match e.kind {
+        AbortKind::BanCounterparty(i) => node_of(holders, i).ok(),
+        AbortKind::Recoverable => None,
+    };
+    EngineError::protocol(format!("DKLS23: {}", e.reason), blame)
+}
+
+fn public_key(party: &Party<Secp256k1>) -> Vec<u8> {
+    party.pk.to_sec1_point(true).as_bytes().to_vec()
+}
+
+pub async fn keygen(
+    net: &mut Net,
+    key_id: &str,
+    threshold: u16,
+) -> Result<(ShardRecord, Output), EngineError> {
+    let holders = net.participants().to_vec();
+    let n = u8::try_from(holders.len()).map_err(|_| EngineError::request("too many nodes"))?;
+    let t = u8::try_from(threshold).map_err(|_| EngineError::request("threshold too large"))?;
+    let params = Parameters::new(t, n).map_err(|_| {
+        EngineError::request(format!("threshold {t} of {n} is not valid for DKLS23"))
+    })?;
+    let me = index_of(&holders, net.me())?;
+    let peers = net.peers();
+    let sid = bound_id(net.session(), "dkls23-keygen", key_id);
+    let mut s = DkgSession::<Secp256k1>::new(params, me, sid);
+
+    // Round 1: polynomial fragments, p2p (secret).
+    let frags = Zeroizing::new(s.phase1());
+    for p in &peers {
+        let j = index_of(&holders, *p)?;
+        net.send(*p, 1, &ser(&frags[usize::from(j.as_u8()) - 1])?)
+            .await?;
+    }
+    let mut mine: Vec<Scalar> = vec![frags[usize::from(me.as_u8()) - 1]];
+    for (p, b) in net.recv_from(1, &peers, false).await? {
+        mine.push(de(&b, p)?);
+    }
+    let mine = Zeroizing::new(mine);
+
+    // Round 2: commitment to the DLog proof + derivation commitment (broadcast); zero-share
+    // commitments (p2p).
+    let (pc, zero2, bip2) = s.phase2(&mine).map_err(|e| abort(&holders, e))?;
+    net.broadcast(2, &ser(&(pc.index, pc.commitment, &bip2))?)
+        .await?;
+    for m in &zero2 {
+        net.send(node_of(&holders, m.parties.receiver)?, 2, &ser(m)?)
+            .await?;
+    }
+    let mut commitments = BTreeMap::from([(pc.index.as_u8(), pc.commitment)]);
+    let mut bip2_all = BTreeMap::from([(me, bip2)]);
+    for (p, b) in net.recv_from(2, &peers, true).await? {
+        let (idx, commitment, bip): (PartyIndex, _, BroadcastDerivationPhase2to4) = de(&b, p)?;
+        if idx != index_of(&holders, p)? || bip.sender_index != idx {
+            return Err(EngineError::protocol(
+                format!("node {p} sent another party's index"),
+                Some(p),
+            ));
+        }
+        commitments.insert(idx.as_u8(), commitment);
+        bip2_all.insert(idx, bip);
+    }
+    let mut zero2_recv: Vec<TransmitInitZeroSharePhase2to4> = Vec::new();
+    for (p, b) in net.recv_from(2, &peers, false).await? {
+        zero2_recv.push(de(&b, p)?);
+    }
+
+    // Round 3: reveal the proofs + derivation (broadcast); zero shares and multiplication
+    // init (p2p).
+    let (zero3, mul3, bip3) = s.phase3().map_err(|e| abort(&holders, e))?;
+    net.broadcast(3, &ser(&(&pc.proof, &bip3))?).await?;
+    let mut by_receiver: BTreeMap<
+        u8,
+        (
+            Vec<&TransmitInitZeroSharePhase3to4>,
+            Vec<&TransmitInitMulPhase3to4<Secp256k1>>,
+        ),
+    > = BTreeMap::new();
+    for m in &zero3 {
+        by_receiver
+            .entry(m.parties.receiver.as_u8())
+            .or_default()
+            .0
+            .push(m);
+    }
+    for m in &mul3 {
+        by_receiver
+            .entry(m.parties.receiver.as_u8())
+            .or_default()
+            .1
+            .push(m);
+    }
+    for (r, msgs) in &by_receiver {
+        let to = node_of(
+            &holders,
+            PartyIndex::new(*r).map_err(|_| EngineError::protocol("index 0", None))?,
+        )?;
+        net.send(to, 3, &ser(msgs)?).await?;
+    }
+    let mut pcs: Vec<Pc> = vec![pc.clone()];
+    let mut bip3_all = BTreeMap::from([(me, bip3)]);
+    for (p, b) in net.recv_from(3, &peers, true).await? {
+        let (proof, bip): (DLogProof, BroadcastDerivationPhase3to4) = de(&b, p)?;
+        let idx = index_of(&holders, p)?;
+        if bip.sender_index != idx {
+            return Err(EngineError::protocol(
+                format!("node {p} sent another party's index"),
+                Some(p),
+            ));
+        }
+        let commitment = commitments[&idx.as_u8()];
+        pcs.push(ProofCommitment {
+            index: idx,
+            proof,
+            commitment,
+        });
+        bip3_all.insert(idx, bip);
+    }
+    let mut zero3_recv = Vec::new();
+    let mut mul3_recv = Vec::new();
+    for (p, b) in net.recv_from(3, &peers, false).await? {
+        let (z, m): (
+            Vec<TransmitInitZeroSharePhase3to4>,
+            Vec<TransmitInitMulPhase3to4<Secp256k1>>,
+        ) = de(&b, p)?;
+        if z.iter().any(|x| x.parties.receiver != me) || m.iter().any(|x| x.parties.receiver != me)
+        {
+            return Err(EngineError::protocol(
+                format!("node {p} sent messages for another party"),
+                Some(p),
+            ));
+        }
+        zero3_recv.extend(z);
+        mul3_recv.extend(m);
+    }
+    net.echo(4).await?;
+    let (party, _pkg) = s
+        .phase4(
+            &pcs,
+            &zero2_recv,
+            &zero3_recv,
+            &mul3_recv,
+            &bip2_all,
+            &bip3_all,
+            dkls23::secp256k1::compute_eth_address,
+        )
+        .map_err(|e| abort(&holders, e))?;
+    let public_key = public_key(&party);
+    let rec = ShardRecord {
+        key_id: key_id.to_string(),
+        algo: Algo::Dkls23,
+        curve: Curve::Secp256k1,
+        public_key: public_key.clone(),
+        threshold,
+        holders,
+        secret: ser(&party)?,
+    };
+    Ok((rec, Output::Key { public_key }))
+}
+
+pub async fn sign(net: &mut Net, rec: &ShardRecord, message: &[u8]) -> Result<Output, EngineError> {
+    let hash: [u8; 32] = message
+        .try_into()
+        .map_err(|_| EngineError::request("DKLS23 signs a 32-byte prehash"))?;
+    let party: Party<Secp256k1> = de(&rec.secret, net.me())?;
+    let holders = &rec.holders;
+    let peers = net.peers();
+    if net.participants().len() != usize::from(rec.threshold) {
+        return Err(EngineError::request(format!(
+            "DKLS23 signing needs exactly {} holders, got {}",
+            rec.threshold,
+            net.participants().len()
+        )));
+    }
+    let counterparties = peers
+        .iter()
+        .map(|p| index_of(holders, *p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let data = SignData {
+        sign_id: bound_id(net.session(), "dkls23-sign", &rec.key_id),
+        counterparties,
+        message_hash: hash,
+    };
+    let (mut ss, t1) = SignSession::new(&party, data).map_err(|e| abort(holders, e))?;
+    for m in &t1 {
+        net.send(node_of(holders, m.parties.receiver)?, 1, &ser(m)?)
+            .await?;
+    }
+    let mut r1: Vec<TransmitPhase1to2> = Vec::new();
+    for (p, b) in net.recv_from(1, &peers, false).await? {
+        r1.push(de(&b, p)?);
+    }
+    let t2 = ss.phase2(&r1).map_err(|e| abort(holders, e))?;
+    for m in &t2 {
+        net.send(node_of(holders, m.parties.receiver)?, 2, &ser(m)?)
+            .await?;
+    }
+    let mut r2: Vec<TransmitPhase2to3<Secp256k1>> = Vec::new();
+    for (p, b) in net.recv_from(2, &peers, false).await? {
+        r2.push(de(&b, p)?);
+    }
+    let b3 = ss.phase3(&r2).map_err(|e| abort(holders, e))?;
+    net.broadcast(3, &ser(&b3)?).await?;
+    let mut all: Vec<Broadcast3to4<Secp256k1>> = vec![b3];
+    for (p, b) in net.recv_from(3, &peers, true).await? {
+        all.push(de(&b, p)?);
+    }
+    net.echo(4).await?;
+    let sig = ss.phase4(&all, true).map_err(|e| abort(holders, e))?;
+    let mut rs = sig.r.to_vec();
+    rs.extend_from_slice(&sig.s);
+    Ok(Output::Signature {
+        signature: rs,
+        recovery_id: Some(sig.recovery_id),
+    })
+}
+
+/// Fast refresh ("refresh when you wake up"): new shards, same public key, all holders.
+pub async fn refresh(
+    net: &mut Net,
+    rec: &ShardRecord,
+) -> Result<(ShardRecord, Output), EngineError> {
+    let party: Party<Secp256k1> = de(&rec.secret, net.me())?;
+    let holders = rec.holders.clone();
+    if net.participants() != holders.as_slice() {
+        return Err(EngineError::request(
+            "a DKLS23 refresh needs every holder of the key",
+        ));
+    }
+    let me = index_of(&holders, net.me())?;
+    let peers = net.peers();
+    let rsid = bound_id(net.session(), "dkls23-refresh", &rec.key_id);
+    let frags = Zeroizing::new(party.refresh_phase1());
+    for p in &peers {
+        let j = index_of(&holders, *p)?;
+        net.send(*p, 1, &ser(&frags[usize::from(j.as_u8()) - 1])?)
+            .await?;
+    }
+    let mut mine: Vec<Scalar> = vec![frags[usize::from(me.as_u8()) - 1]];
+    for (p, b) in net.recv_from(1, &peers, false).await? {
+        mine.push(de(&b, p)?);
+    }
+    let mine = Zeroizing::new(mine);
+    let (corr, pc, keep2, t2) = party.refresh_phase2(&rsid, &mine);
+    let corr = Zeroizing::new(corr);
+    net.broadcast(2, &ser(&(pc.index, pc.commitment))?).await?;
+    for m in &t2 {
+        net.send(node_of(&holders, m.parties.receiver)?, 2, &ser(m)?)
+            .await?;
+    }
+    let mut commitments = BTreeMap::new();
+    for (p, b) in net.recv_from(2, &peers, true).await? {
+        let (idx, c): (PartyIndex, _) = de(&b, p)?;
+        if idx != index_of(&holders, p)? {
+            return Err(EngineError::protocol(
+                format!("node {p} sent another party's index"),
+                Some(p),
+            ));
+        }
+        commitments.insert(idx.as_u8(), c);
+    }
+    let mut r2: Vec<TransmitRefreshPhase2to4> = Vec::new();
+    for (p, b) in net.recv_from(2, &peers, false).await? {
+        r2.push(de(&b, p)?);
+    }
+    let (keep3, t3) = party.refresh_phase3(&keep2);
+    net.broadcast(3, &ser(&pc.proof)?).await?;
+    for m in &t3 {
+        net.send(node_of(&holders, m.parties.receiver)?, 3, &ser(m)?)
+            .await?;
+    }
+    let mut pcs = vec![pc.clone()];
+    for (p, b) in net.recv_from(3, &peers, true).await? {
+        let proof: DLogProof = de(&b, p)?;
+        let idx = index_of(&holders, p)?;
+        pcs.push(ProofCommitment {
+            index: idx,
+            proof,
+            commitment: commitments[&idx.as_u8()],
+        });
+    }
+    let mut r3: Vec<TransmitRefreshPhase3to4> = Vec::new();
+    for (p, b) in net.recv_from(3, &peers, false).await? {
+        r3.push(de(&b, p)?);
+    }
+    net.echo(4).await?;
+    let new_party = party
+        .refresh_phase4(&rsid, &corr, &pcs, &keep3, &r2, &r3)
+        .map_err(|e| abort(&holders, e))?;
+    let public_key = public_key(&new_party);
+    if public_key != rec.public_key {
+        return Err(EngineError::protocol(
+            "refresh changed the public key",
+            None,
+        ));
+    }
+    let new = ShardRecord {
+        key_id: rec.key_id.clone(),
+        algo: Algo::Dkls23,
+        curve: Curve::Secp256k1,
+        public_key: public_key.clone(),
+        threshold: rec.threshold,
+        holders,
+        secret: ser(&new_party)?,
+    };
+    Ok((new, Output::Refreshed { public_key }))
+}

@@ -1,0 +1,180 @@
+//! `custos-node`: one TSS node process.
+//!
+//! - `custos-node init --config FILE`: creates the DEK file (asking for / reading the
+//!   passphrase) and the identity key; prints the identity public key for the group file.
+//! - `custos-node serve --config FILE` (or just `--config FILE`): unlocks the DEK, opens
+//!   the shard store and serves the host over mTLS until SIGTERM / Ctrl-C.
+//! - `custos-node gen-primes --count N --out FILE`: pregenerates CGGMP21 Paillier primes
+//!   (for test fixtures; the node's own pool fills itself in the background).
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use custos_node::config::NodeConfig;
+use custos_node::seal::{Identity, Sealer};
+use custos_node::service::{NodeService, State};
+use custos_node::store::Store;
+use custos_node::{dek, engine};
+use custos_wire::GroupFile;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "custos-node", version, about = "custos TSS node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The node config (TOML), for serving.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the DEK file and the identity key; print the identity public key.
+    Init,
+    /// Serve the host (the default).
+    Serve,
+    /// Pregenerate CGGMP21 Paillier primes into a JSON file (test fixtures).
+    GenPrimes {
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CUSTOS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let r = match cli.command.unwrap_or(Command::Serve) {
+        Command::Init => cli
+            .config
+            .context("--config is required")
+            .and_then(|c| init(&c)),
+        Command::Serve => cli
+            .config
+            .context("--config is required")
+            .and_then(|c| serve(&c)),
+        Command::GenPrimes { count, out } => {
+            engine::cggmp::generate_primes_json(count).and_then(|j| {
+                std::fs::write(&out, j).with_context(|| format!("writing `{}`", out.display()))
+            })
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("custos-node: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init(path: &std::path::Path) -> Result<()> {
+    let cfg = NodeConfig::load(path)?;
+    let pass = dek::passphrase(&cfg.passphrase)?;
+    let d = dek::create(&cfg.dek_file, cfg.id, pass.as_bytes())?;
+    let id = Identity::create(&cfg.identity_key, cfg.id, &d)?;
+    println!("{}", hex::encode(id.public()));
+    Ok(())
+}
+
+fn serve(path: &std::path::Path) -> Result<()> {
+    let cfg = NodeConfig::load(path)?;
+    let pass = dek::passphrase(&cfg.passphrase)?;
+    // A wrong passphrase stops here: the node does not start.
+    let d = dek::open(&cfg.dek_file, cfg.id, pass.as_bytes())?;
+    drop(pass);
+    let identity = Identity::open(&cfg.identity_key, cfg.id, &d)?;
+    let group = GroupFile::load(&cfg.group_file).map_err(anyhow::Error::msg)?;
+    let sealer = Arc::new(Sealer::new(
+        cfg.id,
+        identity,
+        &group.identities().map_err(anyhow::Error::msg)?,
+    )?);
+    let store = Arc::new(Store::open(&cfg.data_dir, cfg.id, &d)?);
+    drop(d);
+    let ca = std::fs::read(&cfg.tls.ca_cert)
+        .with_context(|| format!("reading CA certificate `{}`", cfg.tls.ca_cert.display()))?;
+    let cert = std::fs::read(&cfg.tls.cert)
+        .with_context(|| format!("reading certificate `{}`", cfg.tls.cert.display()))?;
+    let key = zeroize::Zeroizing::new(
+        std::fs::read(&cfg.tls.key)
+            .with_context(|| format!("reading TLS key `{}`", cfg.tls.key.display()))?,
+    );
+    let addr: std::net::SocketAddr = cfg
+        .listen
+        .parse()
+        .with_context(|| format!("listen address `{}`", cfg.listen))?;
+
+    // The CGGMP21 primes pool fills in the background (slow without a fixture).
+    {
+        let store = store.clone();
+        let target = cfg.cggmp21.primes_pool;
+        let fixture = cfg.cggmp21.primes_fixture.clone();
+        std::thread::Builder::new()
+            .name("primes-pool".into())
+            .spawn(
+                move || match engine::cggmp::fill_pool(&store, target, fixture.as_deref()) {
+                    Ok(n) => tracing::info!(sets = n, "CGGMP21 primes pool ready"),
+                    Err(e) => tracing::error!("CGGMP21 primes pool: {e:#}"),
+                },
+            )?;
+    }
+
+    let state = Arc::new(State::new(
+        cfg.id,
+        store,
+        sealer,
+        group.nodes.iter().map(|n| n.id).collect(),
+        cfg.tls.host_name.clone(),
+        Duration::from_secs(
+            std::env::var("CUSTOS_NODE_MESSAGE_TIMEOUT_SECS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(60),
+        ),
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsConfig};
+        let tls = ServerTlsConfig::new()
+            .identity(TlsIdentity::from_pem(&cert, &*key))
+            .client_ca_root(Certificate::from_pem(&ca));
+        let svc = custos_wire::rpc::node_server::NodeServer::new(NodeService { state })
+            .max_decoding_message_size(custos_wire::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(custos_wire::MAX_MESSAGE_BYTES);
+        tracing::info!(node = cfg.id, %addr, "custos-node listening (mTLS, host only)");
+        Server::builder()
+            .tls_config(tls)?
+            .add_service(svc)
+            .serve_with_shutdown(addr, shutdown())
+            .await?;
+        tracing::info!(node = cfg.id, "custos-node stopped");
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,48 @@
+//! CGGMP21 once (it is the heavy protocol): aux info from pregenerated primes (a test
+//! fixture, so no safe-prime search here), threshold keygen, full interactive signing
+//! verified with k256, and refresh refused as unsupported.
+
+mod common;
+
+use common::Cluster;
+use custos_coordinator::CoordError;
+use custos_wire::{Algo, FailureKind};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cggmp21_keygen_sign_and_no_refresh() {
+    let (_cluster, mut coord) = Cluster::start(true).await;
+    coord.session_timeout = std::time::Duration::from_secs(600);
+    let k = coord.keygen(Algo::Cggmp21, "k-cggmp", 2, 3).await.unwrap();
+    let hash = [0x42u8; 32];
+    let pair = [k.holders[0], k.holders[2]];
+    let s = coord
+        .sign_with(Algo::Cggmp21, "k-cggmp", &pair, &hash)
+        .await
+        .unwrap();
+    use k256::ecdsa::{RecoveryId, Signature, VerifyingKey, signature::hazmat::PrehashVerifier};
+    let vk = VerifyingKey::from_sec1_bytes(&k.public_key).unwrap();
+    let sig = Signature::from_slice(&s.signature).unwrap();
+    vk.verify_prehash(&hash, &sig).unwrap();
+    let rid = RecoveryId::from_byte(s.recovery_id.unwrap()).unwrap();
+    assert_eq!(
+        VerifyingKey::recover_from_prehash(&hash, &sig, rid).unwrap(),
+        vk
+    );
+    match coord
+        .refresh(Algo::Cggmp21, "k-cggmp", &k.holders)
+        .await
+        .unwrap_err()
+    {
+        CoordError::Failed {
+            kind: FailureKind::Unsupported,
+            message,
+            ..
+        } => {
+            assert!(
+                message.contains("unsupported for this algorithm"),
+                "{message}"
+            );
+        }
+        other => panic!("expected unsupported, got {other}"),
+    }
+}

@@ -1,0 +1,233 @@
+//! Four real `custos-node` processes on loopback with mTLS, driven by the host
+//! coordinator: DKLS23 and FROST keygen, signing by every holder pair (verified
+//! independently), refresh, a tampering relay, destroy, and nodes going down.
+
+mod common;
+
+use common::{Cluster, all_files, contains};
+use custos_coordinator::CoordError;
+use custos_node::store::Kind;
+use custos_wire::{Algo, FailureKind};
+use std::time::{Duration, Instant};
+
+fn verify_ecdsa(pk: &[u8], hash: &[u8; 32], rs: &[u8], rid: Option<u8>) {
+    use k256::ecdsa::{RecoveryId, Signature, VerifyingKey, signature::hazmat::PrehashVerifier};
+    let vk = VerifyingKey::from_sec1_bytes(pk).expect("public key");
+    let sig = Signature::from_slice(rs).expect("r||s");
+    assert!(sig.normalize_s().is_none(), "low-s");
+    vk.verify_prehash(hash, &sig).expect("signature verifies");
+    let rid = RecoveryId::from_byte(rid.expect("recovery id")).expect("valid recovery id");
+    let recovered = VerifyingKey::recover_from_prehash(hash, &sig, rid).expect("recovers");
+    assert_eq!(recovered, vk, "recovers the key's public key");
+}
+
+fn verify_ed25519(pk: &[u8], msg: &[u8], sig: &[u8]) {
+    let vk =
+        ed25519_dalek::VerifyingKey::from_bytes(pk.try_into().expect("32-byte key")).expect("key");
+    let sig = ed25519_dalek::Signature::from_bytes(sig.try_into().expect("64-byte signature"));
+    vk.verify_strict(msg, &sig).expect("verify_strict");
+}
+
+fn pairs(h: &[u16]) -> Vec<[u16; 2]> {
+    let mut v = Vec::new();
+    for i in 0..h.len() {
+        for j in i + 1..h.len() {
+            v.push([h[i], h[j]]);
+        }
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
+    let (mut cluster, coord) = Cluster::start(false).await;
+
+    // Health over the same mTLS channel.
+    for id in 1..=4u16 {
+        let h = coord.health(id).await.unwrap();
+        assert_eq!((h.node_id, h.shard_count), (id, 0));
+        assert_eq!(h.version, env!("CARGO_PKG_VERSION"));
+    }
+
+    // DKLS23: 3 shards, threshold 2, on 3 of the 4 nodes; every holder pair signs.
+    let k = coord.keygen(Algo::Dkls23, "k-dkls", 2, 3).await.unwrap();
+    assert_eq!(k.holders.len(), 3);
+    assert_eq!(k.public_key.len(), 33);
+    for (n, pair) in pairs(&k.holders).into_iter().enumerate() {
+        let hash: [u8; 32] = sha2_digest(format!("dkls message {n}").as_bytes());
+        let s = coord
+            .sign_with(Algo::Dkls23, "k-dkls", &pair, &hash)
+            .await
+            .unwrap();
+        verify_ecdsa(&k.public_key, &hash, &s.signature, s.recovery_id);
+    }
+    for id in &k.holders {
+        assert_eq!(
+            coord.health(*id).await.unwrap().keys,
+            vec!["k-dkls".to_string()]
+        );
+    }
+
+    // FROST ed25519: keygen and signing by every pair, verify_strict.
+    let f = coord.keygen(Algo::Frost, "k-frost", 2, 3).await.unwrap();
+    assert_eq!(f.public_key.len(), 32);
+    for pair in pairs(&f.holders) {
+        let msg = format!("solana message signed by {pair:?}").into_bytes();
+        let s = coord
+            .sign_with(Algo::Frost, "k-frost", &pair, &msg)
+            .await
+            .unwrap();
+        assert_eq!(s.recovery_id, None);
+        verify_ed25519(&f.public_key, &msg, &s.signature);
+    }
+
+    // Refresh: same public key, new shards, still signing.
+    assert_eq!(
+        coord
+            .refresh(Algo::Dkls23, "k-dkls", &k.holders)
+            .await
+            .unwrap(),
+        k.public_key
+    );
+    let hash = sha2_digest(b"after refresh");
+    let s = coord
+        .sign(Algo::Dkls23, "k-dkls", &k.holders, 2, &hash)
+        .await
+        .unwrap();
+    verify_ecdsa(&k.public_key, &hash, &s.signature, s.recovery_id);
+    assert_eq!(
+        coord
+            .refresh(Algo::Frost, "k-frost", &f.holders)
+            .await
+            .unwrap(),
+        f.public_key
+    );
+    let s = coord
+        .sign(Algo::Frost, "k-frost", &f.holders, 2, b"after refresh")
+        .await
+        .unwrap();
+    verify_ed25519(&f.public_key, b"after refresh", &s.signature);
+
+    // A relay that flips one byte of a sealed payload: the session aborts with blame and
+    // no signature comes back.
+    coord.set_relay_hook(Some(std::sync::Arc::new(
+        |env: &mut custos_wire::Envelope| {
+            if env.round == 2
+                && let Some(b) = env.payload.get_mut(5)
+            {
+                *b ^= 0x01;
+            }
+        },
+    )));
+    let err = coord
+        .sign(
+            Algo::Dkls23,
+            "k-dkls",
+            &k.holders,
+            2,
+            &sha2_digest(b"tampered"),
+        )
+        .await
+        .unwrap_err();
+    coord.set_relay_hook(None);
+    match &err {
+        CoordError::Failed {
+            kind: FailureKind::Protocol,
+            message,
+            blame: Some(_),
+        } => {
+            assert!(message.contains("failed authentication"), "{message}");
+        }
+        other => panic!("expected an authenticated abort with blame, got {other}"),
+    }
+    // The nodes are fine afterwards.
+    let s = coord
+        .sign(Algo::Dkls23, "k-dkls", &k.holders, 2, &hash)
+        .await
+        .unwrap();
+    verify_ecdsa(&k.public_key, &hash, &s.signature, s.recovery_id);
+
+    // Destroy: the shard is erased from every holder, and its bytes are gone from disk.
+    let g = coord.keygen(Algo::Dkls23, "k-gone", 2, 3).await.unwrap();
+    let holder = g.holders[0];
+    let raw = custos_node::store::raw_value(&cluster.data_dir(holder), Kind::Shard, "k-gone")
+        .expect("the encrypted shard is on disk before destroy");
+    assert!(coord.destroy("k-gone", &g.holders).await.is_empty());
+    for h in &g.holders {
+        assert!(
+            !coord
+                .health(*h)
+                .await
+                .unwrap()
+                .keys
+                .contains(&"k-gone".to_string())
+        );
+    }
+    let err = coord
+        .sign(Algo::Dkls23, "k-gone", &g.holders, 2, &hash)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("holds no shard of key `k-gone`"),
+        "{err}"
+    );
+    cluster.stop(holder);
+    let probe = &raw[raw.len() - 32..];
+    for (path, bytes) in all_files(&cluster.data_dir(holder)) {
+        assert!(
+            !contains(&bytes, probe),
+            "destroyed shard bytes still in {}",
+            path.display()
+        );
+    }
+    cluster.spawn(holder);
+    cluster.wait_up(&coord, &[holder]).await;
+
+    // One node down: keygen still works on the other three, signing works for keys
+    // whose holders are up, and a key with two holders down fails fast.
+    let down1 = k.holders[0];
+    cluster.kill(down1);
+    let after = coord.keygen(Algo::Dkls23, "k-after", 2, 3).await.unwrap();
+    assert!(!after.holders.contains(&down1));
+    let s = coord
+        .sign(Algo::Dkls23, "k-dkls", &k.holders, 2, &hash)
+        .await
+        .unwrap();
+    assert!(!s.signers.contains(&down1));
+    verify_ecdsa(&k.public_key, &hash, &s.signature, s.recovery_id);
+    let down2 = k.holders[1];
+    cluster.kill(down2);
+    let t0 = Instant::now();
+    let err = coord
+        .sign(Algo::Dkls23, "k-dkls", &k.holders, 2, &hash)
+        .await
+        .unwrap_err();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "fails fast: {:?}",
+        t0.elapsed()
+    );
+    match &err {
+        CoordError::NotEnoughNodes {
+            needed: 2,
+            available,
+            down,
+        } => {
+            assert_eq!(available.len(), 1);
+            assert!(down.contains(&down1) && down.contains(&down2));
+        }
+        other => panic!("expected not enough nodes, got {other}"),
+    }
+    assert!(err.to_string().starts_with("not enough nodes"), "{err}");
+    // Keygen now has exactly 2 nodes up: refused the same way.
+    let err = coord.keygen(Algo::Frost, "k-none", 2, 3).await.unwrap_err();
+    assert!(
+        matches!(err, CoordError::NotEnoughNodes { needed: 3, .. }),
+        "{err}"
+    );
+}
+
+fn sha2_digest(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
+}
