@@ -18,6 +18,43 @@ pub struct Units {
 #[error("amount `{0}` is not a decimal integer of base units")]
 pub struct BadAmount(pub String);
 
+/// Sum of two decimal digit strings.
+pub fn add(a: &str, b: &str) -> String {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut out = Vec::new();
+    let (mut i, mut j, mut carry) = (a.len(), b.len(), 0u8);
+    while i > 0 || j > 0 || carry > 0 {
+        let x = if i > 0 {
+            i -= 1;
+            a[i] - b'0'
+        } else {
+            0
+        };
+        let y = if j > 0 {
+            j -= 1;
+            b[j] - b'0'
+        } else {
+            0
+        };
+        let s = x + y + carry;
+        out.push(b'0' + s % 10);
+        carry = s / 10;
+    }
+    out.reverse();
+    let s = String::from_utf8(out).unwrap_or_default();
+    let t = s.trim_start_matches('0');
+    if t.is_empty() {
+        "0".into()
+    } else {
+        t.to_string()
+    }
+}
+
+/// A non-empty string of ASCII digits (a base-unit amount).
+pub fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// `amount` base units with `decimals` decimals, as whole units rounded up to 4 places.
 pub fn to_units(amount: &str, decimals: u8) -> Result<Units, BadAmount> {
     if amount.is_empty() || !amount.bytes().all(|b| b.is_ascii_digit()) {

@@ -1,10 +1,14 @@
 //! Building the Cedar request (entities + context) from an intent and host facts.
 
-use crate::amount::{self, Units};
-use cedar_policy::{Context, Entities, Entity, EntityUid, Request, Schema};
+use crate::amount::{self, Units, add, is_digits};
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request,
+    RestrictedExpression as Expr, Schema,
+};
 use custos_plugin_sdk::{AssetKind, Intent};
-use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::LazyLock;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -78,12 +82,68 @@ pub struct Built {
     pub entities: Entities,
 }
 
-fn uid(ty: &str, id: &str) -> Value {
-    json!({"type": format!("Custos::{ty}"), "id": id})
+/// The schema's entity type names, parsed once.
+struct Types {
+    client: EntityTypeName,
+    role: EntityTypeName,
+    wallet: EntityTypeName,
+    group: EntityTypeName,
+    address_list: EntityTypeName,
+    action: EntityTypeName,
 }
 
-fn dec(s: &str) -> Value {
-    json!({"__extn": {"fn": "decimal", "arg": s}})
+static T: LazyLock<Types> = LazyLock::new(|| {
+    let t = |s: &str| EntityTypeName::from_str(s).expect("a fixed, valid type name");
+    Types {
+        client: t("Custos::Client"),
+        role: t("Custos::Role"),
+        wallet: t("Custos::Wallet"),
+        group: t("Custos::WalletGroup"),
+        address_list: t("Custos::AddressList"),
+        action: t("Custos::Action"),
+    }
+});
+
+fn euid(ty: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+}
+
+/// Extension constructors, their names parsed once: Cedar's own `new_decimal` & co.
+/// parse the function name on every call, which was a third of building a request.
+struct Ext {
+    decimal: cedar_policy_core::ast::Name,
+    ip: cedar_policy_core::ast::Name,
+    datetime: cedar_policy_core::ast::Name,
+}
+
+static EXT: LazyLock<Ext> = LazyLock::new(|| {
+    let n = |s: &str| cedar_policy_core::ast::Name::from_str(s).expect("a fixed, valid name");
+    Ext {
+        decimal: n("decimal"),
+        ip: n("ip"),
+        datetime: n("datetime"),
+    }
+});
+
+fn ext(name: &cedar_policy_core::ast::Name, arg: &str) -> Expr {
+    use cedar_policy_core::ast::RestrictedExpr;
+    Expr::from(RestrictedExpr::call_extension_fn(
+        name.clone(),
+        [RestrictedExpr::val(arg)],
+    ))
+}
+
+fn decimal(s: &str) -> Expr {
+    ext(&EXT.decimal, s)
+}
+
+fn s_(s: &str) -> Expr {
+    Expr::new_string(s.to_string())
+}
+
+fn record(fields: Vec<(&str, Expr)>) -> Result<Expr, String> {
+    Expr::new_record(fields.into_iter().map(|(k, v)| (k.to_string(), v)))
+        .map_err(|e| crate::one_line(&e))
 }
 
 fn max_units() -> Units {
@@ -93,46 +153,11 @@ fn max_units() -> Units {
     })
 }
 
-/// Sum of two decimal digit strings.
-fn add(a: &str, b: &str) -> String {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut out = Vec::new();
-    let (mut i, mut j, mut carry) = (a.len(), b.len(), 0u8);
-    while i > 0 || j > 0 || carry > 0 {
-        let x = if i > 0 {
-            i -= 1;
-            a[i] - b'0'
-        } else {
-            0
-        };
-        let y = if j > 0 {
-            j -= 1;
-            b[j] - b'0'
-        } else {
-            0
-        };
-        let s = x + y + carry;
-        out.push(b'0' + s % 10);
-        carry = s / 10;
-    }
-    out.reverse();
-    let s = String::from_utf8(out).unwrap_or_default();
-    let t = s.trim_start_matches('0');
-    if t.is_empty() {
-        "0".into()
-    } else {
-        t.to_string()
-    }
-}
-
-fn is_digits(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
-}
-
 pub fn build(
     schema: &Schema,
     req: &DecisionRequest<'_>,
-    static_entities: &[Entity],
+    base_entities: &Entities,
+    address_entities: &HashMap<String, Entity>,
     address_lists: &BTreeMap<String, BTreeSet<String>>,
 ) -> Result<Built, String> {
     let i = req.intent;
@@ -187,8 +212,11 @@ pub fn build(
     } else {
         String::new()
     };
-    let mut saturated = units.saturated || with_this.saturated;
-    let transfers: Vec<Value> = i
+    // `saturated` means a real amount past Cedar's range. An amount of unknown size is
+    // shown as the maximum with `amount_known = false`, not as saturated, so policy can
+    // send it to approvals rather than forbid it outright.
+    let mut saturated = known && (units.saturated || with_this.saturated);
+    let transfers: Vec<Expr> = i
         .transfers
         .iter()
         .map(|t| {
@@ -199,17 +227,33 @@ pub fn build(
             if t.asset.decimals.is_some() && u.saturated {
                 saturated = true;
             }
-            let mut asset = json!({"kind": match t.asset.kind { AssetKind::Native => "native", AssetKind::Token => "token" }});
-            if let Some(s) = &t.asset.symbol { asset["symbol"] = json!(s); }
-            if let Some(c) = &t.asset.contract { asset["contract"] = json!(c); }
-            if let Some(d) = t.asset.decimals { asset["decimals"] = json!(d); }
-            json!({
-                "to": t.to, "amount": t.amount, "amount_units": dec(&u.decimal),
-                "saturated": u.saturated, "decimals_known": t.asset.decimals.is_some(),
-                "asset": asset, "is_change": t.is_change,
-            })
+            let mut asset = vec![(
+                "kind",
+                s_(match t.asset.kind {
+                    AssetKind::Native => "native",
+                    AssetKind::Token => "token",
+                }),
+            )];
+            if let Some(v) = &t.asset.symbol {
+                asset.push(("symbol", s_(v)));
+            }
+            if let Some(v) = &t.asset.contract {
+                asset.push(("contract", s_(v)));
+            }
+            if let Some(d) = t.asset.decimals {
+                asset.push(("decimals", Expr::new_long(i64::from(d))));
+            }
+            record(vec![
+                ("to", s_(&t.to)),
+                ("amount", s_(&t.amount)),
+                ("amount_units", decimal(&u.decimal)),
+                ("saturated", Expr::new_bool(u.saturated)),
+                ("decimals_known", Expr::new_bool(t.asset.decimals.is_some())),
+                ("asset", record(asset)?),
+                ("is_change", Expr::new_bool(t.is_change)),
+            ])
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     // The lists that contain every (non-change) recipient.
     let recipients: BTreeSet<String> = moving
         .iter()
@@ -223,45 +267,66 @@ pub fn build(
             Some(acc) => acc.intersection(&parents).cloned().collect(),
         });
     }
-    let recipients_in: Vec<Value> = if recipients.is_empty() {
+    let recipients_in: Vec<Expr> = if recipients.is_empty() {
         vec![]
     } else {
         lists_of_all
             .unwrap_or_default()
             .iter()
-            .map(|l| uid("AddressList", l))
+            .map(|l| Expr::new_entity_uid(euid(&T.address_list, l)))
             .collect()
     };
-    let mut ctx = json!({
-        "chain": i.chain, "network": i.network, "kind": i.kind.as_str(), "from": i.from,
-        "transfers": transfers,
-        "transfer_count": moving.len(),
-        "single_asset": single,
-        "asset": if single { keys.iter().next().cloned().unwrap_or_default() } else { "mixed".into() },
-        "asset_symbol": symbol,
-        "amount_units": dec(&units.decimal),
-        "amount_known": known,
-        "saturated": saturated,
-        "recipients_in": recipients_in,
-        "velocity": {"units_24h": dec(&units_24h.decimal), "units_24h_with_this": dec(&with_this.decimal)},
-        "request": {
-            "client_ip": {"__extn": {"fn": "ip", "arg": req.facts.client_ip}},
-            "time": {"__extn": {"fn": "datetime", "arg": req.facts.time}},
-            "weekday": req.facts.weekday, "hour": req.facts.hour,
-        },
-    });
+    let long = |n: usize| Expr::new_long(i64::try_from(n).unwrap_or(i64::MAX));
+    let mut ctx: Vec<(&str, Expr)> = vec![
+        ("chain", s_(&i.chain)),
+        ("network", s_(&i.network)),
+        ("kind", s_(i.kind.as_str())),
+        ("from", s_(&i.from)),
+        ("transfers", Expr::new_set(transfers)),
+        ("transfer_count", long(moving.len())),
+        ("single_asset", Expr::new_bool(single)),
+        (
+            "asset",
+            s_(&if single {
+                keys.iter().next().cloned().unwrap_or_default()
+            } else {
+                "mixed".into()
+            }),
+        ),
+        ("asset_symbol", s_(&symbol)),
+        ("amount_units", decimal(&units.decimal)),
+        ("amount_known", Expr::new_bool(known)),
+        ("saturated", Expr::new_bool(saturated)),
+        ("recipients_in", Expr::new_set(recipients_in)),
+        (
+            "velocity",
+            record(vec![
+                ("units_24h", decimal(&units_24h.decimal)),
+                ("units_24h_with_this", decimal(&with_this.decimal)),
+            ])?,
+        ),
+        (
+            "request",
+            record(vec![
+                ("client_ip", ext(&EXT.ip, &req.facts.client_ip)),
+                ("time", ext(&EXT.datetime, &req.facts.time)),
+                ("weekday", Expr::new_long(i64::from(req.facts.weekday))),
+                ("hour", Expr::new_long(i64::from(req.facts.hour))),
+            ])?,
+        ),
+    ];
     if let Some(c) = &i.call {
-        let mut call = json!({"to": c.to, "selector": c.selector});
+        let mut call = vec![("to", s_(&c.to)), ("selector", s_(&c.selector))];
         if let Some(m) = &c.method {
-            call["method"] = json!(m);
+            call.push(("method", s_(m)));
         }
-        ctx["call"] = call;
+        ctx.push(("call", record(call)?));
     }
     if let Some(f) = &i.fee_max {
-        ctx["fee_max"] = json!(f);
+        ctx.push(("fee_max", s_(f)));
     }
     if let Some(t) = &i.typed_data {
-        let mut domain = json!({});
+        let mut domain = vec![];
         for (k, v) in [
             ("name", &t.domain.name),
             ("version", &t.domain.version),
@@ -269,46 +334,92 @@ pub fn build(
             ("verifying_contract", &t.domain.verifying_contract),
         ] {
             if let Some(v) = v {
-                domain[k] = json!(v);
+                domain.push((k, s_(v)));
             }
         }
-        ctx["typed_data"] = json!({
-            "primary_type": t.primary_type, "domain": domain,
-            "fields": t.message.iter().map(|f| json!({"path": f.path, "type": f.ty, "value": f.value})).collect::<Vec<_>>(),
-        });
+        let fields = t
+            .message
+            .iter()
+            .map(|f| {
+                record(vec![
+                    ("path", s_(&f.path)),
+                    ("type", s_(&f.ty)),
+                    ("value", s_(&f.value)),
+                ])
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        ctx.push((
+            "typed_data",
+            record(vec![
+                ("primary_type", s_(&t.primary_type)),
+                ("domain", record(domain)?),
+                ("fields", Expr::new_set(fields)),
+            ])?,
+        ));
     }
 
     let w = &req.wallet;
-    let mut addresses = json!({});
-    for (k, v) in w.addresses {
-        addresses[k] = json!(v);
-    }
-    let mut dynamic = vec![
-        json!({"uid": uid("Client", req.principal.id), "attrs": {"name": req.principal.name},
-               "parents": req.principal.roles.iter().map(|r| uid("Role", r)).collect::<Vec<_>>()}),
-        json!({"uid": uid("Wallet", w.id), "attrs": {"label": w.label, "tags": w.tags, "curve": w.curve, "addresses": addresses},
-               "parents": w.groups.iter().map(|g| uid("WalletGroup", g)).collect::<Vec<_>>()}),
-    ];
-    for r in req.principal.roles {
-        dynamic.push(json!({"uid": uid("Role", r), "attrs": {}, "parents": []}));
-    }
-    for g in w.groups {
-        dynamic.push(json!({"uid": uid("WalletGroup", g), "attrs": {}, "parents": []}));
-    }
-    let dynamic = Entities::from_json_value(Value::Array(dynamic), Some(schema))
-        .map_err(|e| crate::one_line(&e))?;
-    let entities =
-        Entities::from_entities(static_entities.iter().cloned().chain(dynamic), Some(schema))
-            .map_err(|e| crate::one_line(&e))?;
-    let parse_uid = |ty: &str, id: &str| -> Result<EntityUid, String> {
-        EntityUid::from_json(uid(ty, id)).map_err(|e| crate::one_line(&e))
+    let principal = euid(&T.client, req.principal.id);
+    let resource = euid(&T.wallet, w.id);
+    let roles: HashSet<EntityUid> = req
+        .principal
+        .roles
+        .iter()
+        .map(|r| euid(&T.role, r))
+        .collect();
+    let groups: HashSet<EntityUid> = w.groups.iter().map(|g| euid(&T.group, g)).collect();
+    let addresses = record(
+        w.addresses
+            .iter()
+            .map(|(k, v)| (k.as_str(), s_(v)))
+            .collect(),
+    )?;
+    let attrs = |pairs: Vec<(&str, Expr)>| -> HashMap<String, Expr> {
+        pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     };
-    let principal = parse_uid("Client", req.principal.id)?;
-    let action = parse_uid("Action", req.action.name())?;
-    let resource = parse_uid("Wallet", w.id)?;
-    let context =
-        Context::from_json_value(ctx, Some((schema, &action))).map_err(|e| crate::one_line(&e))?;
-    let request = Request::new(principal, action, resource, context, Some(schema))
+    let mut dynamic = vec![
+        Entity::new(
+            principal.clone(),
+            attrs(vec![("name", s_(req.principal.name))]),
+            roles,
+        )
+        .map_err(|e| crate::one_line(&e))?,
+        Entity::new(
+            resource.clone(),
+            attrs(vec![
+                ("label", s_(w.label)),
+                ("tags", Expr::new_set(w.tags.iter().map(|t| s_(t)))),
+                ("curve", s_(w.curve)),
+                ("addresses", addresses),
+            ]),
+            groups,
+        )
+        .map_err(|e| crate::one_line(&e))?,
+    ];
+    // Role and group entities themselves are not needed: `in` follows the client's and
+    // the wallet's parent links, and they carry no attributes.
+    dynamic.extend(
+        recipients
+            .iter()
+            .filter_map(|r| address_entities.get(r).cloned()),
+    );
+    // Release builds trust the shapes built here (any mismatch with the schema surfaces as
+    // an evaluation error, which denies); debug builds, i.e. every test, check them
+    // against the schema so a drift is caught where it is introduced.
+    let check = cfg!(debug_assertions).then_some(schema);
+    let entities = base_entities
+        .clone()
+        .add_entities(dynamic, check)
         .map_err(|e| crate::one_line(&e))?;
+    let context = Context::from_pairs(ctx.into_iter().map(|(k, v)| (k.to_string(), v)))
+        .map_err(|e| crate::one_line(&e))?;
+    let request = Request::new(
+        principal,
+        euid(&T.action, req.action.name()),
+        resource,
+        context,
+        check,
+    )
+    .map_err(|e| crate::one_line(&e))?;
     Ok(Built { request, entities })
 }

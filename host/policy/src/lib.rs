@@ -7,18 +7,27 @@
 //! (Cedar skips an erroring policy, so a broken `forbid` would silently allow: any error
 //! denies), round an amount down, or know about transport, storage or signing.
 //!
-//! Status: the engine and its context; the `custos policy` commands, the test kit and the
-//! benchmark come next (issue 4 continues).
+//! Speed: a decision evaluates only the policies that can apply — those whose scope
+//! names the request's action (or any action) and the wallet, one of its groups, or any
+//! resource. The slice per (action, wallet, groups) is built once and cached; wallet
+//! groups are flat (a group is in no other group), so scope alone decides membership.
+//! Address books enter a decision only for the request's recipients.
 
 pub mod amount;
 mod context;
+pub mod facts;
+pub mod testkit;
+pub mod velocity;
 
 pub use context::{Action, ClientRef, DecisionRequest, RequestFacts, Velocity, WalletRef};
 
-use cedar_policy::{Authorizer, Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
-use std::collections::{BTreeMap, BTreeSet};
+use cedar_policy::{
+    ActionConstraint, Authorizer, Entities, Entity, Policy, PolicyId, PolicySet,
+    ResourceConstraint, Schema, ValidationMode, Validator,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Why a policy folder was refused. The previous set, if any, stays in force.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +38,8 @@ pub enum PolicyError {
     Schema { path: String, message: String },
     #[error("policies in `{path}` do not parse: {message}")]
     Syntax { path: String, message: String },
+    #[error("`{path}` holds a policy template; templates are not supported, write policies")]
+    Template { path: String },
     #[error("policy in `{path}` has no `@id` annotation")]
     MissingId { path: String },
     #[error("policy id `{id}` is used twice (`{first}` and `{second}`)")]
@@ -49,15 +60,80 @@ pub enum PolicyError {
     Entities { path: String, message: String },
 }
 
+/// Which requests a policy's scope can match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Scope {
+    Any,
+    Group(String),
+    Wallet(String),
+}
+
+struct Scoped {
+    policy: Policy,
+    /// Action names the scope allows; `None` = any action.
+    actions: Option<Vec<String>>,
+    scope: Scope,
+}
+
+/// The static entities of a policy folder, indexed once at load.
+#[derive(Clone, Default)]
+struct Books {
+    /// Static entities from `*.entities.json` other than addresses (e.g. address lists),
+    /// validated against the schema once.
+    base: Entities,
+    /// `Custos::Address` entities by id; a decision takes only its recipients'.
+    addresses: HashMap<String, Entity>,
+    /// Address id (`<chain>:<address>`) -> the `AddressList`s it is in, so a decision
+    /// does not scan the entities.
+    lists: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Books {
+    fn add(
+        &mut self,
+        entities: impl IntoIterator<Item = Entity>,
+        schema: &Schema,
+    ) -> Result<(), String> {
+        let mut base = Vec::new();
+        for e in entities {
+            let Some(id) = entity_id(&e.uid(), "Address") else {
+                base.push(e);
+                continue;
+            };
+            // Entity parents are not exposed directly; read them from its JSON form.
+            let parents = e
+                .to_json_value()
+                .ok()
+                .and_then(|v| v.get("parents").and_then(|p| p.as_array().cloned()))
+                .unwrap_or_default();
+            self.lists.insert(
+                id.clone(),
+                parents
+                    .iter()
+                    .filter(|p| p["type"] == "Custos::AddressList")
+                    .filter_map(|p| p["id"].as_str().map(String::from))
+                    .collect(),
+            );
+            self.addresses.insert(id, e);
+        }
+        self.base = std::mem::take(&mut self.base)
+            .add_entities(base, Some(schema))
+            .map_err(|e| one_line(&e))?;
+        Ok(())
+    }
+}
+
+/// Slices kept per snapshot before the cache starts over (wallet-group combinations
+/// times actions; far above what a deployment has, it only bounds memory).
+const SLICE_CACHE_MAX: usize = 4096;
+
 /// A validated, loaded policy folder.
 pub struct PolicySnapshot {
     schema: Schema,
     policies: PolicySet,
-    /// Address books and other static entities from `*.entities.json`.
-    static_entities: Vec<cedar_policy::Entity>,
-    /// Address-book index built once at load: address id (`<chain>:<address>`) -> the
-    /// `AddressList`s it is in, so a decision does not scan the entities.
-    address_lists: BTreeMap<String, BTreeSet<String>>,
+    scoped: Vec<Scoped>,
+    slices: Mutex<HashMap<String, Arc<PolicySet>>>,
+    books: Books,
     /// `@approvals("N")` per permit policy id.
     approvals: BTreeMap<String, u32>,
     /// Source file per policy id, for messages.
@@ -70,6 +146,108 @@ impl PolicySnapshot {
     }
     pub fn file_of(&self, id: &str) -> Option<&str> {
         self.files.get(id).map(String::as_str)
+    }
+    pub fn policy_count(&self) -> usize {
+        self.files.len()
+    }
+
+    /// This snapshot with more entities (Cedar entity JSON, checked against the schema),
+    /// e.g. a test case's own address-book entries.
+    pub fn with_entities(&self, json: serde_json::Value) -> Result<PolicySnapshot, String> {
+        let extra =
+            Entities::from_json_value(json, Some(&self.schema)).map_err(|e| one_line(&e))?;
+        let mut books = self.books.clone();
+        books.add(extra, &self.schema)?;
+        Ok(PolicySnapshot {
+            schema: self.schema.clone(),
+            policies: self.policies.clone(),
+            scoped: self.policies.policies().map(scope_of).collect(),
+            slices: Mutex::new(HashMap::new()),
+            books,
+            approvals: self.approvals.clone(),
+            files: self.files.clone(),
+        })
+    }
+
+    /// How many policies a decision on `action` for this wallet evaluates.
+    #[doc(hidden)]
+    pub fn slice_len(&self, action: &str, wallet_id: &str, groups: &[String]) -> usize {
+        self.slice(action, wallet_id, groups).policies().count()
+    }
+
+    /// The policies that can apply to `action` on a wallet with `wallet_id` in `groups`.
+    fn slice(&self, action: &str, wallet_id: &str, groups: &[String]) -> Arc<PolicySet> {
+        let mut sorted: Vec<&str> = groups.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        // Unit separators cannot appear in a valid id, so the key is unambiguous.
+        let key = format!("{action}\u{1f}{wallet_id}\u{1f}{}", sorted.join("\u{1f}"));
+        let mut cache = match self.slices.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(s) = cache.get(&key) {
+            return s.clone();
+        }
+        let mut set = PolicySet::new();
+        for p in &self.scoped {
+            let action_ok = p
+                .actions
+                .as_ref()
+                .is_none_or(|a| a.iter().any(|a| a == action));
+            let scope_ok = match &p.scope {
+                Scope::Any => true,
+                Scope::Group(g) => sorted.binary_search(&g.as_str()).is_ok(),
+                Scope::Wallet(w) => w == wallet_id,
+            };
+            if action_ok && scope_ok {
+                // Ids are unique in the snapshot, so adding cannot fail.
+                let _ = set.add(p.policy.clone());
+            }
+        }
+        let set = Arc::new(set);
+        if cache.len() >= SLICE_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, set.clone());
+        set
+    }
+}
+
+fn entity_id(e: &cedar_policy::EntityUid, ty: &str) -> Option<String> {
+    (e.type_name().to_string() == format!("Custos::{ty}")).then(|| e.id().unescaped().to_string())
+}
+
+fn scope_of(p: &Policy) -> Scoped {
+    let actions = match p.action_constraint() {
+        ActionConstraint::Any => None,
+        ActionConstraint::Eq(a) => Some(vec![a.id().unescaped().to_string()]),
+        ActionConstraint::In(list) => Some(
+            list.iter()
+                .map(|a| a.id().unescaped().to_string())
+                .collect(),
+        ),
+    };
+    let by_uid = |u: &cedar_policy::EntityUid| {
+        if let Some(g) = entity_id(u, "WalletGroup") {
+            Scope::Group(g)
+        } else if let Some(w) = entity_id(u, "Wallet") {
+            Scope::Wallet(w)
+        } else {
+            // Anything else (never true for a wallet under the schema): keep it, to be safe.
+            Scope::Any
+        }
+    };
+    let scope = match p.resource_constraint() {
+        ResourceConstraint::Any | ResourceConstraint::Is(_) => Scope::Any,
+        ResourceConstraint::In(u) | ResourceConstraint::Eq(u) | ResourceConstraint::IsIn(_, u) => {
+            by_uid(&u)
+        }
+    };
+    Scoped {
+        policy: p.clone(),
+        actions,
+        scope,
     }
 }
 
@@ -140,6 +318,9 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, PolicyError> {
                         path: shown.clone(),
                         message: one_line(&e),
                     })?;
+            if parsed.templates().next().is_some() {
+                return Err(PolicyError::Template { path: shown });
+            }
             for p in parsed.policies() {
                 let id = p
                     .annotation("id")
@@ -183,26 +364,13 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, PolicyError> {
             static_entities.extend(ents);
         }
     }
-    let mut address_lists: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for e in &static_entities {
-        if e.uid().type_name().to_string() != "Custos::Address" {
-            continue;
-        }
-        // Entity parents are not exposed directly; read them from its JSON form.
-        let parents = e
-            .to_json_value()
-            .ok()
-            .and_then(|v| v.get("parents").and_then(|p| p.as_array().cloned()))
-            .unwrap_or_default();
-        address_lists.insert(
-            e.uid().id().unescaped().to_string(),
-            parents
-                .iter()
-                .filter(|p| p["type"] == "Custos::AddressList")
-                .filter_map(|p| p["id"].as_str().map(String::from))
-                .collect(),
-        );
-    }
+    let mut books = Books::default();
+    books
+        .add(static_entities, &schema)
+        .map_err(|message| PolicyError::Entities {
+            path: dir.display().to_string(),
+            message,
+        })?;
     let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
     if !result.validation_passed() {
         let msgs: Vec<String> = result
@@ -215,11 +383,13 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, PolicyError> {
             .collect();
         return Err(PolicyError::Validation(msgs.join("; ")));
     }
+    let scoped = policies.policies().map(scope_of).collect();
     Ok(PolicySnapshot {
         schema,
         policies,
-        static_entities,
-        address_lists,
+        scoped,
+        slices: Mutex::new(HashMap::new()),
+        books,
         approvals,
         files,
     })
@@ -297,17 +467,50 @@ fn deny(errors: Vec<String>) -> Decision {
     }
 }
 
+/// Decides one request against `snap`, evaluating only the policies whose scope can
+/// apply (see the module notes). Fails closed like [`PolicyEngine::evaluate`].
 pub fn evaluate(snap: &PolicySnapshot, req: &DecisionRequest<'_>) -> Decision {
+    decide(snap, req, true)
+}
+
+/// [`evaluate`] over every policy in the set, without slicing: the baseline the
+/// benchmark compares against, and a cross-check in tests that slicing changes nothing.
+#[doc(hidden)]
+pub fn evaluate_unsliced(snap: &PolicySnapshot, req: &DecisionRequest<'_>) -> Decision {
+    decide(snap, req, false)
+}
+
+/// Builds the Cedar request, entities and context for `req` and drops them: the part of
+/// a decision the benchmark reports apart from evaluation.
+#[doc(hidden)]
+pub fn build_only(snap: &PolicySnapshot, req: &DecisionRequest<'_>) -> Result<(), String> {
+    context::build(
+        &snap.schema,
+        req,
+        &snap.books.base,
+        &snap.books.addresses,
+        &snap.books.lists,
+    )
+    .map(|b| drop(std::hint::black_box(b)))
+}
+
+fn decide(snap: &PolicySnapshot, req: &DecisionRequest<'_>, sliced: bool) -> Decision {
     let built = match context::build(
         &snap.schema,
         req,
-        &snap.static_entities,
-        &snap.address_lists,
+        &snap.books.base,
+        &snap.books.addresses,
+        &snap.books.lists,
     ) {
         Ok(b) => b,
         Err(e) => return deny(vec![e]),
     };
-    let response = Authorizer::new().is_authorized(&built.request, &snap.policies, &built.entities);
+    let response = if sliced {
+        let slice = snap.slice(req.action.name(), req.wallet.id, req.wallet.groups);
+        Authorizer::new().is_authorized(&built.request, &slice, &built.entities)
+    } else {
+        Authorizer::new().is_authorized(&built.request, &snap.policies, &built.entities)
+    };
     let errors: Vec<String> = response
         .diagnostics()
         .errors()

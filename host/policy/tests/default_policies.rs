@@ -35,6 +35,18 @@ fn eth(to: &str, wei: &str) -> Intent {
     }
 }
 
+/// A scratch copy of the policy folder's files (not its `tests/`).
+fn copy_of_policies() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(policies_dir()).unwrap() {
+        let f = f.unwrap();
+        if f.file_type().unwrap().is_file() {
+            std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
 const TO: &str = "0x3535353535353535353535353535353535353535";
 
 fn decide(
@@ -151,11 +163,7 @@ fn frozen_wallet_and_velocity_and_whitelist() {
 #[test]
 fn a_syntax_error_is_refused_and_the_previous_set_keeps_deciding() {
     let e = PolicyEngine::load(&policies_dir()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    for f in std::fs::read_dir(policies_dir()).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
-    }
+    let dir = copy_of_policies();
     std::fs::write(
         dir.path().join("broken.cedar"),
         "@id(\"broken\") permit (principal, action, resource) when { ;",
@@ -183,11 +191,7 @@ fn an_evaluation_error_denies() {
     // Validates in strict mode, but overflows a Long at run time for two or more
     // transfers. Cedar skips an erroring policy: this forbid would silently vanish and the
     // signer permit would allow. custos must deny and report the error.
-    let dir = tempfile::tempdir().unwrap();
-    for f in std::fs::read_dir(policies_dir()).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
-    }
+    let dir = copy_of_policies();
     std::fs::write(
         dir.path().join("overflow.cedar"),
         "@id(\"overflowing-forbid\") forbid (principal, action, resource) when { context.transfer_count * 4611686018427387904 > 0 };",
@@ -207,4 +211,84 @@ fn an_evaluation_error_denies() {
         (Verdict::Deny, 0),
         "the forbid matches: 2^62 > 0"
     );
+}
+
+#[test]
+fn the_shipped_cases_pass_and_a_wrong_expectation_is_reported() {
+    use custos_policy::testkit::{self, Outcome};
+    let cases = policies_dir().join("tests");
+    let results = testkit::run(&policies_dir(), &cases).unwrap();
+    assert!(results.len() >= 20, "{} cases", results.len());
+    for r in &results {
+        assert_eq!(r.outcome, Outcome::Pass, "{}", r.file.display());
+    }
+    // Every default policy decides at least one shipped case.
+    let snap = custos_policy::load_dir(&policies_dir()).unwrap();
+    let all: String = results
+        .iter()
+        .map(|r| std::fs::read_to_string(&r.file).unwrap())
+        .collect();
+    for id in snap.policy_ids() {
+        assert!(
+            all.contains(&format!("\"{id}\"")),
+            "no case decided by `{id}`"
+        );
+    }
+
+    // The same case with the wrong expectation fails, naming both sides.
+    let scratch = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(cases.join("limit-eth-one-wei-over.json")).unwrap();
+    let mut case: serde_json::Value = serde_json::from_str(&text).unwrap();
+    case["expect"] =
+        serde_json::json!({"decision": "ALLOW", "policies": ["signer-transfer-within-limit"]});
+    std::fs::write(scratch.path().join("wrong.json"), case.to_string()).unwrap();
+    case["request"]["intent"]["transfers"][0]["amount_units"] = serde_json::json!("10");
+    std::fs::write(scratch.path().join("invalid.json"), case.to_string()).unwrap();
+    let results = testkit::run(&policies_dir(), scratch.path()).unwrap();
+    match &results[1].outcome {
+        Outcome::Fail { expected, got } => {
+            assert_eq!(expected, "ALLOW by [signer-transfer-within-limit]");
+            assert_eq!(
+                got,
+                "NEEDS_APPROVAL(2) by [signer-transfer-over-limit-needs-approval]"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(&results[0].outcome, Outcome::Invalid(m) if m.contains("amount_units")),
+        "{:?}",
+        results[0].outcome
+    );
+}
+
+#[test]
+fn scoped_policies_apply_only_to_their_wallet_group_and_action() {
+    // The engine evaluates a per-(action, wallet, groups) slice; this checks the slice
+    // keeps exactly the policies whose scope can match.
+    let dir = copy_of_policies();
+    std::fs::write(
+        dir.path().join("scoped.cedar"),
+        r#"
+@id("otc-group-frozen")
+forbid (principal, action in [Custos::Action::"sign_transaction", Custos::Action::"sign_hash"], resource in Custos::WalletGroup::"otc");
+@id("key-9-frozen")
+forbid (principal, action, resource == Custos::Wallet::"key-9");
+@id("otc-messages-forbidden")
+forbid (principal, action == Custos::Action::"sign_message", resource is Custos::Wallet in Custos::WalletGroup::"otc");
+"#,
+    )
+    .unwrap();
+    let e = PolicyEngine::load(dir.path()).unwrap();
+    let small = eth(TO, "1");
+    let (v, p, _) = decide(&e, &small, &[], &["otc"], "0");
+    assert_eq!(
+        (v, p),
+        (Verdict::Deny, vec!["otc-group-frozen".to_string()])
+    );
+    let (v, _, _) = decide(&e, &small, &[], &["desk", "hot"], "0");
+    assert_eq!(v, Verdict::Allow, "other groups are not affected");
+    // Same groups, other order: same slice, same answer.
+    let (v, _, _) = decide(&e, &small, &[], &["hot", "otc"], "0");
+    assert_eq!(v, Verdict::Deny);
 }

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use std::fmt;
 
 pub mod amount;
+mod from_json;
 #[cfg(target_arch = "wasm32")]
 pub mod guest;
 
