@@ -1,0 +1,106 @@
+//! The service's configuration: one TOML file, unknown keys refused at start.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! data_dir = "/var/lib/custos/host"       # the host's RocksDB
+//! policies_dir = "/etc/custos/policies"
+//! clients_file = "/etc/custos/clients.json"
+//! group_file = "/etc/custos/group.toml"   # the node group (shared with the nodes)
+//! # plugins_manifest = "…/plugins.toml"    # default: the set this build produced
+//!
+//! [tls]                                   # the host's client identity towards the nodes
+//! ca_cert = "/etc/custos/certs/ca.cert"
+//! cert = "/etc/custos/certs/gateway/gateway.cert"
+//! key = "/etc/custos/certs/gateway/gateway.key"
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub policies_dir: PathBuf,
+    pub clients_file: PathBuf,
+    pub group_file: PathBuf,
+    #[serde(default)]
+    pub plugins_manifest: Option<PathBuf>,
+    pub tls: TlsConfig,
+    /// Seconds a request's timestamp may be off (either way); DESIGN §7 says 300.
+    #[serde(default = "default_window")]
+    pub auth_window_secs: u64,
+}
+
+fn default_window() -> u64 {
+    300
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl ServiceConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
+        let mut cfg: ServiceConfig = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("config `{}`: {e}", path.display()))?;
+        // Relative paths are relative to the config file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut cfg.data_dir,
+            &mut cfg.policies_dir,
+            &mut cfg.clients_file,
+            &mut cfg.group_file,
+            &mut cfg.tls.ca_cert,
+            &mut cfg.tls.cert,
+            &mut cfg.tls.key,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if let Some(m) = cfg.plugins_manifest.as_mut()
+            && m.is_relative()
+        {
+            *m = base.join(&*m);
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused_and_paths_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("host.toml");
+        let good = r#"
+listen = "127.0.0.1:0"
+data_dir = "data"
+policies_dir = "/p"
+clients_file = "clients.json"
+group_file = "group.toml"
+[tls]
+ca_cert = "c"
+cert = "d"
+key = "e"
+"#;
+        std::fs::write(&p, good).unwrap();
+        let c = ServiceConfig::load(&p).unwrap();
+        assert_eq!(c.data_dir, dir.path().join("data"));
+        assert_eq!(c.policies_dir, PathBuf::from("/p"));
+        assert_eq!(c.auth_window_secs, 300);
+        std::fs::write(&p, format!("{good}\nlisen = 1\n")).unwrap();
+        let e = ServiceConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+    }
+}

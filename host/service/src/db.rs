@@ -1,0 +1,247 @@
+//! The host's metadata store: one RocksDB with a column family per kind of record.
+//!
+//! Writes that the API's promises rest on (keys, requests, audit, velocity) are synced to
+//! disk before they return, so a record the service acted on survives a crash. Values are
+//! JSON documents carrying a `v` (format version) field where they are long-lived.
+
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::Path;
+
+/// The column families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cf {
+    /// key_id -> key object.
+    Keys,
+    /// client ‖ 0 ‖ request_id -> sign request record (idempotency, approvals).
+    Requests,
+    /// seq (u64 big-endian) -> audit entry.
+    Audit,
+    /// velocity key ‖ time ‖ request -> base units sent.
+    Velocity,
+    /// access key ‖ 0 ‖ nonce -> unix seconds first seen.
+    Nonces,
+    /// small singletons (format version, audit head).
+    Meta,
+}
+
+impl Cf {
+    const ALL: [Cf; 6] = [
+        Cf::Keys,
+        Cf::Requests,
+        Cf::Audit,
+        Cf::Velocity,
+        Cf::Nonces,
+        Cf::Meta,
+    ];
+    fn name(self) -> &'static str {
+        match self {
+            Cf::Keys => "keys",
+            Cf::Requests => "requests",
+            Cf::Audit => "audit",
+            Cf::Velocity => "velocity",
+            Cf::Nonces => "nonces",
+            Cf::Meta => "meta",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("host store: {0}")]
+pub struct DbError(pub String);
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// The host's RocksDB.
+pub struct Db {
+    db: DB,
+    /// Test hook: when set, every write fails (proves fail-closed paths).
+    fail_writes: std::sync::atomic::AtomicBool,
+    /// Test hook: writes to this column family fail.
+    fail_cf: std::sync::Mutex<Option<Cf>>,
+}
+
+fn err(e: impl std::fmt::Display) -> DbError {
+    DbError(crate::error::one_line(&e.to_string()))
+}
+
+impl Db {
+    pub fn open(path: &Path) -> DbResult<Self> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let cfs = Cf::ALL
+            .iter()
+            .map(|c| ColumnFamilyDescriptor::new(c.name(), Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs)
+            .map_err(|e| DbError(format!("cannot open `{}`: {}", path.display(), e)))?;
+        Ok(Self {
+            db,
+            fail_writes: std::sync::atomic::AtomicBool::new(false),
+            fail_cf: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn cf(&self, cf: Cf) -> DbResult<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(cf.name())
+            .ok_or_else(|| DbError(format!("column family `{}` missing", cf.name())))
+    }
+
+    fn check_writable(&self, cf: Cf) -> DbResult<()> {
+        let failing_cf = *self.fail_cf.lock().unwrap_or_else(|p| p.into_inner());
+        if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) || failing_cf == Some(cf) {
+            return Err(DbError(format!(
+                "writes to `{}` are failing (test hook)",
+                cf.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Tests only: make writes to one column family fail (`None`: none).
+    #[doc(hidden)]
+    pub fn set_fail_cf(&self, cf: Option<Cf>) {
+        *self.fail_cf.lock().unwrap_or_else(|p| p.into_inner()) = cf;
+    }
+
+    /// Tests only: make every later write fail.
+    #[doc(hidden)]
+    pub fn set_fail_writes(&self, fail: bool) {
+        self.fail_writes
+            .store(fail, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn get(&self, cf: Cf, key: &[u8]) -> DbResult<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf(cf)?, key).map_err(err)
+    }
+
+    /// A synced write.
+    pub fn put(&self, cf: Cf, key: &[u8], value: &[u8]) -> DbResult<()> {
+        self.check_writable(cf)?;
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db
+            .put_cf_opt(self.cf(cf)?, key, value, &w)
+            .map_err(err)
+    }
+
+    /// A write that may be lost in a crash (nonces: losing one only narrows replay
+    /// protection to what the timestamp window gives).
+    pub fn put_unsynced(&self, cf: Cf, key: &[u8], value: &[u8]) -> DbResult<()> {
+        self.check_writable(cf)?;
+        self.db.put_cf(self.cf(cf)?, key, value).map_err(err)
+    }
+
+    pub fn delete(&self, cf: Cf, key: &[u8]) -> DbResult<()> {
+        self.check_writable(cf)?;
+        self.db.delete_cf(self.cf(cf)?, key).map_err(err)
+    }
+
+    /// Several writes, atomically and synced.
+    pub fn write(&self, ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>) -> DbResult<()> {
+        let mut b = WriteBatch::default();
+        for (cf, k, v) in ops {
+            self.check_writable(cf)?;
+            match v {
+                Some(v) => b.put_cf(self.cf(cf)?, k, v),
+                None => b.delete_cf(self.cf(cf)?, k),
+            }
+        }
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.write_opt(b, &w).map_err(err)
+    }
+
+    pub fn get_json<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> DbResult<Option<T>> {
+        match self.get(cf, key)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| {
+                DbError(format!(
+                    "stored {} record `{}` does not decode: {e}",
+                    cf.name(),
+                    String::from_utf8_lossy(key)
+                ))
+            }),
+        }
+    }
+
+    pub fn put_json<T: Serialize>(&self, cf: Cf, key: &[u8], value: &T) -> DbResult<()> {
+        let v = serde_json::to_vec(value).map_err(err)?;
+        self.put(cf, key, &v)
+    }
+
+    /// Records whose key starts with `prefix`, from `start` (inclusive; `prefix` when
+    /// `None`) in key order, at most `limit`.
+    pub fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        limit: usize,
+    ) -> DbResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let from = start.unwrap_or(prefix);
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(cf)?, IteratorMode::From(from, Direction::Forward))
+        {
+            let (k, v) = item.map_err(err)?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The last record of a column family (the highest key).
+    pub fn last(&self, cf: Cf) -> DbResult<Option<(Vec<u8>, Vec<u8>)>> {
+        match self.db.iterator_cf(self.cf(cf)?, IteratorMode::End).next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item.map_err(err)?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_survive_reopen_and_scan_respects_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Db::open(dir.path()).unwrap();
+            db.put(Cf::Keys, b"a1", b"x").unwrap();
+            db.put(Cf::Keys, b"a2", b"y").unwrap();
+            db.put(Cf::Keys, b"b1", b"z").unwrap();
+            db.put(Cf::Audit, b"a3", b"other cf").unwrap();
+        }
+        let db = Db::open(dir.path()).unwrap();
+        let got = db.scan(Cf::Keys, b"a", None, 10).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(db.scan(Cf::Keys, b"a", Some(b"a2"), 10).unwrap().len(), 1);
+        assert_eq!(db.last(Cf::Keys).unwrap().unwrap().0, b"b1");
+        db.set_fail_cf(Some(Cf::Audit));
+        assert!(db.put(Cf::Audit, b"c", b"1").is_err());
+        assert!(
+            db.write(vec![
+                (Cf::Keys, b"d".to_vec(), Some(b"1".to_vec())),
+                (Cf::Audit, b"d".to_vec(), None)
+            ])
+            .is_err()
+        );
+        assert!(db.get(Cf::Keys, b"d").unwrap().is_none());
+        db.put(Cf::Keys, b"c", b"1").unwrap();
+        db.set_fail_cf(None);
+        db.set_fail_writes(true);
+        assert!(db.put(Cf::Keys, b"c", b"1").is_err());
+    }
+}

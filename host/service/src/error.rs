@@ -1,0 +1,185 @@
+//! The API's error answer: `{"error":{"code":"STABLE_CODE","message":"…", …}}` with the
+//! status DESIGN §7 gives each code. Messages are one line and never carry a secret.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// The stable codes of DESIGN §7.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    Unauthenticated,
+    Forbidden,
+    PolicyDenied,
+    InvalidRequest,
+    UnsupportedChain,
+    ParseError,
+    KeyNotFound,
+    RequestNotFound,
+    KeyNotActive,
+    InvalidTransition,
+    RequestIdReused,
+    PayloadTooLarge,
+    RateLimited,
+    NodesUnavailable,
+    Internal,
+}
+
+impl Code {
+    pub const ALL: [Code; 15] = [
+        Code::Unauthenticated,
+        Code::Forbidden,
+        Code::PolicyDenied,
+        Code::InvalidRequest,
+        Code::UnsupportedChain,
+        Code::ParseError,
+        Code::KeyNotFound,
+        Code::RequestNotFound,
+        Code::KeyNotActive,
+        Code::InvalidTransition,
+        Code::RequestIdReused,
+        Code::PayloadTooLarge,
+        Code::RateLimited,
+        Code::NodesUnavailable,
+        Code::Internal,
+    ];
+
+    /// The code named `s` (e.g. a recorded answer's `error.code`).
+    pub fn parse(s: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::Forbidden => "FORBIDDEN",
+            Code::PolicyDenied => "POLICY_DENIED",
+            Code::InvalidRequest => "INVALID_REQUEST",
+            Code::UnsupportedChain => "UNSUPPORTED_CHAIN",
+            Code::ParseError => "PARSE_ERROR",
+            Code::KeyNotFound => "KEY_NOT_FOUND",
+            Code::RequestNotFound => "REQUEST_NOT_FOUND",
+            Code::KeyNotActive => "KEY_NOT_ACTIVE",
+            Code::InvalidTransition => "INVALID_TRANSITION",
+            Code::RequestIdReused => "REQUEST_ID_REUSED",
+            Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Code::RateLimited => "RATE_LIMITED",
+            Code::NodesUnavailable => "NODES_UNAVAILABLE",
+            Code::Internal => "INTERNAL",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::Forbidden | Code::PolicyDenied => StatusCode::FORBIDDEN,
+            Code::InvalidRequest | Code::UnsupportedChain | Code::ParseError => {
+                StatusCode::BAD_REQUEST
+            }
+            Code::KeyNotFound | Code::RequestNotFound => StatusCode::NOT_FOUND,
+            Code::KeyNotActive | Code::InvalidTransition | Code::RequestIdReused => {
+                StatusCode::CONFLICT
+            }
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::NodesUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error answer. `extra` fields go inside `error` (e.g. `policies` for POLICY_DENIED).
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+    pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Seconds, for RATE_LIMITED.
+    pub retry_after: Option<u64>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: one_line(&message.into()),
+            extra: serde_json::Map::new(),
+            retry_after: None,
+        }
+    }
+    pub fn with(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.extra.insert(key.to_string(), value);
+        self
+    }
+    pub fn unauthenticated(m: impl Into<String>) -> Self {
+        Self::new(Code::Unauthenticated, m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(Code::Forbidden, m)
+    }
+    pub fn invalid(m: impl Into<String>) -> Self {
+        Self::new(Code::InvalidRequest, m)
+    }
+    pub fn internal(m: impl Into<String>) -> Self {
+        Self::new(Code::Internal, m)
+    }
+    pub fn body(&self) -> serde_json::Value {
+        let mut e = serde_json::Map::new();
+        e.insert("code".into(), json!(self.code.as_str()));
+        e.insert("message".into(), json!(self.message));
+        for (k, v) in &self.extra {
+            e.insert(k.clone(), v.clone());
+        }
+        json!({ "error": e })
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.code.status(), axum::Json(self.body())).into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    }
+}
+
+/// House style: error text is one line.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_code_message_and_extras() {
+        let e = ApiError::new(Code::PolicyDenied, "denied\nby policy")
+            .with("policies", json!(["a", "b"]));
+        assert_eq!(e.code.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            e.body(),
+            json!({"error":{"code":"POLICY_DENIED","message":"denied by policy","policies":["a","b"]}})
+        );
+    }
+
+    #[test]
+    fn rate_limited_carries_retry_after() {
+        let mut e = ApiError::new(Code::RateLimited, "slow down");
+        e.retry_after = Some(3);
+        let r = e.into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
+    }
+}

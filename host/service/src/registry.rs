@@ -1,0 +1,442 @@
+//! The key registry: key objects (DESIGN §7), their addresses, shard placement and the
+//! lifecycle of NIST SP 800-57.
+//!
+//! A key object is written once at generation and then only by status moves (each one
+//! appended to `status_history`). The registry never holds key material: only the public
+//! key and where its shards live.
+
+use crate::db::{Cf, Db, DbError};
+use crate::error::{ApiError, Code};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Stored format version of a key record.
+const KEY_RECORD_V: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    PreActive,
+    Active,
+    Frozen,
+    Archived,
+    Compromised,
+    Destroyed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::PreActive => "PRE_ACTIVE",
+            Status::Active => "ACTIVE",
+            Status::Frozen => "FROZEN",
+            Status::Archived => "ARCHIVED",
+            Status::Compromised => "COMPROMISED",
+            Status::Destroyed => "DESTROYED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "PRE_ACTIVE" => Status::PreActive,
+            "ACTIVE" => Status::Active,
+            "FROZEN" => Status::Frozen,
+            "ARCHIVED" => Status::Archived,
+            "COMPROMISED" => Status::Compromised,
+            "DESTROYED" => Status::Destroyed,
+            _ => return None,
+        })
+    }
+
+    /// The legal moves of DESIGN §7; a move to the same state is not one.
+    pub fn can_move_to(self, to: Status) -> bool {
+        use Status::*;
+        matches!(
+            (self, to),
+            (PreActive, Active)
+                | (PreActive, Destroyed)
+                | (Active, Frozen)
+                | (Active, Archived)
+                | (Active, Compromised)
+                | (Frozen, Active)
+                | (Frozen, Archived)
+                | (Frozen, Compromised)
+                | (Archived, Compromised)
+                | (Archived, Destroyed)
+                | (Compromised, Destroyed)
+        )
+    }
+
+    pub const ALL: [Status; 6] = [
+        Status::PreActive,
+        Status::Active,
+        Status::Frozen,
+        Status::Archived,
+        Status::Compromised,
+        Status::Destroyed,
+    ];
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyFormat {
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub curve: String,
+    pub algo_type: String,
+    pub size: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardProperties {
+    pub shard_count: u16,
+    pub threshold: u16,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusChange {
+    pub status: Status,
+    pub reason: Option<String>,
+    pub at: String,
+    pub by: String,
+}
+
+/// A key as stored (and, minus the internal fields, as the API shows it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub v: u32,
+    pub key_id: String,
+    pub label: String,
+    pub tags: BTreeMap<String, String>,
+    /// 0x hex: 33-byte compressed secp256k1 / 32-byte ed25519.
+    pub public_key: String,
+    pub addresses: BTreeMap<String, String>,
+    pub status: Status,
+    pub format: KeyFormat,
+    pub shard_properties: ShardProperties,
+    /// The nodes holding a shard.
+    pub nodes: Vec<u16>,
+    pub created_at: String,
+    pub status_history: Vec<StatusChange>,
+    /// Holders that could not be reached when the key was destroyed: they are told to
+    /// erase again until they confirm (internal, not shown).
+    #[serde(default)]
+    pub erase_pending: Vec<u16>,
+}
+
+impl KeyRecord {
+    pub fn new_v() -> u32 {
+        KEY_RECORD_V
+    }
+
+    /// The API's key object (DESIGN §7).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "key_id": self.key_id,
+            "label": self.label,
+            "tags": self.tags,
+            "public_key": self.public_key,
+            "addresses": self.addresses,
+            "status": self.status.as_str(),
+            "format": self.format,
+            "shard_properties": self.shard_properties,
+            "nodes": self.nodes,
+            "created_at": self.created_at,
+            "status_history": self.status_history,
+        })
+    }
+
+    pub fn public_key_bytes(&self) -> Result<Vec<u8>, ApiError> {
+        hex::decode(self.public_key.trim_start_matches("0x")).map_err(|_| {
+            ApiError::internal(format!(
+                "key `{}`: stored public key is not hex",
+                self.key_id
+            ))
+        })
+    }
+
+    /// Tags as policies see them: `key` and `key:value` (DESIGN §8, schema `tags`).
+    pub fn policy_tags(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (k, v) in &self.tags {
+            out.push(k.clone());
+            if !v.is_empty() {
+                out.push(format!("{k}:{v}"));
+            }
+        }
+        out
+    }
+
+    /// Wallet groups: the comma-separated `group` tag (`"group": "cold,treasury"`).
+    pub fn groups(&self) -> Vec<String> {
+        self.tags
+            .get("group")
+            .map(|g| {
+                g.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Key records in the host store. Moves are serialised by a lock so two concurrent moves
+/// cannot both pass the transition check.
+pub struct Registry {
+    db: Arc<Db>,
+    moves: Mutex<()>,
+}
+
+fn db_err(e: DbError) -> ApiError {
+    ApiError::internal(e.to_string())
+}
+
+pub struct KeyFilter {
+    pub status: Option<Status>,
+    pub label: Option<String>,
+    pub tag: Option<(String, Option<String>)>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+impl Registry {
+    pub fn new(db: Arc<Db>) -> Self {
+        Self {
+            db,
+            moves: Mutex::new(()),
+        }
+    }
+
+    pub fn insert(&self, rec: &KeyRecord) -> Result<(), ApiError> {
+        self.db
+            .put_json(Cf::Keys, rec.key_id.as_bytes(), rec)
+            .map_err(db_err)
+    }
+
+    pub fn get(&self, key_id: &str) -> Result<KeyRecord, ApiError> {
+        self.db
+            .get_json::<KeyRecord>(Cf::Keys, key_id.as_bytes())
+            .map_err(db_err)?
+            .ok_or_else(|| ApiError::new(Code::KeyNotFound, format!("no key `{key_id}`")))
+    }
+
+    /// Moves `key_id` to `to`, recording who and why; 409 for an illegal move (the
+    /// status is then unchanged). Returns the record before and after.
+    pub fn set_status(
+        &self,
+        key_id: &str,
+        to: Status,
+        reason: Option<String>,
+        by: &str,
+        at: &str,
+    ) -> Result<(KeyRecord, KeyRecord), ApiError> {
+        let _g = self.moves.lock().unwrap_or_else(|p| p.into_inner());
+        let before = self.get(key_id)?;
+        if !before.status.can_move_to(to) {
+            return Err(ApiError::new(
+                Code::InvalidTransition,
+                format!(
+                    "key `{key_id}` cannot move from {} to {}",
+                    before.status.as_str(),
+                    to.as_str()
+                ),
+            )
+            .with("status", json!(before.status.as_str())));
+        }
+        let mut after = before.clone();
+        after.status = to;
+        after.status_history.push(StatusChange {
+            status: to,
+            reason,
+            at: at.to_string(),
+            by: by.to_string(),
+        });
+        self.insert(&after)?;
+        Ok((before, after))
+    }
+
+    /// Replaces the record's erase-pending list (destroy bookkeeping).
+    pub fn set_erase_pending(&self, key_id: &str, pending: Vec<u16>) -> Result<(), ApiError> {
+        let _g = self.moves.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rec = self.get(key_id)?;
+        rec.erase_pending = pending;
+        self.insert(&rec)
+    }
+
+    pub fn list(&self, f: &KeyFilter) -> Result<(Vec<KeyRecord>, Option<String>), ApiError> {
+        let limit = f.limit.clamp(1, 1000);
+        let mut out = Vec::new();
+        let mut start: Option<Vec<u8>> = f.cursor.as_ref().map(|c| {
+            let mut k = c.as_bytes().to_vec();
+            k.push(0); // strictly after the cursor
+            k
+        });
+        loop {
+            let batch = self
+                .db
+                .scan(Cf::Keys, b"", start.as_deref(), 256)
+                .map_err(db_err)?;
+            let Some((last, _)) = batch.last() else {
+                return Ok((out, None));
+            };
+            let mut next = last.clone();
+            next.push(0);
+            let done = batch.len() < 256;
+            for (_, v) in batch {
+                let rec: KeyRecord = serde_json::from_slice(&v).map_err(|e| {
+                    ApiError::internal(format!("stored key record does not decode: {e}"))
+                })?;
+                if f.status.is_some_and(|s| s != rec.status)
+                    || f.label.as_ref().is_some_and(|l| *l != rec.label)
+                    || f.tag.as_ref().is_some_and(|(k, v)| match rec.tags.get(k) {
+                        None => true,
+                        Some(have) => v.as_ref().is_some_and(|v| v != have),
+                    })
+                {
+                    continue;
+                }
+                out.push(rec);
+                if out.len() == limit {
+                    let cursor = out.last().map(|r| r.key_id.clone());
+                    return Ok((out, cursor));
+                }
+            }
+            if done {
+                return Ok((out, None));
+            }
+            start = Some(next);
+        }
+    }
+
+    /// Keys whose destroy has not reached every holder yet.
+    pub fn with_erase_pending(&self) -> Result<Vec<KeyRecord>, ApiError> {
+        let (all, _) = self.list(&KeyFilter {
+            status: Some(Status::Destroyed),
+            label: None,
+            tag: None,
+            limit: 1000,
+            cursor: None,
+        })?;
+        Ok(all
+            .into_iter()
+            .filter(|r| !r.erase_pending.is_empty())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_table_matches_design() {
+        use Status::*;
+        let legal = [
+            (PreActive, Active),
+            (PreActive, Destroyed),
+            (Active, Frozen),
+            (Active, Archived),
+            (Active, Compromised),
+            (Frozen, Active),
+            (Frozen, Archived),
+            (Frozen, Compromised),
+            (Archived, Compromised),
+            (Archived, Destroyed),
+            (Compromised, Destroyed),
+        ];
+        for from in Status::ALL {
+            for to in Status::ALL {
+                assert_eq!(
+                    from.can_move_to(to),
+                    legal.contains(&(from, to)),
+                    "{} -> {}",
+                    from.as_str(),
+                    to.as_str()
+                );
+            }
+        }
+    }
+
+    fn rec(id: &str, label: &str) -> KeyRecord {
+        KeyRecord {
+            v: 1,
+            key_id: id.into(),
+            label: label.into(),
+            tags: [
+                ("group".to_string(), "cold, otc".to_string()),
+                ("frozen_by_risk".to_string(), String::new()),
+            ]
+            .into_iter()
+            .collect(),
+            public_key: "0x02".into(),
+            addresses: BTreeMap::new(),
+            status: Status::Active,
+            format: KeyFormat {
+                ty: "ECC".into(),
+                curve: "SECP256K1".into(),
+                algo_type: "DKLS23".into(),
+                size: 32,
+            },
+            shard_properties: ShardProperties {
+                shard_count: 3,
+                threshold: 2,
+            },
+            nodes: vec![1, 2, 3],
+            created_at: "2026-12-01T00:00:00Z".into(),
+            status_history: vec![],
+            erase_pending: vec![],
+        }
+    }
+
+    #[test]
+    fn moves_list_and_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registry::new(Arc::new(Db::open(dir.path()).unwrap()));
+        for i in 0..5 {
+            r.insert(&rec(
+                &format!("k{i}"),
+                if i % 2 == 0 { "even" } else { "odd" },
+            ))
+            .unwrap();
+        }
+        let k = r.get("k1").unwrap();
+        assert_eq!(k.groups(), vec!["cold", "otc"]);
+        assert!(k.policy_tags().contains(&"frozen_by_risk".to_string()));
+        assert!(k.policy_tags().contains(&"group:cold, otc".to_string()));
+        let e = r
+            .set_status("k1", Status::PreActive, None, "t", "now")
+            .unwrap_err();
+        assert_eq!(e.code, Code::InvalidTransition);
+        assert_eq!(r.get("k1").unwrap().status, Status::Active);
+        let (_, after) = r
+            .set_status("k1", Status::Frozen, Some("risk".into()), "admin", "now")
+            .unwrap();
+        assert_eq!(after.status_history.len(), 1);
+        assert_eq!(r.get("k1").unwrap().status, Status::Frozen);
+        assert_eq!(r.get("nope").unwrap_err().code, Code::KeyNotFound);
+
+        let page = |cursor: Option<String>| {
+            r.list(&KeyFilter {
+                status: None,
+                label: Some("even".into()),
+                tag: None,
+                limit: 2,
+                cursor,
+            })
+            .unwrap()
+        };
+        let (p1, c1) = page(None);
+        assert_eq!(
+            p1.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
+            ["k0", "k2"]
+        );
+        let (p2, c2) = page(c1);
+        assert_eq!(
+            p2.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
+            ["k4"]
+        );
+        assert!(c2.is_none());
+    }
+}

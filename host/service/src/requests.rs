@@ -1,0 +1,328 @@
+//! Sign request records: idempotency, approvals, and crash recovery (a unit of its own,
+//! as web3signer keeps its slashing protection).
+//!
+//! A record is keyed by (client, request_id). It is written *before* any signing starts
+//! (state `IN_PROGRESS`, synced), so a retry — even one racing the first call, even after
+//! a crash — finds it and never causes a second signature. At start the service turns any
+//! record still `IN_PROGRESS` into `FAILED`: the signature of a run cut short by a crash
+//! was never returned, and it never will be.
+
+use crate::db::{Cf, Db, DbError};
+use crate::error::{ApiError, Code};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+const RECORD_V: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    InProgress,
+    Signed,
+    Denied,
+    PendingApproval,
+    Rejected,
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::InProgress => "IN_PROGRESS",
+            State::Signed => "SIGNED",
+            State::Denied => "DENIED",
+            State::PendingApproval => "PENDING_APPROVAL",
+            State::Rejected => "REJECTED",
+            State::Failed => "FAILED",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Approval {
+    pub by: String,
+    pub at: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignRecord {
+    pub v: u32,
+    /// The requesting client's name.
+    pub client: String,
+    pub request_id: String,
+    /// sha256 of the canonical request body: "the same body" means this matches.
+    pub body_hash: String,
+    pub key_id: String,
+    pub created_at: String,
+    pub state: State,
+    /// The request as received (kept to sign it once approved).
+    pub request: Value,
+    pub intent: Value,
+    pub policy: Value,
+    #[serde(default)]
+    pub approvals_required: u32,
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+    #[serde(default)]
+    pub rejection: Option<Approval>,
+    /// The final answer: HTTP status and body, replayed to a retry.
+    #[serde(default)]
+    pub outcome: Option<(u16, Value)>,
+}
+
+impl SignRecord {
+    pub fn new(client: &str, request_id: &str, body_hash: &str, key_id: &str, at: &str) -> Self {
+        Self {
+            v: RECORD_V,
+            client: client.into(),
+            request_id: request_id.into(),
+            body_hash: body_hash.into(),
+            key_id: key_id.into(),
+            created_at: at.into(),
+            state: State::InProgress,
+            request: Value::Null,
+            intent: Value::Null,
+            policy: Value::Null,
+            approvals_required: 0,
+            approvals: vec![],
+            rejection: None,
+            outcome: None,
+        }
+    }
+
+    /// The request's state as the API shows it (`GET /requests/{id}`): the recorded
+    /// answer once there is one, else the pending / in-progress view.
+    pub fn view(&self) -> (u16, Value) {
+        if let Some((status, body)) = &self.outcome {
+            return (*status, body.clone());
+        }
+        match self.state {
+            State::PendingApproval => (
+                202,
+                json!({
+                    "request_id": self.request_id,
+                    "status": "PENDING_APPROVAL",
+                    "key_id": self.key_id,
+                    "approvals_required": self.approvals_required,
+                    "approvals": self.approvals,
+                    "intent": self.intent,
+                    "policy": self.policy,
+                }),
+            ),
+            other => (
+                200,
+                json!({
+                    "request_id": self.request_id,
+                    "status": other.as_str(),
+                    "key_id": self.key_id,
+                    "intent": self.intent,
+                    "policy": self.policy,
+                    "approvals": self.approvals,
+                    "rejection": self.rejection,
+                }),
+            ),
+        }
+    }
+}
+
+fn rkey(client: &str, request_id: &str) -> Vec<u8> {
+    let mut k = b"r\0".to_vec();
+    k.extend_from_slice(client.as_bytes());
+    k.push(0);
+    k.extend_from_slice(request_id.as_bytes());
+    k
+}
+
+/// Index: request id -> the clients that used it (approvers address requests by id).
+fn ikey(request_id: &str, client: &str) -> Vec<u8> {
+    let mut k = b"i\0".to_vec();
+    k.extend_from_slice(request_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(client.as_bytes());
+    k
+}
+
+fn db_err(e: DbError) -> ApiError {
+    ApiError::internal(e.to_string())
+}
+
+/// What an incoming request finds.
+pub enum Found {
+    /// No record: go on.
+    New,
+    /// The same request was seen: answer with this.
+    Replay(Box<SignRecord>),
+}
+
+pub struct Requests {
+    db: Arc<Db>,
+    /// Check-and-insert and state moves are atomic under this lock.
+    lock: Mutex<()>,
+}
+
+impl Requests {
+    pub fn new(db: Arc<Db>) -> Self {
+        Self {
+            db,
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn get(&self, client: &str, request_id: &str) -> Result<Option<SignRecord>, ApiError> {
+        self.db
+            .get_json(Cf::Requests, &rkey(client, request_id))
+            .map_err(db_err)
+    }
+
+    /// Looks the request up: `New`, a replay of the same body, or 409 `REQUEST_ID_REUSED`.
+    pub fn check(
+        &self,
+        client: &str,
+        request_id: &str,
+        body_hash: &str,
+    ) -> Result<Found, ApiError> {
+        match self.get(client, request_id)? {
+            None => Ok(Found::New),
+            Some(r) if r.body_hash == body_hash => Ok(Found::Replay(Box::new(r))),
+            Some(_) => Err(ApiError::new(
+                Code::RequestIdReused,
+                format!("request id `{request_id}` was already used with another body"),
+            )),
+        }
+    }
+
+    /// Inserts a new record unless one exists (then: as [`Requests::check`]).
+    pub fn insert_new(&self, rec: &SignRecord) -> Result<Found, ApiError> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Found::Replay(r) = self.check(&rec.client, &rec.request_id, &rec.body_hash)? {
+            return Ok(Found::Replay(r));
+        }
+        let body = serde_json::to_vec(rec).map_err(|e| ApiError::internal(e.to_string()))?;
+        self.db
+            .write(vec![
+                (Cf::Requests, rkey(&rec.client, &rec.request_id), Some(body)),
+                (
+                    Cf::Requests,
+                    ikey(&rec.request_id, &rec.client),
+                    Some(vec![]),
+                ),
+            ])
+            .map_err(db_err)?;
+        Ok(Found::New)
+    }
+
+    /// Applies `f` to the stored record atomically and stores the result.
+    pub fn update<T>(
+        &self,
+        client: &str,
+        request_id: &str,
+        f: impl FnOnce(&mut SignRecord) -> Result<T, ApiError>,
+    ) -> Result<(T, SignRecord), ApiError> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rec = self.get(client, request_id)?.ok_or_else(|| {
+            ApiError::new(Code::RequestNotFound, format!("no request `{request_id}`"))
+        })?;
+        let out = f(&mut rec)?;
+        self.db
+            .put_json(Cf::Requests, &rkey(client, request_id), &rec)
+            .map_err(db_err)?;
+        Ok((out, rec))
+    }
+
+    /// The clients that used `request_id`.
+    pub fn clients_of(&self, request_id: &str) -> Result<Vec<String>, ApiError> {
+        let mut p = b"i\0".to_vec();
+        p.extend_from_slice(request_id.as_bytes());
+        p.push(0);
+        Ok(self
+            .db
+            .scan(Cf::Requests, &p, None, 100)
+            .map_err(db_err)?
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k[p.len()..]).into_owned())
+            .collect())
+    }
+
+    /// Records left `IN_PROGRESS` (by a crash): each becomes `FAILED`. Returns them.
+    pub fn fail_interrupted(&self, at: &str) -> Result<Vec<SignRecord>, ApiError> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failed = Vec::new();
+        let mut start: Option<Vec<u8>> = None;
+        loop {
+            let batch = self
+                .db
+                .scan(Cf::Requests, b"r\0", start.as_deref(), 512)
+                .map_err(db_err)?;
+            let n = batch.len();
+            for (k, v) in &batch {
+                let Ok(mut rec) = serde_json::from_slice::<SignRecord>(v) else {
+                    continue;
+                };
+                if rec.state == State::InProgress {
+                    rec.state = State::Failed;
+                    let err = ApiError::new(
+                        Code::Internal,
+                        format!(
+                            "the host stopped while signing request `{}` (at {at}); no signature was returned and none will be; send a new request id",
+                            rec.request_id
+                        ),
+                    );
+                    rec.outcome = Some((500, err.body()));
+                    self.db.put_json(Cf::Requests, k, &rec).map_err(db_err)?;
+                    failed.push(rec);
+                }
+            }
+            match batch.last() {
+                Some((k, _)) if n == 512 => {
+                    let mut next = k.clone();
+                    next.push(0);
+                    start = Some(next);
+                }
+                _ => return Ok(failed),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_body_replays_other_body_conflicts_and_crash_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let r = Requests::new(Arc::new(Db::open(dir.path()).unwrap()));
+            let rec = SignRecord::new("main", "req-1", "h1", "k1", "t");
+            assert!(matches!(r.insert_new(&rec).unwrap(), Found::New));
+            assert!(matches!(r.insert_new(&rec).unwrap(), Found::Replay(_)));
+            let other = SignRecord::new("main", "req-1", "h2", "k1", "t");
+            assert_eq!(
+                r.insert_new(&other).err().unwrap().code,
+                Code::RequestIdReused
+            );
+            // Another client may use the same id.
+            let theirs = SignRecord::new("other", "req-1", "h2", "k1", "t");
+            assert!(matches!(r.insert_new(&theirs).unwrap(), Found::New));
+            assert_eq!(r.clients_of("req-1").unwrap(), vec!["main", "other"]);
+            r.update("other", "req-1", |rec| {
+                rec.state = State::Signed;
+                Ok(())
+            })
+            .unwrap();
+        }
+        // "Crash": reopen with main's record still in progress.
+        let r = Requests::new(Arc::new(Db::open(dir.path()).unwrap()));
+        let failed = r.fail_interrupted("now").unwrap();
+        assert_eq!(failed.len(), 1);
+        let rec = r.get("main", "req-1").unwrap().unwrap();
+        assert_eq!(rec.state, State::Failed);
+        assert_eq!(rec.view().0, 500);
+        assert_eq!(
+            r.get("other", "req-1").unwrap().unwrap().state,
+            State::Signed
+        );
+    }
+}

@@ -1,0 +1,342 @@
+//! A whole custos for tests: the dev folder (PKI, node configs, credentials) from
+//! `custos_service::dev`, 4 real `custos-node` processes over mTLS, and the real service
+//! on a loopback port, called over HTTP with HMAC-signed requests.
+#![allow(dead_code)]
+
+use custos_service::api::Service;
+use custos_service::client::{Credentials, CustosClient};
+use custos_service::config::ServiceConfig;
+use custos_service::dev::{self, DevLayout, DevOptions, NodeProcesses};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub fn policies_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies"))
+}
+
+fn fixture(id: u16) -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../nodes/tests/fixtures"
+    ))
+    .join(format!("primes-{id}.json"))
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub layout: DevLayout,
+    pub nodes: NodeProcesses,
+    pub config: ServiceConfig,
+    pub creds: Credentials,
+    pub addr: std::net::SocketAddr,
+    server: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+    pub svc: Option<Arc<Service>>,
+}
+
+impl Harness {
+    /// Dev folder + 4 nodes (CGGMP21 primes from the nodes' test fixtures) + the service.
+    pub async fn start() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        // Outside the ephemeral range: a restart binds the same port again, and no
+        // outgoing connection may have taken it in between.
+        let port = custos_coordinator::ports::unused_loopback_port(&[]).unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A copy of the default policies, so a test may change them and reload.
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).unwrap();
+        for e in std::fs::read_dir(policies_dir()).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                std::fs::copy(&p, policies.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        let opts = DevOptions {
+            data_dir: dir.path().join("custos"),
+            listen: addr.to_string(),
+            policies_dir: policies,
+            node_binary: None,
+        };
+        let binary = dev::node_binary(None).expect(
+            "custos-node must be built first: `cargo build -p custos-node` (cargo test --workspace does it)",
+        );
+        let layout = {
+            let mut o = opts.clone();
+            o.node_binary = Some(binary.clone());
+            tokio::task::spawn_blocking(move || dev::prepare(&o))
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        // Tests use pregenerated Paillier primes, as the node tests do.
+        for n in &layout.nodes {
+            let text = std::fs::read_to_string(&n.config).unwrap();
+            let mut t: toml::Table = toml::from_str(&text).unwrap();
+            let mut c = toml::Table::new();
+            c.insert("primes_pool".into(), toml::Value::Integer(1));
+            c.insert(
+                "primes_fixture".into(),
+                toml::Value::String(fixture(n.id).display().to_string()),
+            );
+            t.insert("cggmp21".into(), toml::Value::Table(c));
+            std::fs::write(&n.config, toml::to_string(&t).unwrap()).unwrap();
+        }
+        let nodes = NodeProcesses::start(&binary, &layout).await.unwrap();
+        let config = ServiceConfig::load(&layout.host_config).unwrap();
+        let creds = Credentials::load(&layout.credentials).unwrap();
+        let mut h = Harness {
+            dir,
+            layout,
+            nodes,
+            config,
+            creds,
+            addr,
+            server: None,
+            svc: None,
+        };
+        h.serve(listener).await;
+        h
+    }
+
+    async fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let svc = Service::start(&self.config).await.unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(svc.clone().run(listener, async move {
+            let _ = rx.await;
+        }));
+        self.svc = Some(svc);
+        self.server = Some((tx, task));
+    }
+
+    /// Stops the service (graceful) and starts it again on the same port and data.
+    pub async fn restart_host(&mut self) {
+        self.stop_host().await;
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener).await;
+    }
+
+    /// Starts the service again after [`Harness::stop_host`].
+    pub async fn restart_host_after_stop(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener).await;
+    }
+
+    pub async fn stop_host(&mut self) {
+        if let Some((tx, task)) = self.server.take() {
+            let _ = tx.send(());
+            task.await.unwrap().unwrap();
+        }
+        // The last handle: RocksDB's lock goes with it.
+        let svc = self.svc.take().unwrap();
+        let mut svc = Some(svc);
+        for _ in 0..100 {
+            match Arc::try_unwrap(svc.take().unwrap()) {
+                Ok(s) => {
+                    drop(s);
+                    return;
+                }
+                Err(back) => {
+                    svc = Some(back);
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+        panic!("the service is still referenced after shutdown");
+    }
+
+    pub fn svc(&self) -> &Arc<Service> {
+        self.svc.as_ref().unwrap()
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn main(&self) -> CustosClient {
+        CustosClient::from_credentials(&self.creds)
+    }
+
+    pub fn approver(&self, i: usize) -> CustosClient {
+        CustosClient::approver(&self.creds, i).unwrap()
+    }
+
+    /// Generates a key (defaults unless `body` says otherwise) and returns its object.
+    pub async fn generate(&self, body: Value) -> Value {
+        let (st, key) = self
+            .main()
+            .call("POST", "/api/v1/keys/generate", Some(&body))
+            .await
+            .unwrap();
+        assert_eq!(st, 201, "{key}");
+        key
+    }
+
+    /// Audit entries matching the query string (`key=value&…`), as the main client sees them.
+    pub async fn audit(&self, query: &str) -> Vec<Value> {
+        let (st, a) = self
+            .main()
+            .call("GET", &format!("/api/v1/audit?{query}"), None)
+            .await
+            .unwrap();
+        assert_eq!(st, 200, "{a}");
+        a["entries"].as_array().unwrap().clone()
+    }
+
+    pub async fn sign(&self, key_id: &str, body: Value) -> (u16, Value) {
+        self.main()
+            .call("POST", &format!("/api/v1/keys/{key_id}/sign"), Some(&body))
+            .await
+            .unwrap()
+    }
+}
+
+pub fn hx(b: &[u8]) -> String {
+    format!("0x{}", hex::encode(b))
+}
+
+pub fn unhex(s: &str) -> Vec<u8> {
+    hex::decode(s.trim_start_matches("0x")).unwrap()
+}
+
+// ---- a tiny RLP codec, independent of the plugin's, for building and checking txs ----
+
+pub enum Rlp {
+    Bytes(Vec<u8>),
+    List(Vec<Rlp>),
+}
+
+pub fn uint(v: u128) -> Rlp {
+    let b = v.to_be_bytes();
+    let first = b.iter().position(|x| *x != 0).unwrap_or(b.len());
+    Rlp::Bytes(b[first..].to_vec())
+}
+
+fn header(len: usize, short: u8, long: u8) -> Vec<u8> {
+    if len < 56 {
+        vec![short + len as u8]
+    } else {
+        let b = (len as u64).to_be_bytes();
+        let first = b.iter().position(|x| *x != 0).unwrap();
+        let mut h = vec![long + (8 - first) as u8];
+        h.extend_from_slice(&b[first..]);
+        h
+    }
+}
+
+pub fn encode(r: &Rlp) -> Vec<u8> {
+    match r {
+        Rlp::Bytes(b) if b.len() == 1 && b[0] < 0x80 => b.clone(),
+        Rlp::Bytes(b) => [header(b.len(), 0x80, 0xb7), b.clone()].concat(),
+        Rlp::List(items) => {
+            let body: Vec<u8> = items.iter().flat_map(encode).collect();
+            [header(body.len(), 0xc0, 0xf7), body].concat()
+        }
+    }
+}
+
+/// Splits an RLP list into its items' raw encodings.
+pub fn list_items(data: &[u8]) -> Vec<Vec<u8>> {
+    let (off, len) = item_span(data);
+    assert!(data[0] >= 0xc0, "not a list");
+    assert_eq!(off + len, data.len(), "trailing bytes");
+    let mut rest = &data[off..];
+    let mut out = vec![];
+    while !rest.is_empty() {
+        let (o, l) = item_span(rest);
+        out.push(rest[..o + l].to_vec());
+        rest = &rest[o + l..];
+    }
+    out
+}
+
+fn item_span(d: &[u8]) -> (usize, usize) {
+    let p = d[0];
+    let be = |b: &[u8]| b.iter().fold(0usize, |a, x| a * 256 + *x as usize);
+    match p {
+        0..=0x7f => (0, 1),
+        0x80..=0xb7 => (1, (p - 0x80) as usize),
+        0xb8..=0xbf => {
+            let n = (p - 0xb7) as usize;
+            (1 + n, be(&d[1..1 + n]))
+        }
+        0xc0..=0xf7 => (1, (p - 0xc0) as usize),
+        _ => {
+            let n = (p - 0xf7) as usize;
+            (1 + n, be(&d[1..1 + n]))
+        }
+    }
+}
+
+/// The payload bytes of an RLP string item.
+pub fn item_bytes(item: &[u8]) -> Vec<u8> {
+    let (o, l) = item_span(item);
+    if item[0] < 0x80 {
+        return item.to_vec();
+    }
+    item[o..o + l].to_vec()
+}
+
+pub fn list_of_raw(items: &[Vec<u8>]) -> Vec<u8> {
+    let body: Vec<u8> = items.concat();
+    [header(body.len(), 0xc0, 0xf7), body].concat()
+}
+
+pub const ETH: u128 = 1_000_000_000_000_000_000;
+
+pub fn eip1559(chain_id: u64, nonce: u64, to: &[u8], value: u128, data: &[u8]) -> Vec<u8> {
+    let fields = Rlp::List(vec![
+        uint(chain_id as u128),
+        uint(nonce as u128),
+        uint(1_000_000_000),
+        uint(30_000_000_000),
+        uint(100_000),
+        Rlp::Bytes(to.to_vec()),
+        uint(value),
+        Rlp::Bytes(data.to_vec()),
+        Rlp::List(vec![]),
+    ]);
+    [vec![0x02], encode(&fields)].concat()
+}
+
+pub fn legacy155(chain_id: u64, nonce: u64, to: &[u8], value: u128) -> Vec<u8> {
+    encode(&Rlp::List(vec![
+        uint(nonce as u128),
+        uint(20_000_000_000),
+        uint(21_000),
+        Rlp::Bytes(to.to_vec()),
+        uint(value),
+        Rlp::Bytes(vec![]),
+        uint(chain_id as u128),
+        uint(0),
+        uint(0),
+    ]))
+}
+
+pub fn erc20_transfer(to: &[u8], amount: u128) -> Vec<u8> {
+    let mut d = hex::decode("a9059cbb").unwrap();
+    d.extend_from_slice(&[0u8; 12]);
+    d.extend_from_slice(to);
+    d.extend_from_slice(&[0u8; 16]);
+    d.extend_from_slice(&amount.to_be_bytes());
+    d
+}
+
+/// Recovers the signer's EIP-55 address of a 32-byte digest from r‖s‖v (v 0/1 or 27/28).
+pub fn recover(digest: &[u8], sig: &[u8]) -> String {
+    use alloy_primitives::{B256, Signature};
+    let s = Signature::from_raw(sig).unwrap();
+    s.recover_address_from_prehash(&B256::from_slice(digest))
+        .unwrap()
+        .to_checksum(None)
+}
+
+pub fn keccak(b: &[u8]) -> Vec<u8> {
+    alloy_primitives::keccak256(b).to_vec()
+}
+
+pub fn sign_body(request_id: &str, data_type: &str, data: Value) -> Value {
+    json!({"request_id": request_id, "chain": "evm", "data_type": data_type, "data": data})
+}
