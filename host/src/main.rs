@@ -1,13 +1,25 @@
 //! `custos` — the custody host's command line.
 //!
-//! Owns: argument parsing and wiring (clap lives only here). Today: `custos plugin
-//! inspect FILE`. The service (`serve`, `dev`), PKI and policy commands arrive with their
-//! issues. Must not: hold logic that a library crate should own.
+//! Owns: argument parsing and wiring (clap lives only here):
+//! - `custos dev [--data-dir DIR] [--listen ADDR] [--policies DIR] [--node-binary PATH]`:
+//!   the whole service on one machine (dev PKI, 4 `custos-node` processes, dev
+//!   credentials in `DIR/credentials.json`) until Ctrl-C / SIGTERM (`custos_service::dev`).
+//! - `custos serve --config FILE`: the service alone, against an existing node group.
+//! - `custos call [--credentials F] [--approver N] METHOD PATH [BODY]`: one signed API call.
+//! - `custos bench [--credentials F] [--clients 1,8,32] [--requests N]`: load benchmark
+//!   through the HTTP API of a running service (`custos_service::bench`).
+//! - `custos plugin list|inspect`, `custos policy validate|test`, `custos pki init`.
+//!
+//! `dev` and `serve` log to stderr; `CUSTOS_LOG` (an env-filter, default `info`) sets the
+//! level, and the dev nodes inherit it. Must not: hold logic that a library crate should own.
+
+mod policy_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use custos_plugin_runtime::{PluginRuntime, RuntimeConfig};
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -19,10 +31,106 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run everything on this machine: a dev PKI, 4 TSS node processes, dev credentials
+    /// (written to DIR/credentials.json) and the API. Reuses DIR on the next run.
+    Dev {
+        /// The dev data folder (certificates, node stores, credentials, host store).
+        #[arg(long, default_value = "./.custos")]
+        data_dir: PathBuf,
+        /// The API's address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The Cedar policy folder; defaults to this checkout's `policies`, else `./policies`.
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// The `custos-node` binary; defaults to the one beside `custos`, else PATH.
+        #[arg(long)]
+        node_binary: Option<PathBuf>,
+    },
+    /// Run the service with a config file (TOML) until Ctrl-C or SIGTERM.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Send one API request, signed (HMAC) with a credentials file; prints the status on
+    /// stderr and the answer on stdout. Exit 0 for 2xx, 1 otherwise.
+    Call {
+        /// The credentials file `custos dev` wrote.
+        #[arg(long, default_value = "./.custos/credentials.json")]
+        credentials: PathBuf,
+        /// Send as approver N (1 or 2) of the credentials file instead of the main client.
+        #[arg(long)]
+        approver: Option<usize>,
+        /// GET, POST, PUT, …
+        method: String,
+        /// The path with its query, e.g. `/api/v1/keys?status=ACTIVE`.
+        path: String,
+        /// The JSON body, if any.
+        body: Option<String>,
+    },
+    /// Load benchmark through the real HTTP API of a running service: generates one key,
+    /// then signs EIP-1559 transfers at each concurrency level and prints a table.
+    Bench {
+        #[arg(long, default_value = "./.custos/credentials.json")]
+        credentials: PathBuf,
+        /// Concurrent clients per row.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        clients: Vec<usize>,
+        /// Requests per row.
+        #[arg(long, default_value_t = 300)]
+        requests: usize,
+        /// DKLS23 or CGGMP21.
+        #[arg(long, default_value = "DKLS23")]
+        algo: String,
+    },
     /// Chain plugins (WebAssembly components).
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// Dev PKI for the host and the TSS nodes (internal CA, gateway and node certificates).
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+    /// Cedar policies: validate a policy folder, run its test cases.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PkiCommand {
+    /// Create DIR/ca.cert + ca.key, DIR/gateway/gateway.{cert,key} and
+    /// DIR/tssN/tssN.{cert,key} for nodes 1..=N (CA 10 years, leaves 1 year).
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        nodes: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy folder (schema, every `*.cedar`, every `*.entities.json`) in
+    /// strict mode, as the service does before putting it in force. Exit 0 if valid, 1 if not.
+    Validate {
+        /// The folder, e.g. `policies`.
+        dir: PathBuf,
+    },
+    /// Run policy test cases through the real engine. Exit 0 when every case passes,
+    /// 1 when one fails or is invalid, 2 when the policy folder itself is refused.
+    Test {
+        /// The policy folder, e.g. `policies`.
+        dir: PathBuf,
+        /// The folder of case files (`*.json`); defaults to `DIR/tests`.
+        #[arg(long)]
+        cases: Option<PathBuf>,
+        /// Print passing cases too.
+        #[arg(long, short)]
+        verbose: bool,
     },
 }
 
@@ -46,7 +154,18 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Command::Policy { command } = &cli.command {
+        return match command {
+            PolicyCommand::Validate { dir } => policy_cmd::validate(dir),
+            PolicyCommand::Test {
+                dir,
+                cases,
+                verbose,
+            } => policy_cmd::test(dir, cases.as_deref(), *verbose),
+        };
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -63,7 +182,138 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plugin {
             command: PluginCommand::List { manifest },
         } => list(manifest),
+        Command::Pki {
+            command: PkiCommand::Init { dir, nodes },
+        } => {
+            custos_coordinator::pki::create(&dir, nodes)?;
+            println!(
+                "dev PKI written to `{}` (CA, gateway, tss1..tss{nodes})",
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Dev {
+            data_dir,
+            listen,
+            policies,
+            node_binary,
+        } => {
+            let opts = custos_service::dev::DevOptions {
+                data_dir,
+                listen,
+                policies_dir: policies.unwrap_or_else(default_policies),
+                node_binary,
+            };
+            service_runtime()?.block_on(custos_service::dev::run(opts))
+        }
+        Command::Serve { config } => service_runtime()?.block_on(serve(&config)),
+        Command::Call {
+            credentials,
+            approver,
+            method,
+            path,
+            body,
+        } => client_runtime()?.block_on(call(&credentials, approver, &method, &path, body)),
+        Command::Bench {
+            credentials,
+            clients,
+            requests,
+            algo,
+        } => client_runtime()?.block_on(async {
+            let creds = custos_service::client::Credentials::load(&credentials)?;
+            let rows = custos_service::bench::run(custos_service::bench::BenchOptions {
+                credentials: creds,
+                levels: clients,
+                requests,
+                algo: algo.clone(),
+            })
+            .await?;
+            print!("{}", custos_service::bench::table(&rows, &algo));
+            Ok(())
+        }),
+        Command::Policy { .. } => unreachable!("handled in main"),
     }
+}
+
+/// This checkout's `policies` folder when it is there (a dev build), else `./policies`.
+fn default_policies() -> PathBuf {
+    let checkout = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies"));
+    if checkout.is_dir() {
+        checkout.to_path_buf()
+    } else {
+        PathBuf::from("policies")
+    }
+}
+
+/// Logging to stderr and a multi-thread runtime, for `dev` and `serve`.
+fn service_runtime() -> Result<tokio::runtime::Runtime> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CUSTOS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn client_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn call(
+    credentials: &Path,
+    approver: Option<usize>,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> Result<()> {
+    use custos_service::client::{Credentials, CustosClient};
+    let creds = Credentials::load(credentials)?;
+    let client = match approver {
+        None => CustosClient::from_credentials(&creds),
+        Some(n) => CustosClient::approver(&creds, n.saturating_sub(1))
+            .with_context(|| format!("the credentials file has no approver {n}"))?,
+    };
+    let body: Option<serde_json::Value> = match body {
+        None => None,
+        Some(b) => Some(serde_json::from_str(&b).context("the body is not valid JSON")?),
+    };
+    let (status, answer) = client
+        .call(&method.to_uppercase(), path, body.as_ref())
+        .await?;
+    eprintln!("HTTP {status}");
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    if !(200..300).contains(&status) {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn serve(config: &Path) -> Result<()> {
+    let shutdown = custos_service::dev::shutdown_signal()?;
+    let cfg = custos_service::config::ServiceConfig::load(config)?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("binding the API to `{}`", cfg.listen))?;
+    let addr = listener.local_addr().context("reading the API's address")?;
+    let service = custos_service::api::Service::start(&cfg)
+        .await
+        .context("starting the service")?;
+    eprintln!("custos: serving on http://{addr}");
+    service
+        .run(listener, async move {
+            let why = shutdown.await;
+            eprintln!("custos: {why}: draining requests and stopping");
+        })
+        .await
 }
 
 fn list(manifest: Option<PathBuf>) -> Result<()> {
