@@ -1,0 +1,1 @@
+//! custos bitcoin chain plugin (being written).

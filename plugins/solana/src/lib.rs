@@ -1,0 +1,1 @@
+//! custos solana chain plugin (being written).

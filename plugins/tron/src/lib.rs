@@ -1,0 +1,1 @@
+//! custos tron chain plugin (being written).
