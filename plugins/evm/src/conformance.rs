@@ -6,101 +6,16 @@
 
 use crate::keys;
 use alloy_primitives::{Address, U256, hex, keccak256};
-use custos_plugin_sdk::{
-    Assembled, BuiltTx, ErrorCode, Intent, IntentKind, Message, ParsedMessage, PluginError,
-    Signature, SigningPayload, TransferRequest,
-};
+use custos_plugin_sdk::{ErrorCode, IntentKind, Message, Signature, TransferRequest};
 use k256::ecdsa::{RecoveryId, Signature as EcdsaSignature, SigningKey, VerifyingKey};
 use serde_json::Value;
 
-/// How a call failed: a guest-visible error, or a fault (trap, host problem).
-#[derive(Debug)]
-pub enum Failure {
-    Plugin(PluginError),
-    Fault(String),
-}
-
-pub type Res<T> = Result<T, Failure>;
-
-/// The plugin surface, by whichever path.
-pub trait Api {
-    fn derive_address(&self, pk: &[u8], network: &str) -> Res<String>;
-    fn parse(&self, raw: &[u8], network: Option<&str>, pk: Option<&[u8]>) -> Res<Intent>;
-    fn signing_payloads(
-        &self,
-        raw: &[u8],
-        network: Option<&str>,
-        pk: Option<&[u8]>,
-    ) -> Res<Vec<SigningPayload>>;
-    fn assemble(
-        &self,
-        raw: &[u8],
-        network: Option<&str>,
-        pk: &[u8],
-        sigs: &[Signature],
-    ) -> Res<Assembled>;
-    fn build(&self, req: &TransferRequest) -> Res<BuiltTx>;
-    fn parse_message(
-        &self,
-        m: &Message,
-        network: Option<&str>,
-        pk: Option<&[u8]>,
-    ) -> Res<ParsedMessage>;
-    fn assemble_message_signature(
-        &self,
-        p: &SigningPayload,
-        pk: &[u8],
-        sig: &Signature,
-    ) -> Res<Vec<u8>>;
-}
+pub use custos_plugin_sdk::conformance::{Api, Failure, Res};
 
 /// The native path.
-pub struct Native;
-
-impl Api for Native {
-    fn derive_address(&self, pk: &[u8], network: &str) -> Res<String> {
-        crate::derive_address(pk, network).map_err(Failure::Plugin)
-    }
-    fn parse(&self, raw: &[u8], network: Option<&str>, pk: Option<&[u8]>) -> Res<Intent> {
-        crate::parse(raw, network, pk).map_err(Failure::Plugin)
-    }
-    fn signing_payloads(
-        &self,
-        raw: &[u8],
-        network: Option<&str>,
-        pk: Option<&[u8]>,
-    ) -> Res<Vec<SigningPayload>> {
-        crate::signing_payloads(raw, network, pk).map_err(Failure::Plugin)
-    }
-    fn assemble(
-        &self,
-        raw: &[u8],
-        network: Option<&str>,
-        pk: &[u8],
-        sigs: &[Signature],
-    ) -> Res<Assembled> {
-        crate::assemble(raw, network, pk, sigs).map_err(Failure::Plugin)
-    }
-    fn build(&self, req: &TransferRequest) -> Res<BuiltTx> {
-        crate::build(req).map_err(Failure::Plugin)
-    }
-    fn parse_message(
-        &self,
-        m: &Message,
-        network: Option<&str>,
-        pk: Option<&[u8]>,
-    ) -> Res<ParsedMessage> {
-        crate::parse_message(m, network, pk).map_err(Failure::Plugin)
-    }
-    fn assemble_message_signature(
-        &self,
-        p: &SigningPayload,
-        pk: &[u8],
-        sig: &Signature,
-    ) -> Res<Vec<u8>> {
-        crate::assemble_message_signature(p, pk, sig).map_err(Failure::Plugin)
-    }
-}
+#[allow(non_upper_case_globals)]
+pub const Native: custos_plugin_sdk::conformance::Native<crate::Evm> =
+    custos_plugin_sdk::conformance::Native::new();
 
 pub const EIP155_EXAMPLE: &str = include_str!("../tests/vectors/eip155_example.json");
 pub const TRANSACTIONS: &str = include_str!("../tests/vectors/transactions.json");

@@ -12,6 +12,8 @@ use serde_json::{Map, Value, json};
 use std::fmt;
 
 pub mod amount;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod from_json;
 #[cfg(target_arch = "wasm32")]
 pub mod guest;
