@@ -116,15 +116,21 @@ impl Summary {
     }
 }
 
-fn le_u32(b: &[u8]) -> u32 {
+/// Little-endian u32 at `at` (callers checked the length; short data reads as 0).
+fn le_u32(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
-    a.copy_from_slice(b.get(..4).unwrap_or(&[0; 4]));
+    if let Some(s) = b.get(at..at + 4) {
+        a.copy_from_slice(s);
+    }
     u32::from_le_bytes(a)
 }
 
-fn le_u64(b: &[u8]) -> u64 {
+/// Little-endian u64 at `at` (callers checked the length; short data reads as 0).
+fn le_u64(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
-    a.copy_from_slice(b.get(..8).unwrap_or(&[0; 8]));
+    if let Some(s) = b.get(at..at + 8) {
+        a.copy_from_slice(s);
+    }
     u64::from_le_bytes(a)
 }
 
@@ -149,9 +155,9 @@ fn min_accounts(i: usize, what: &str, accounts: &[u8], n: usize) -> PluginResult
 }
 
 /// A bincode string inside system-program data: u64 length, then UTF-8 bytes.
-fn seed_string<'d>(i: usize, data: &'d [u8], at: usize) -> PluginResult<(&'d [u8], usize)> {
+fn seed_string(i: usize, data: &[u8], at: usize) -> PluginResult<(&[u8], usize)> {
     let bad = || PluginError::parse(format!("instruction {i}: seed string is truncated"));
-    let len = data.get(at..at + 8).map(le_u64).ok_or_else(bad)?;
+    let len = data.get(at..at + 8).map(|b| le_u64(b, 0)).ok_or_else(bad)?;
     let len = usize::try_from(len).map_err(|_| bad())?;
     let end = (at + 8).checked_add(len).ok_or_else(bad)?;
     let s = data.get(at + 8..end).ok_or_else(bad)?;
@@ -218,12 +224,12 @@ pub fn summarize(msg: &Message<'_>, signer: &Key, network: &str) -> PluginResult
                         "instruction {i}: system instruction data is shorter than 4 bytes"
                     )));
                 }
-                let tag = le_u32(data);
+                let tag = le_u32(data, 0);
                 match tag {
                     2 => {
                         exact(i, "system transfer", data, 12)?;
                         min_accounts(i, "system transfer", acc, 2)?;
-                        let lamports = le_u64(&data[4..]);
+                        let lamports = le_u64(data, 4);
                         let to = cx.acc(acc, 1);
                         moved = Some((native(to.clone(), lamports), cx.is_signer(acc, 0)));
                         format!(
@@ -235,7 +241,7 @@ pub fn summarize(msg: &Message<'_>, signer: &Key, network: &str) -> PluginResult
                         let (seed, end) = seed_string(i, data, 12)?;
                         exact(i, "system transferWithSeed", data, end + 32)?;
                         min_accounts(i, "system transferWithSeed", acc, 3)?;
-                        let lamports = le_u64(&data[4..]);
+                        let lamports = le_u64(data, 4);
                         let to = cx.acc(acc, 2);
                         // The funded-from account is derived from the base key, which signs.
                         moved = Some((native(to.clone(), lamports), cx.is_signer(acc, 1)));
@@ -249,21 +255,21 @@ pub fn summarize(msg: &Message<'_>, signer: &Key, network: &str) -> PluginResult
                     0 => {
                         exact(i, "system createAccount", data, 52)?;
                         min_accounts(i, "system createAccount", acc, 2)?;
-                        let lamports = le_u64(&data[4..]);
+                        let lamports = le_u64(data, 4);
                         let to = cx.acc(acc, 1);
                         moved = Some((native(to.clone(), lamports), cx.is_signer(acc, 0)));
                         format!(
                             "system createAccount {to} funded with {lamports} lamports by {}, space {}, owner {}",
                             cx.acc(acc, 0),
-                            le_u64(&data[12..]),
-                            b58(&data[20..52])
+                            le_u64(data, 12),
+                            b58(data.get(20..52).unwrap_or_default())
                         )
                     }
                     3 => {
                         let (_, end) = seed_string(i, data, 36)?;
                         exact(i, "system createAccountWithSeed", data, end + 48)?;
                         min_accounts(i, "system createAccountWithSeed", acc, 2)?;
-                        let lamports = le_u64(&data[end..]);
+                        let lamports = le_u64(data, end);
                         let to = cx.acc(acc, 1);
                         moved = Some((native(to.clone(), lamports), cx.is_signer(acc, 0)));
                         format!(
@@ -313,7 +319,7 @@ pub fn summarize(msg: &Message<'_>, signer: &Key, network: &str) -> PluginResult
                     3 => {
                         exact(i, "token transfer", data, 9)?;
                         min_accounts(i, "token transfer", acc, 3)?;
-                        let amount = le_u64(&data[1..]);
+                        let amount = le_u64(data, 1);
                         let to = cx.acc(acc, 1);
                         let t = Transfer {
                             to: to.clone(),
@@ -336,8 +342,8 @@ pub fn summarize(msg: &Message<'_>, signer: &Key, network: &str) -> PluginResult
                     12 => {
                         exact(i, "token transferChecked", data, 10)?;
                         min_accounts(i, "token transferChecked", acc, 4)?;
-                        let amount = le_u64(&data[1..]);
-                        let decimals = data[9];
+                        let amount = le_u64(data, 1);
+                        let decimals = data.get(9).copied().unwrap_or_default();
                         let mint = cx.acc(acc, 1);
                         let to = cx.acc(acc, 2);
                         let t = Transfer {
@@ -404,7 +410,7 @@ pub fn summarize(msg: &Message<'_>, signer: &Key, network: &str) -> PluginResult
                 match tag {
                     1 => {
                         exact(i, "compute budget requestHeapFrame", data, 5)?;
-                        let v = le_u32(&data[1..]);
+                        let v = le_u32(data, 1);
                         if s.extra.iter().any(|(k, _)| k == "heap_frame_bytes") {
                             return Err(dup());
                         }
@@ -413,7 +419,7 @@ pub fn summarize(msg: &Message<'_>, signer: &Key, network: &str) -> PluginResult
                     }
                     2 => {
                         exact(i, "compute budget setComputeUnitLimit", data, 5)?;
-                        let v = le_u32(&data[1..]);
+                        let v = le_u32(data, 1);
                         if s.unit_limit.replace(v).is_some() {
                             return Err(dup());
                         }
@@ -421,7 +427,7 @@ pub fn summarize(msg: &Message<'_>, signer: &Key, network: &str) -> PluginResult
                     }
                     3 => {
                         exact(i, "compute budget setComputeUnitPrice", data, 9)?;
-                        let v = le_u64(&data[1..]);
+                        let v = le_u64(data, 1);
                         if s.unit_price.replace(v).is_some() {
                             return Err(dup());
                         }
@@ -429,7 +435,7 @@ pub fn summarize(msg: &Message<'_>, signer: &Key, network: &str) -> PluginResult
                     }
                     4 => {
                         exact(i, "compute budget setLoadedAccountsDataSizeLimit", data, 5)?;
-                        let v = le_u32(&data[1..]);
+                        let v = le_u32(data, 1);
                         if s.extra
                             .iter()
                             .any(|(k, _)| k == "loaded_accounts_data_size_limit")
