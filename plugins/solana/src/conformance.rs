@@ -705,6 +705,33 @@ pub fn check_intents(api: &dyn Api) {
     assert_eq!(call.method, None);
     assert_eq!(i.to_json()["call"]["args"]["data"], "0xdeadbeef0102030405");
 
+    // createAccount funds the new account from the signer: value leaving the signer. The
+    // new account signs too, so the message is parsed but not signed here.
+    let mut create = 0u32.to_le_bytes().to_vec();
+    create.extend_from_slice(&2_039_280u64.to_le_bytes());
+    create.extend_from_slice(&165u64.to_le_bytes());
+    create.extend_from_slice(&key(TOKEN));
+    let m = Raw {
+        version: None,
+        header: [2, 0, 1],
+        keys: vec![pk, [1; 32], key(SYSTEM)],
+        blockhash: key(BLOCKHASH),
+        instructions: vec![(2, vec![0, 1], create)],
+        lookups: vec![],
+    }
+    .encode();
+    let i = ok(api.parse(&m, None, Some(&pk)), "createAccount");
+    assert_eq!(i.transfers.len(), 1);
+    assert_eq!(i.transfers[0].to, b58(&[1; 32]));
+    assert_eq!(i.transfers[0].amount, "2039280");
+    assert_eq!(i.fee_max.as_deref(), Some("10000"), "two signatures");
+    assert!(extra(&i, "instruction_0").unwrap().contains(TOKEN));
+    expect_plugin_error(
+        api.signing_payloads(&m, None, Some(&pk)),
+        ErrorCode::Unsupported,
+        "message needs 2 signatures",
+    );
+
     // A known program's other methods are calls with a method name.
     let mut approve = vec![4];
     approve.extend_from_slice(&u64::MAX.to_le_bytes());
