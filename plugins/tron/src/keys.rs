@@ -51,9 +51,7 @@ pub fn encode_address(a: &Address) -> String {
 
 /// Parses a `T…` base58check address strictly: 25 bytes, prefix 0x41, valid checksum.
 pub fn decode_address(s: &str) -> Result<Address, &'static str> {
-    let bytes = bs58::decode(s)
-        .into_vec()
-        .map_err(|_| "is not base58")?;
+    let bytes = bs58::decode(s).into_vec().map_err(|_| "is not base58")?;
     if bytes.len() != 25 {
         return Err("is not a 25-byte base58check address");
     }

@@ -263,7 +263,10 @@ fn intent_of(tx: &Tx, network: &str) -> PluginResult<Intent> {
         ("fee_limit".to_string(), r.fee_limit.to_string()),
         ("expiration".to_string(), r.expiration.to_string()),
         ("timestamp".to_string(), r.timestamp.to_string()),
-        ("ref_block_bytes".to_string(), hex::encode(&r.ref_block_bytes)),
+        (
+            "ref_block_bytes".to_string(),
+            hex::encode(&r.ref_block_bytes),
+        ),
         ("ref_block_hash".to_string(), hex::encode(&r.ref_block_hash)),
     ];
     if r.ref_block_num != 0 {
@@ -452,9 +455,8 @@ fn field<'a>(req: &'a TransferRequest, name: &str) -> PluginResult<&'a str> {
 
 fn hex_field(req: &TransferRequest, name: &str, len: usize) -> PluginResult<Vec<u8>> {
     let v = field(req, name)?;
-    let bytes = hex::decode(v.strip_prefix("0x").unwrap_or(v)).map_err(|_| {
-        PluginError::request(format!("field `{name}` must be hex, got `{v}`"))
-    })?;
+    let bytes = hex::decode(v.strip_prefix("0x").unwrap_or(v))
+        .map_err(|_| PluginError::request(format!("field `{name}` must be hex, got `{v}`")))?;
     if bytes.len() != len {
         return Err(PluginError::request(format!(
             "field `{name}` must be {len} bytes, got `{v}`"
@@ -478,8 +480,7 @@ fn i64_field(req: &TransferRequest, name: &str) -> PluginResult<i64> {
 }
 
 fn address_text(s: &str, name: &str) -> PluginResult<Address> {
-    decode_address(s)
-        .map_err(|why| PluginError::request(format!("field `{name}`: `{s}` {why}")))
+    decode_address(s).map_err(|why| PluginError::request(format!("field `{name}`: `{s}` {why}")))
 }
 
 /// Builds an unsigned TRX (TransferContract) or TRC-20 (`transfer` through

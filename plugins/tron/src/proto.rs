@@ -139,8 +139,13 @@ pub fn contract_type_name(ty: i32) -> Option<&'static str> {
 /// Decodes `bytes` as `M`, and refuses anything prost would not write back byte for byte
 /// (unknown fields, non-canonical encodings). `what` names the message in errors.
 pub fn decode_exact<M: Message + Default>(bytes: &[u8], what: &str) -> PluginResult<M> {
-    let msg = M::decode(bytes)
-        .map_err(|e| PluginError::parse(format!("{what} is not valid protobuf: {e}")))?;
+    let msg = M::decode(bytes).map_err(|e| {
+        let e = e.to_string();
+        let e = e
+            .strip_prefix("failed to decode Protobuf message: ")
+            .unwrap_or(&e);
+        PluginError::parse(format!("{what} is not valid protobuf: {e}"))
+    })?;
     if msg.encode_to_vec() != bytes {
         return Err(PluginError::parse(format!(
             "{what} has fields custos does not understand or is not canonically encoded; \
