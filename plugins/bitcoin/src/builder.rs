@@ -28,9 +28,9 @@ const BUILD_FIELDS: &[&str] = &[
     "coin_selection",
 ];
 
-/// Weight of a P2WPKH input with its witness at the largest low-s signature: outpoint 36
-/// + empty scriptSig 1 + sequence 4 = 41 bytes ×4, witness: 1 item count + (1 + 72) DER
-/// with sighash byte + (1 + 33) public key = 108.
+/// Weight of a P2WPKH input with its witness at the largest low-s signature: outpoint
+/// 36, empty scriptSig 1 and sequence 4 make 41 bytes at 4 units each; the witness is an
+/// item count 1, (1 + 72) for DER with the sighash byte and (1 + 33) for the key: 108.
 const P2WPKH_INPUT_WEIGHT: u64 = 41 * 4 + 108;
 
 fn varint_len(n: u64) -> u64 {
@@ -270,7 +270,7 @@ pub fn build(req: &TransferRequest) -> PluginResult<BuiltTx> {
     }
     if !spend_all {
         // Largest first; the sort is stable so equal amounts keep the caller's order.
-        coins.sort_by(|a, b| b.value.cmp(&a.value));
+        coins.sort_by_key(|c| std::cmp::Reverse(c.value));
     }
 
     let available = coins.iter().fold(0u64, |a, c| a.saturating_add(c.value));
@@ -285,7 +285,7 @@ pub fn build(req: &TransferRequest) -> PluginResult<BuiltTx> {
         }
         let fee_change = fee.for_vsize(estimate_vsize(selected, &[&to_script, &change_script]))?;
         let fee_plain = fee.for_vsize(estimate_vsize(selected, &[&to_script]))?;
-        let need_change = amount.checked_add(fee_change).unwrap_or(u64::MAX);
+        let need_change = amount.saturating_add(fee_change);
         if total >= need_change && total - need_change >= change_dust {
             plan = Some((selected, Some(total - need_change), fee_change));
             break;

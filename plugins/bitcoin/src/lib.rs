@@ -165,8 +165,11 @@ pub fn assemble(
     let owned = psbt::owned_inputs(&read, &key)?;
     let digests = psbt::sighashes(&read, &owned)?;
 
+    // Each signature names one of the key's inputs, at most once.
+    // `owned` is ascending, so lookups are binary searches.
+    let mut by_input = std::collections::BTreeMap::new();
     for s in signatures {
-        let known = usize::try_from(s.index).is_ok_and(|i| owned.contains(&i));
+        let known = usize::try_from(s.index).is_ok_and(|i| owned.binary_search(&i).is_ok());
         if !known {
             return Err(PluginError::signature(format!(
                 "signature {} is for no payload; the key signs inputs {}",
@@ -178,7 +181,7 @@ pub fn assemble(
                     .join(", ")
             )));
         }
-        if signatures.iter().filter(|o| o.index == s.index).count() > 1 {
+        if by_input.insert(s.index, s).is_some() {
             return Err(PluginError::signature(format!(
                 "more than one signature for input {}",
                 s.index
@@ -190,10 +193,10 @@ pub fn assemble(
     let mut placed = Vec::with_capacity(owned.len());
     let pubkey = key.compressed_bytes();
     for (i, (txin, input)) in tx.input.iter_mut().zip(&read.psbt.inputs).enumerate() {
-        if let Some(pos) = owned.iter().position(|&o| o == i) {
-            let sig = signatures
-                .iter()
-                .find(|s| usize::try_from(s.index).is_ok_and(|x| x == i))
+        if let Ok(pos) = owned.binary_search(&i) {
+            let sig = u32::try_from(i)
+                .ok()
+                .and_then(|x| by_input.get(&x))
                 .ok_or_else(|| {
                     PluginError::signature(format!(
                         "input {i} is the key's but has no signature (expected {} signatures, got {})",

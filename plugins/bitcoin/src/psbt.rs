@@ -205,16 +205,16 @@ pub fn owned_inputs(read: &Read, key: &Key) -> PluginResult<Vec<usize>> {
                 "input {i} spends the key's P2WPKH output but has no witness_utxo"
             )));
         }
-        if let Some(t) = input.sighash_type {
-            if t.to_u32() != EcdsaSighashType::All.to_u32() {
-                let name = match t.ecdsa_hash_ty() {
-                    Ok(e) => e.to_string(),
-                    Err(_) => format!("0x{:x}", t.to_u32()),
-                };
-                return Err(PluginError::unsupported(format!(
-                    "input {i}: sighash type `{name}` is not supported; only SIGHASH_ALL"
-                )));
-            }
+        if let Some(t) = input.sighash_type
+            && t.to_u32() != EcdsaSighashType::All.to_u32()
+        {
+            let name = match t.ecdsa_hash_ty() {
+                Ok(e) => e.to_string(),
+                Err(_) => format!("0x{:x}", t.to_u32()),
+            };
+            return Err(PluginError::unsupported(format!(
+                "input {i}: sighash type `{name}` is not supported; only SIGHASH_ALL"
+            )));
         }
         owned.push(i);
     }
