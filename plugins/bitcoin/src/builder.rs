@@ -346,3 +346,31 @@ pub fn build(req: &TransferRequest) -> PluginResult<BuiltTx> {
     let intent = crate::parse(&raw, Some(network_name), Some(&req.public_key))?;
     Ok(BuiltTx { raw, intent })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vsize_matches_the_usual_p2wpkh_figures() {
+        let p2wpkh = ScriptBuf::from(vec![0u8; 22]);
+        // The commonly quoted sizes with 72-byte signatures: 1-in/1-out 110 vB,
+        // 1-in/2-out 141 vB, each extra input 68 vB.
+        assert_eq!(estimate_vsize(1, &[&p2wpkh]), 110);
+        assert_eq!(estimate_vsize(1, &[&p2wpkh, &p2wpkh]), 141);
+        assert_eq!(estimate_vsize(2, &[&p2wpkh, &p2wpkh]), 209);
+    }
+
+    #[test]
+    fn fee_rates_are_exact_milli_sat() {
+        assert_eq!(parse_fee_rate("1").unwrap(), 1000);
+        assert_eq!(parse_fee_rate("2.5").unwrap(), 2500);
+        assert_eq!(parse_fee_rate("0.125").unwrap(), 125);
+        for bad in [
+            "", "0", "0.000", "1.", ".5", "01", "1.2345", "-1", "1e3", "1.2.3",
+        ] {
+            assert!(parse_fee_rate(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Fee::Rate(2500).for_vsize(141).unwrap(), 353); // 352.5 rounded up
+    }
+}
