@@ -157,6 +157,11 @@ pub fn psbt_of(tx: Transaction, utxos: &[Option<TxOut>]) -> Psbt {
     psbt
 }
 
+/// The BIP-143 native P2WPKH example as a PSBT (input 0 finalized, input 1 to sign).
+pub fn bip143_vector_psbt() -> Psbt {
+    bip143_psbt(&j(BIP143_P2WPKH))
+}
+
 fn bip143_psbt(v: &Value) -> Psbt {
     let tx: Transaction = deserialize(&h(&v["unsigned_tx"])).unwrap();
     let mut psbt = psbt_of(
