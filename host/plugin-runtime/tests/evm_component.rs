@@ -3,78 +3,20 @@
 
 mod common;
 
-use custos_plugin_evm::conformance::{self, Api, Failure, Res};
-use custos_plugin_runtime::{CallError, PluginRuntime};
-use custos_plugin_sdk::{
-    Assembled, BuiltTx, Intent, Message, ParsedMessage, Signature, SigningPayload, TransferRequest,
-};
+use common::{Component, no_fault};
+use custos_plugin_evm::conformance;
+use custos_plugin_sdk::Message;
 use proptest::prelude::*;
 use std::sync::OnceLock;
 
-struct Component(PluginRuntime);
-
-fn f(e: CallError) -> Failure {
-    match e {
-        CallError::Plugin(p) => Failure::Plugin(p),
-        other => Failure::Fault(other.to_string()),
-    }
-}
-
-impl Api for Component {
-    fn derive_address(&self, pk: &[u8], network: &str) -> Res<String> {
-        self.0.derive_address("evm", pk, network).map_err(f)
-    }
-    fn parse(&self, raw: &[u8], network: Option<&str>, pk: Option<&[u8]>) -> Res<Intent> {
-        self.0.parse("evm", raw, network, pk).map_err(f)
-    }
-    fn signing_payloads(
-        &self,
-        raw: &[u8],
-        network: Option<&str>,
-        pk: Option<&[u8]>,
-    ) -> Res<Vec<SigningPayload>> {
-        self.0.signing_payloads("evm", raw, network, pk).map_err(f)
-    }
-    fn assemble(
-        &self,
-        raw: &[u8],
-        network: Option<&str>,
-        pk: &[u8],
-        sigs: &[Signature],
-    ) -> Res<Assembled> {
-        self.0.assemble("evm", raw, network, pk, sigs).map_err(f)
-    }
-    fn build(&self, req: &TransferRequest) -> Res<BuiltTx> {
-        self.0.build("evm", req).map_err(f)
-    }
-    fn parse_message(
-        &self,
-        m: &Message,
-        network: Option<&str>,
-        pk: Option<&[u8]>,
-    ) -> Res<ParsedMessage> {
-        self.0.parse_message("evm", m, network, pk).map_err(f)
-    }
-    fn assemble_message_signature(
-        &self,
-        p: &SigningPayload,
-        pk: &[u8],
-        sig: &Signature,
-    ) -> Res<Vec<u8>> {
-        self.0
-            .assemble_message_signature("evm", p, pk, sig)
-            .map_err(f)
-    }
-}
-
 fn component() -> &'static Component {
     static C: OnceLock<Component> = OnceLock::new();
-    C.get_or_init(|| Component(common::runtime_with_shipped()))
+    C.get_or_init(|| Component::shipped("evm"))
 }
 
 #[test]
 fn info_and_version() {
-    let p = component().0.plugin("evm").expect("evm loaded");
+    let p = component().rt.plugin("evm").expect("evm loaded");
     assert_eq!(p.info.name, "evm");
     assert_eq!(p.info.chain_family, "ethereum");
     assert_eq!(p.wit_version, "0.1.0");
@@ -126,20 +68,13 @@ fn malformed_input_is_a_plugin_error() {
     conformance::check_malformed(component());
 }
 
-fn no_fault<T>(r: Result<T, CallError>) -> Result<(), TestCaseError> {
-    match r {
-        Ok(_) | Err(CallError::Plugin(_)) => Ok(()),
-        Err(e) => Err(TestCaseError::fail(format!("fault: {e}"))),
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     /// Random bytes through the component: a result or a plugin-error, never a trap.
     #[test]
     fn random_bytes_never_trap(raw in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let rt = &component().0;
+        let rt = &component().rt;
         no_fault(rt.parse("evm", &raw, None, None))?;
         no_fault(rt.signing_payloads("evm", &raw, Some("1"), None))?;
         no_fault(rt.parse_message("evm", &Message::TypedDataJson(String::from_utf8_lossy(&raw).into()), None, None))?;
@@ -155,7 +90,7 @@ proptest! {
             let i = usize::from(at) % raw.len();
             if cut { raw.truncate(i) } else { raw[i] = byte }
         }
-        let rt = &component().0;
+        let rt = &component().rt;
         no_fault(rt.parse("evm", &raw, None, None))?;
         no_fault(rt.signing_payloads("evm", &raw, None, None))?;
     }

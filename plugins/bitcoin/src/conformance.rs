@@ -25,7 +25,9 @@ use k256::ecdsa::SigningKey;
 use serde_json::Value;
 use std::str::FromStr;
 
-pub use custos_plugin_sdk::conformance::{Api, Failure, Res};
+pub use custos_plugin_sdk::conformance::{
+    Api, Failure, Res, expect_plugin_error, expect_plugin_error_in, ok,
+};
 
 /// The native path.
 #[allow(non_upper_case_globals)]
@@ -52,38 +54,7 @@ fn s(v: &Value) -> String {
     }
 }
 
-fn ok<T>(r: Res<T>, ctx: &str) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{ctx}: unexpected failure {e:?}"),
-    }
-}
 
-pub fn expect_plugin_error<T: std::fmt::Debug>(r: Res<T>, code: ErrorCode, needle: &str) {
-    expect_plugin_error_in("", r, code, needle)
-}
-
-/// As [`expect_plugin_error`], naming the case `ctx` in a failure.
-pub fn expect_plugin_error_in<T: std::fmt::Debug>(
-    ctx: &str,
-    r: Res<T>,
-    code: ErrorCode,
-    needle: &str,
-) {
-    match r {
-        Err(Failure::Plugin(e)) => {
-            assert_eq!(e.code, code, "{ctx}: wrong code for `{}`", e.message);
-            assert!(
-                e.message.contains(needle),
-                "{ctx}: message `{}` lacks `{needle}`",
-                e.message
-            );
-        }
-        other => {
-            panic!("{ctx}: expected plugin error {code:?} containing `{needle}`, got {other:?}")
-        }
-    }
-}
 
 /// A test key from a 32-byte secret.
 pub fn test_key(secret: &[u8]) -> SigningKey {

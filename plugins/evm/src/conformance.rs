@@ -10,7 +10,9 @@ use custos_plugin_sdk::{ErrorCode, IntentKind, Message, Signature, TransferReque
 use k256::ecdsa::{RecoveryId, Signature as EcdsaSignature, SigningKey, VerifyingKey};
 use serde_json::Value;
 
-pub use custos_plugin_sdk::conformance::{Api, Failure, Res};
+pub use custos_plugin_sdk::conformance::{
+    Api, Failure, Res, expect_plugin_error, expect_plugin_error_in, ok,
+};
 
 /// The native path.
 #[allow(non_upper_case_globals)]
@@ -37,12 +39,6 @@ fn s(v: &Value) -> String {
     }
 }
 
-fn ok<T>(r: Res<T>, ctx: &str) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{ctx}: unexpected failure {e:?}"),
-    }
-}
 
 /// The compressed public key that made signature (r, s, recovery id) over `digest`.
 pub fn recover(digest: &[u8], r: &[u8], s_: &[u8], recid: u8) -> Vec<u8> {
@@ -679,31 +675,6 @@ pub fn check_signature_rules(api: &dyn Api) {
     );
 }
 
-pub fn expect_plugin_error<T: std::fmt::Debug>(r: Res<T>, code: ErrorCode, needle: &str) {
-    expect_plugin_error_in("", r, code, needle)
-}
-
-/// As [`expect_plugin_error`], naming the case `ctx` in a failure.
-pub fn expect_plugin_error_in<T: std::fmt::Debug>(
-    ctx: &str,
-    r: Res<T>,
-    code: ErrorCode,
-    needle: &str,
-) {
-    match r {
-        Err(Failure::Plugin(e)) => {
-            assert_eq!(e.code, code, "{ctx}: wrong code for `{}`", e.message);
-            assert!(
-                e.message.contains(needle),
-                "{ctx}: message `{}` lacks `{needle}`",
-                e.message
-            );
-        }
-        other => {
-            panic!("{ctx}: expected plugin error {code:?} containing `{needle}`, got {other:?}")
-        }
-    }
-}
 
 fn legacy_from_items(items: &[&[u8]]) -> Vec<u8> {
     use alloy_rlp::Header;

@@ -110,3 +110,41 @@ impl<P: Plugin> Api for Native<P> {
         P::assemble_message_signature(p, pk, sig).map_err(Failure::Plugin)
     }
 }
+
+/// The value of a call that must succeed; `ctx` names the case in a failure.
+pub fn ok<T>(r: Res<T>, ctx: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{ctx}: unexpected failure {e:?}"),
+    }
+}
+
+/// A call that must fail with a plugin-error of `code` whose message contains `needle`.
+pub fn expect_plugin_error<T: std::fmt::Debug>(r: Res<T>, code: crate::ErrorCode, needle: &str) {
+    expect_plugin_error_in("", r, code, needle)
+}
+
+/// As [`expect_plugin_error`], naming the case `ctx` in a failure. The message must also
+/// follow the house rules: one line, no final period.
+pub fn expect_plugin_error_in<T: std::fmt::Debug>(
+    ctx: &str,
+    r: Res<T>,
+    code: crate::ErrorCode,
+    needle: &str,
+) {
+    match r {
+        Err(Failure::Plugin(e)) => {
+            assert_eq!(e.code, code, "{ctx}: wrong code for `{}`", e.message);
+            assert!(
+                e.message.contains(needle),
+                "{ctx}: message `{}` lacks `{needle}`",
+                e.message
+            );
+            assert!(!e.message.contains('\n'), "{ctx}: one line");
+            assert!(!e.message.ends_with('.'), "{ctx}: no final period");
+        }
+        other => {
+            panic!("{ctx}: expected plugin error {code:?} containing `{needle}`, got {other:?}")
+        }
+    }
+}

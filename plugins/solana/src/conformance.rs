@@ -13,7 +13,9 @@ use custos_plugin_sdk::{
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde_json::Value;
 
-pub use custos_plugin_sdk::conformance::{Api, Failure, Res};
+pub use custos_plugin_sdk::conformance::{
+    Api, Failure, Res, expect_plugin_error, expect_plugin_error_in, ok,
+};
 
 /// The native path.
 #[allow(non_upper_case_globals)]
@@ -41,12 +43,6 @@ fn s(v: &Value) -> String {
     }
 }
 
-fn ok<T>(r: Res<T>, ctx: &str) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{ctx}: unexpected failure {e:?}"),
-    }
-}
 
 fn b58(b: &[u8]) -> String {
     bs58::encode(b).into_string()
@@ -874,33 +870,6 @@ pub fn check_build(api: &dyn Api) {
     }
 }
 
-pub fn expect_plugin_error<T: std::fmt::Debug>(r: Res<T>, code: ErrorCode, needle: &str) {
-    expect_plugin_error_in("", r, code, needle)
-}
-
-/// As [`expect_plugin_error`], naming the case `ctx` in a failure.
-pub fn expect_plugin_error_in<T: std::fmt::Debug>(
-    ctx: &str,
-    r: Res<T>,
-    code: ErrorCode,
-    needle: &str,
-) {
-    match r {
-        Err(Failure::Plugin(e)) => {
-            assert_eq!(e.code, code, "{ctx}: wrong code for `{}`", e.message);
-            assert!(
-                e.message.contains(needle),
-                "{ctx}: message `{}` lacks `{needle}`",
-                e.message
-            );
-            assert!(!e.message.contains('\n'), "{ctx}: one line");
-            assert!(!e.message.ends_with('.'), "{ctx}: no final period");
-        }
-        other => {
-            panic!("{ctx}: expected plugin error {code:?} containing `{needle}`, got {other:?}")
-        }
-    }
-}
 
 /// Malformed messages: each must give a plugin-error with the right code and a message
 /// saying what was wrong. (name, raw message, expected code, message fragment)

@@ -11,7 +11,9 @@ use prost::Message;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub use custos_plugin_sdk::conformance::{Api, Failure, Res};
+pub use custos_plugin_sdk::conformance::{
+    Api, Failure, Res, expect_plugin_error, expect_plugin_error_in, ok,
+};
 
 /// The native path.
 #[allow(non_upper_case_globals)]
@@ -37,12 +39,6 @@ fn s(v: &Value) -> String {
     }
 }
 
-fn ok<T>(r: Res<T>, ctx: &str) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{ctx}: unexpected failure {e:?}"),
-    }
-}
 
 fn sha256(b: &[u8]) -> Vec<u8> {
     Sha256::digest(b).to_vec()
@@ -771,31 +767,6 @@ pub fn check_signature_rules(api: &dyn Api) {
     );
 }
 
-pub fn expect_plugin_error<T: std::fmt::Debug>(r: Res<T>, code: ErrorCode, needle: &str) {
-    expect_plugin_error_in("", r, code, needle)
-}
-
-/// As [`expect_plugin_error`], naming the case `ctx` in a failure.
-pub fn expect_plugin_error_in<T: std::fmt::Debug>(
-    ctx: &str,
-    r: Res<T>,
-    code: ErrorCode,
-    needle: &str,
-) {
-    match r {
-        Err(Failure::Plugin(e)) => {
-            assert_eq!(e.code, code, "{ctx}: wrong code for `{}`", e.message);
-            assert!(
-                e.message.contains(needle),
-                "{ctx}: message `{}` lacks `{needle}`",
-                e.message
-            );
-        }
-        other => {
-            panic!("{ctx}: expected plugin error {code:?} containing `{needle}`, got {other:?}")
-        }
-    }
-}
 
 /// Malformed inputs: each must give a plugin-error with the right code and a message
 /// saying what was wrong. (name, raw data, expected code, message fragment)
