@@ -187,7 +187,7 @@ async fn bitcoin_psbt(h: &Harness, key_id: &str, cpk: &CompressedPublicKey) {
     let big = p2wpkh_psbt(
         &ours,
         &[300_000_000],
-        &[(200_000_000, payee), (99_990_000, ours)],
+        &[(200_000_000, payee), (99_990_000, ours.clone())],
     );
     held(h, key_id, body("btc-big", "bitcoin", &big.serialize())).await;
 }
