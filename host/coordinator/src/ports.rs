@@ -75,7 +75,10 @@ mod tests {
         let mut seen = HashSet::new();
         for _ in 0..50 {
             let p = unused_loopback_port(&[]).unwrap();
-            assert!(!(lo..=hi).contains(&p), "{p} is in the ephemeral range {lo}..={hi}");
+            assert!(
+                !(lo..=hi).contains(&p),
+                "{p} is in the ephemeral range {lo}..={hi}"
+            );
             assert!(seen.insert(p), "{p} handed out twice");
             // Free: it can be bound right now.
             TcpListener::bind(("127.0.0.1", p)).unwrap();

@@ -58,11 +58,7 @@ fn mutate(seed: &[u8], at: u16, byte: u8, cut: bool) -> Vec<u8> {
     let mut raw = seed.to_vec();
     if !raw.is_empty() {
         let i = usize::from(at) % raw.len();
-        if cut {
-            raw.truncate(i)
-        } else {
-            raw[i] = byte
-        }
+        if cut { raw.truncate(i) } else { raw[i] = byte }
     }
     raw
 }

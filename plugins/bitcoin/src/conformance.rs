@@ -54,8 +54,6 @@ fn s(v: &Value) -> String {
     }
 }
 
-
-
 /// A test key from a 32-byte secret.
 pub fn test_key(secret: &[u8]) -> SigningKey {
     SigningKey::from_slice(secret).expect("test secret")

@@ -39,7 +39,6 @@ fn s(v: &Value) -> String {
     }
 }
 
-
 /// The compressed public key that made signature (r, s, recovery id) over `digest`.
 pub fn recover(digest: &[u8], r: &[u8], s_: &[u8], recid: u8) -> Vec<u8> {
     let mut rs = [0u8; 64];
@@ -674,7 +673,6 @@ pub fn check_signature_rules(api: &dyn Api) {
         "33-byte",
     );
 }
-
 
 fn legacy_from_items(items: &[&[u8]]) -> Vec<u8> {
     use alloy_rlp::Header;

@@ -43,7 +43,6 @@ fn s(v: &Value) -> String {
     }
 }
 
-
 fn b58(b: &[u8]) -> String {
     bs58::encode(b).into_string()
 }
@@ -869,7 +868,6 @@ pub fn check_build(api: &dyn Api) {
         expect_plugin_error_in(needle, api.build(&r), code, needle);
     }
 }
-
 
 /// Malformed messages: each must give a plugin-error with the right code and a message
 /// saying what was wrong. (name, raw message, expected code, message fragment)

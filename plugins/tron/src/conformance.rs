@@ -39,7 +39,6 @@ fn s(v: &Value) -> String {
     }
 }
 
-
 fn sha256(b: &[u8]) -> Vec<u8> {
     Sha256::digest(b).to_vec()
 }
@@ -766,7 +765,6 @@ pub fn check_signature_rules(api: &dyn Api) {
         "network `ropsten`",
     );
 }
-
 
 /// Malformed inputs: each must give a plugin-error with the right code and a message
 /// saying what was wrong. (name, raw data, expected code, message fragment)

@@ -49,7 +49,9 @@ fn failure(e: CallError) -> Failure {
 
 impl Api for Component {
     fn derive_address(&self, pk: &[u8], network: &str) -> Res<String> {
-        self.rt.derive_address(self.name, pk, network).map_err(failure)
+        self.rt
+            .derive_address(self.name, pk, network)
+            .map_err(failure)
     }
     fn parse(&self, raw: &[u8], network: Option<&str>, pk: Option<&[u8]>) -> Res<Intent> {
         self.rt.parse(self.name, raw, network, pk).map_err(failure)

@@ -43,7 +43,9 @@ impl Harness {
         // Outside the ephemeral range: a restart binds the same port again, and no
         // outgoing connection may have taken it in between.
         let port = custos_coordinator::ports::unused_loopback_port(&[]).unwrap();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         // A copy of the default policies, so a test may change them and reload.
         let policies = dir.path().join("policies");
