@@ -88,6 +88,7 @@ struct Types {
     role: EntityTypeName,
     wallet: EntityTypeName,
     group: EntityTypeName,
+    address: EntityTypeName,
     address_list: EntityTypeName,
     action: EntityTypeName,
 }
@@ -99,10 +100,48 @@ static T: LazyLock<Types> = LazyLock::new(|| {
         role: t("Custos::Role"),
         wallet: t("Custos::Wallet"),
         group: t("Custos::WalletGroup"),
+        address: t("Custos::Address"),
         address_list: t("Custos::AddressList"),
         action: t("Custos::Action"),
     }
 });
+
+/// custos builds the principal (`Client in [Role]`), the wallet (`Wallet in
+/// [WalletGroup]`) and the recipients (`Address in [AddressList]`) per request and does not
+/// compute a transitive closure for them, so the schema must keep the hierarchy one level
+/// deep: those three may have parents only of their own parent type, the parent types have
+/// none, and nothing else may sit below any of them. A schema that breaks this is refused,
+/// naming the type, rather than decided on with a closure silently missing.
+pub fn check_flat_hierarchy(schema: &Schema) -> Result<(), String> {
+    let per_request = [
+        (&T.client, &T.role),
+        (&T.wallet, &T.group),
+        (&T.address, &T.address_list),
+    ];
+    let parents_of = |ty: &EntityTypeName| -> Vec<EntityTypeName> {
+        schema
+            .ancestors(ty)
+            .map(|it| it.cloned().collect())
+            .unwrap_or_default()
+    };
+    for ty in schema.entity_types() {
+        let ancestors = parents_of(ty);
+        let allowed: Option<&EntityTypeName> = per_request
+            .iter()
+            .find(|(child, _)| *child == ty)
+            .map(|(_, parent)| *parent);
+        for a in &ancestors {
+            if Some(a) != allowed {
+                return Err(format!(
+                    "entity type `{ty}` is declared `in` `{a}`; custos needs the entity \
+                     hierarchy one level deep (Client in [Role], Wallet in [WalletGroup], \
+                     Address in [AddressList]) and nothing else"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
 
 fn euid(ty: &EntityTypeName, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
@@ -407,10 +446,26 @@ pub fn build(
     // an evaluation error, which denies); debug builds, i.e. every test, check them
     // against the schema so a drift is caught where it is introduced.
     let check = cfg!(debug_assertions).then_some(schema);
-    let entities = base_entities
+    if check.is_some() {
+        Entities::from_entities(dynamic.iter().cloned(), check).map_err(|e| crate::one_line(&e))?;
+    }
+    // The hierarchy is flat (checked at load, `check_flat_hierarchy`): each entity's
+    // parents are all its ancestors, and no static entity sits below a per-request one,
+    // so there is no transitive closure to compute per request (Cedar's `add_entities`
+    // would recompute it over every entity each time).
+    let base: &cedar_policy_core::entities::Entities = base_entities.as_ref();
+    let entities: Entities = base
         .clone()
-        .add_entities(dynamic, check)
-        .map_err(|e| crate::one_line(&e))?;
+        .add_entities(
+            dynamic
+                .into_iter()
+                .map(|e| std::sync::Arc::new(e.as_ref().clone())),
+            None::<&cedar_policy_core::entities::NoEntitiesSchema>,
+            cedar_policy_core::entities::TCComputation::AssumeAlreadyComputed,
+            cedar_policy_core::extensions::Extensions::all_available(),
+        )
+        .map_err(|e| crate::one_line(&e))?
+        .into();
     let context = Context::from_pairs(ctx.into_iter().map(|(k, v)| (k.to_string(), v)))
         .map_err(|e| crate::one_line(&e))?;
     let request = Request::new(

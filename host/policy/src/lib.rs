@@ -292,6 +292,10 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, PolicyError> {
             path: schema_path.display().to_string(),
             message: one_line(&e),
         })?;
+    context::check_flat_hierarchy(&schema).map_err(|message| PolicyError::Schema {
+        path: schema_path.display().to_string(),
+        message,
+    })?;
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| PolicyError::Read {
             path: dir.display().to_string(),

@@ -292,3 +292,34 @@ forbid (principal, action == Custos::Action::"sign_message", resource is Custos:
     let (v, _, _) = decide(&e, &small, &[], &["hot", "otc"], "0");
     assert_eq!(v, Verdict::Deny);
 }
+
+#[test]
+fn a_schema_with_a_deeper_hierarchy_is_refused() {
+    // custos computes no transitive closure per request, so group-in-group (or anything
+    // below a wallet) must be refused at load, never decided on with ancestors missing.
+    let e = PolicyEngine::load(&policies_dir()).unwrap();
+    for (from, to) in [
+        (
+            "entity WalletGroup;",
+            "entity WalletGroup in [WalletGroup];",
+        ),
+        (
+            "entity AddressList;",
+            "entity AddressList in [AddressList];",
+        ),
+        ("entity Role;", "entity Role;\n  entity Desk in [Wallet];"),
+    ] {
+        let dir = copy_of_policies();
+        let path = dir.path().join("custos.cedarschema");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "schema no longer has `{from}`");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        let err = e.reload(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("custos.cedarschema") && err.contains("one level deep"),
+            "{to}: {err}"
+        );
+        let (v, _, _) = decide(&e, &eth(TO, "1"), &[], &[], "0");
+        assert_eq!(v, Verdict::Allow, "previous set still in force");
+    }
+}
