@@ -1,14 +1,16 @@
 //! Building the Cedar request (entities + context) from an intent and host facts.
 
 use crate::amount::{self, Units, add, is_digits};
-use cedar_policy::{
-    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request,
-    RestrictedExpression as Expr, Schema,
-};
+use cedar_policy::{Entities, EntityTypeName, Schema};
+use cedar_policy_core::ast::{self, ExtensionFunction, PartialValue, Value};
+use cedar_policy_core::entities::{Entities as CoreEntities, TCComputation};
+use cedar_policy_core::extensions::Extensions;
+use cedar_policy_core::validator::{CoreSchema, ValidatorSchema};
+use smol_str::SmolStr;
 use custos_plugin_sdk::{AssetKind, Intent};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -77,9 +79,10 @@ pub struct DecisionRequest<'a> {
     pub facts: RequestFacts,
 }
 
+/// A request in Cedar's core form, ready for its evaluator.
 pub struct Built {
-    pub request: Request,
-    pub entities: Entities,
+    pub request: ast::Request,
+    pub entities: CoreEntities,
 }
 
 /// The schema's entity type names, parsed once.
@@ -90,7 +93,6 @@ struct Types {
     group: EntityTypeName,
     address: EntityTypeName,
     address_list: EntityTypeName,
-    action: EntityTypeName,
 }
 
 static T: LazyLock<Types> = LazyLock::new(|| {
@@ -102,7 +104,6 @@ static T: LazyLock<Types> = LazyLock::new(|| {
         group: t("Custos::WalletGroup"),
         address: t("Custos::Address"),
         address_list: t("Custos::AddressList"),
-        action: t("Custos::Action"),
     }
 });
 
@@ -143,46 +144,84 @@ pub fn check_flat_hierarchy(schema: &Schema) -> Result<(), String> {
     Ok(())
 }
 
-fn euid(ty: &EntityTypeName, id: &str) -> EntityUid {
-    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+/// The same entity types as Cedar's core types, for building requests.
+struct CoreTypes {
+    client: ast::EntityType,
+    role: ast::EntityType,
+    wallet: ast::EntityType,
+    group: ast::EntityType,
+    address_list: ast::EntityType,
+    action: ast::EntityType,
 }
 
-/// Extension constructors, their names parsed once: Cedar's own `new_decimal` & co.
-/// parse the function name on every call, which was a third of building a request.
-struct Ext {
-    decimal: cedar_policy_core::ast::Name,
-    ip: cedar_policy_core::ast::Name,
-    datetime: cedar_policy_core::ast::Name,
-}
-
-static EXT: LazyLock<Ext> = LazyLock::new(|| {
-    let n = |s: &str| cedar_policy_core::ast::Name::from_str(s).expect("a fixed, valid name");
-    Ext {
-        decimal: n("decimal"),
-        ip: n("ip"),
-        datetime: n("datetime"),
+static CT: LazyLock<CoreTypes> = LazyLock::new(|| {
+    let t = |s: &str| ast::EntityType::from_str(s).expect("a fixed, valid type name");
+    CoreTypes {
+        client: t("Custos::Client"),
+        role: t("Custos::Role"),
+        wallet: t("Custos::Wallet"),
+        group: t("Custos::WalletGroup"),
+        address_list: t("Custos::AddressList"),
+        action: t("Custos::Action"),
     }
 });
 
-fn ext(name: &cedar_policy_core::ast::Name, arg: &str) -> Expr {
-    use cedar_policy_core::ast::RestrictedExpr;
-    Expr::from(RestrictedExpr::call_extension_fn(
-        name.clone(),
-        [RestrictedExpr::val(arg)],
-    ))
+fn euid(ty: &ast::EntityType, id: &str) -> ast::EntityUID {
+    ast::EntityUID::from_components(ty.clone(), ast::Eid::new(id), None)
 }
 
-fn decimal(s: &str) -> Expr {
-    ext(&EXT.decimal, s)
+/// Cedar's extension constructors, looked up once. The request is built directly as
+/// Cedar values: building it as expressions and having Cedar evaluate them was most of
+/// the cost of a decision.
+struct Ext {
+    decimal: &'static ExtensionFunction,
+    ip: &'static ExtensionFunction,
+    datetime: &'static ExtensionFunction,
 }
 
-fn s_(s: &str) -> Expr {
-    Expr::new_string(s.to_string())
+static EXT: LazyLock<Ext> = LazyLock::new(|| {
+    let f = |s: &str| {
+        let name = ast::Name::from_str(s).expect("a fixed, valid name");
+        Extensions::all_available()
+            .func(&name)
+            .expect("the extension is compiled in")
+    };
+    Ext {
+        decimal: f("decimal"),
+        ip: f("ip"),
+        datetime: f("datetime"),
+    }
+});
+
+/// `f(arg)` for a Cedar extension constructor; a malformed argument is an error (and so
+/// a deny), never a default.
+fn ext(f: &ExtensionFunction, arg: &str) -> Result<Value, String> {
+    let v = f.call(&[Value::from(arg)]).map_err(|e| crate::one_line(&e))?;
+    Value::try_from(v).map_err(|e| crate::one_line(&e))
 }
 
-fn record(fields: Vec<(&str, Expr)>) -> Result<Expr, String> {
-    Expr::new_record(fields.into_iter().map(|(k, v)| (k.to_string(), v)))
-        .map_err(|e| crate::one_line(&e))
+fn decimal(s: &str) -> Result<Value, String> {
+    ext(EXT.decimal, s)
+}
+
+fn s_(s: &str) -> Value {
+    Value::from(s)
+}
+
+fn bool_(b: bool) -> Value {
+    Value::from(b)
+}
+
+fn long(n: i64) -> Value {
+    Value::from(n)
+}
+
+fn record(fields: Vec<(&str, Value)>) -> Value {
+    Value::record(fields, None)
+}
+
+fn set(items: impl IntoIterator<Item = Value>) -> Value {
+    Value::set(items, None)
 }
 
 fn max_units() -> Units {
@@ -196,7 +235,7 @@ pub fn build(
     schema: &Schema,
     req: &DecisionRequest<'_>,
     base_entities: &Entities,
-    address_entities: &HashMap<String, Entity>,
+    address_entities: &HashMap<String, Arc<ast::Entity>>,
     address_lists: &BTreeMap<String, BTreeSet<String>>,
 ) -> Result<Built, String> {
     let i = req.intent;
@@ -255,44 +294,41 @@ pub fn build(
     // shown as the maximum with `amount_known = false`, not as saturated, so policy can
     // send it to approvals rather than forbid it outright.
     let mut saturated = known && (units.saturated || with_this.saturated);
-    let transfers: Vec<Expr> = i
-        .transfers
-        .iter()
-        .map(|t| {
-            let u = match t.asset.decimals {
-                Some(d) => amount::to_units(&t.amount, d).unwrap_or_else(|_| max_units()),
-                None => max_units(),
-            };
-            if t.asset.decimals.is_some() && u.saturated {
-                saturated = true;
-            }
-            let mut asset = vec![(
-                "kind",
-                s_(match t.asset.kind {
-                    AssetKind::Native => "native",
-                    AssetKind::Token => "token",
-                }),
-            )];
-            if let Some(v) = &t.asset.symbol {
-                asset.push(("symbol", s_(v)));
-            }
-            if let Some(v) = &t.asset.contract {
-                asset.push(("contract", s_(v)));
-            }
-            if let Some(d) = t.asset.decimals {
-                asset.push(("decimals", Expr::new_long(i64::from(d))));
-            }
-            record(vec![
-                ("to", s_(&t.to)),
-                ("amount", s_(&t.amount)),
-                ("amount_units", decimal(&u.decimal)),
-                ("saturated", Expr::new_bool(u.saturated)),
-                ("decimals_known", Expr::new_bool(t.asset.decimals.is_some())),
-                ("asset", record(asset)?),
-                ("is_change", Expr::new_bool(t.is_change)),
-            ])
-        })
-        .collect::<Result<_, String>>()?;
+    let mut transfers = Vec::with_capacity(i.transfers.len());
+    for t in &i.transfers {
+        let u = match t.asset.decimals {
+            Some(d) => amount::to_units(&t.amount, d).unwrap_or_else(|_| max_units()),
+            None => max_units(),
+        };
+        if t.asset.decimals.is_some() && u.saturated {
+            saturated = true;
+        }
+        let mut asset = vec![(
+            "kind",
+            s_(match t.asset.kind {
+                AssetKind::Native => "native",
+                AssetKind::Token => "token",
+            }),
+        )];
+        if let Some(v) = &t.asset.symbol {
+            asset.push(("symbol", s_(v)));
+        }
+        if let Some(v) = &t.asset.contract {
+            asset.push(("contract", s_(v)));
+        }
+        if let Some(d) = t.asset.decimals {
+            asset.push(("decimals", long(i64::from(d))));
+        }
+        transfers.push(record(vec![
+            ("to", s_(&t.to)),
+            ("amount", s_(&t.amount)),
+            ("amount_units", decimal(&u.decimal)?),
+            ("saturated", bool_(u.saturated)),
+            ("decimals_known", bool_(t.asset.decimals.is_some())),
+            ("asset", record(asset)),
+            ("is_change", bool_(t.is_change)),
+        ]));
+    }
     // The lists that contain every (non-change) recipient.
     let recipients: BTreeSet<String> = moving
         .iter()
@@ -306,24 +342,24 @@ pub fn build(
             Some(acc) => acc.intersection(&parents).cloned().collect(),
         });
     }
-    let recipients_in: Vec<Expr> = if recipients.is_empty() {
+    let recipients_in: Vec<Value> = if recipients.is_empty() {
         vec![]
     } else {
         lists_of_all
             .unwrap_or_default()
             .iter()
-            .map(|l| Expr::new_entity_uid(euid(&T.address_list, l)))
+            .map(|l| Value::from(euid(&CT.address_list, l)))
             .collect()
     };
-    let long = |n: usize| Expr::new_long(i64::try_from(n).unwrap_or(i64::MAX));
-    let mut ctx: Vec<(&str, Expr)> = vec![
+    let count = |n: usize| long(i64::try_from(n).unwrap_or(i64::MAX));
+    let mut ctx: Vec<(&str, Value)> = vec![
         ("chain", s_(&i.chain)),
         ("network", s_(&i.network)),
         ("kind", s_(i.kind.as_str())),
         ("from", s_(&i.from)),
-        ("transfers", Expr::new_set(transfers)),
-        ("transfer_count", long(moving.len())),
-        ("single_asset", Expr::new_bool(single)),
+        ("transfers", set(transfers)),
+        ("transfer_count", count(moving.len())),
+        ("single_asset", bool_(single)),
         (
             "asset",
             s_(&if single {
@@ -333,25 +369,25 @@ pub fn build(
             }),
         ),
         ("asset_symbol", s_(&symbol)),
-        ("amount_units", decimal(&units.decimal)),
-        ("amount_known", Expr::new_bool(known)),
-        ("saturated", Expr::new_bool(saturated)),
-        ("recipients_in", Expr::new_set(recipients_in)),
+        ("amount_units", decimal(&units.decimal)?),
+        ("amount_known", bool_(known)),
+        ("saturated", bool_(saturated)),
+        ("recipients_in", set(recipients_in)),
         (
             "velocity",
             record(vec![
-                ("units_24h", decimal(&units_24h.decimal)),
-                ("units_24h_with_this", decimal(&with_this.decimal)),
-            ])?,
+                ("units_24h", decimal(&units_24h.decimal)?),
+                ("units_24h_with_this", decimal(&with_this.decimal)?),
+            ]),
         ),
         (
             "request",
             record(vec![
-                ("client_ip", ext(&EXT.ip, &req.facts.client_ip)),
-                ("time", ext(&EXT.datetime, &req.facts.time)),
-                ("weekday", Expr::new_long(i64::from(req.facts.weekday))),
-                ("hour", Expr::new_long(i64::from(req.facts.hour))),
-            ])?,
+                ("client_ip", ext(EXT.ip, &req.facts.client_ip)?),
+                ("time", ext(EXT.datetime, &req.facts.time)?),
+                ("weekday", long(i64::from(req.facts.weekday))),
+                ("hour", long(i64::from(req.facts.hour))),
+            ]),
         ),
     ];
     if let Some(c) = &i.call {
@@ -359,7 +395,7 @@ pub fn build(
         if let Some(m) = &c.method {
             call.push(("method", s_(m)));
         }
-        ctx.push(("call", record(call)?));
+        ctx.push(("call", record(call)));
     }
     if let Some(f) = &i.fee_max {
         ctx.push(("fee_max", s_(f)));
@@ -376,64 +412,65 @@ pub fn build(
                 domain.push((k, s_(v)));
             }
         }
-        let fields = t
-            .message
-            .iter()
-            .map(|f| {
-                record(vec![
-                    ("path", s_(&f.path)),
-                    ("type", s_(&f.ty)),
-                    ("value", s_(&f.value)),
-                ])
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let fields = t.message.iter().map(|f| {
+            record(vec![
+                ("path", s_(&f.path)),
+                ("type", s_(&f.ty)),
+                ("value", s_(&f.value)),
+            ])
+        });
         ctx.push((
             "typed_data",
             record(vec![
                 ("primary_type", s_(&t.primary_type)),
-                ("domain", record(domain)?),
-                ("fields", Expr::new_set(fields)),
-            ])?,
+                ("domain", record(domain)),
+                ("fields", set(fields)),
+            ]),
         ));
     }
 
     let w = &req.wallet;
-    let principal = euid(&T.client, req.principal.id);
-    let resource = euid(&T.wallet, w.id);
-    let roles: HashSet<EntityUid> = req
+    let principal = euid(&CT.client, req.principal.id);
+    let resource = euid(&CT.wallet, w.id);
+    let roles: HashSet<ast::EntityUID> = req
         .principal
         .roles
         .iter()
-        .map(|r| euid(&T.role, r))
+        .map(|r| euid(&CT.role, r))
         .collect();
-    let groups: HashSet<EntityUid> = w.groups.iter().map(|g| euid(&T.group, g)).collect();
+    let groups: HashSet<ast::EntityUID> = w.groups.iter().map(|g| euid(&CT.group, g)).collect();
     let addresses = record(
         w.addresses
             .iter()
             .map(|(k, v)| (k.as_str(), s_(v)))
             .collect(),
-    )?;
-    let attrs = |pairs: Vec<(&str, Expr)>| -> HashMap<String, Expr> {
-        pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    );
+    let attrs = |pairs: Vec<(&str, Value)>| {
+        pairs
+            .into_iter()
+            .map(|(k, v)| (SmolStr::from(k), PartialValue::from(v)))
+            .collect::<Vec<_>>()
     };
     let mut dynamic = vec![
-        Entity::new(
+        Arc::new(ast::Entity::new_with_attr_partial_value(
             principal.clone(),
             attrs(vec![("name", s_(req.principal.name))]),
+            HashSet::new(),
             roles,
-        )
-        .map_err(|e| crate::one_line(&e))?,
-        Entity::new(
+            [],
+        )),
+        Arc::new(ast::Entity::new_with_attr_partial_value(
             resource.clone(),
             attrs(vec![
                 ("label", s_(w.label)),
-                ("tags", Expr::new_set(w.tags.iter().map(|t| s_(t)))),
+                ("tags", set(w.tags.iter().map(|t| s_(t)))),
                 ("curve", s_(w.curve)),
                 ("addresses", addresses),
             ]),
+            HashSet::new(),
             groups,
-        )
-        .map_err(|e| crate::one_line(&e))?,
+            [],
+        )),
     ];
     // Role and group entities themselves are not needed: `in` follows the client's and
     // the wallet's parent links, and they carry no attributes.
@@ -445,35 +482,42 @@ pub fn build(
     // Release builds trust the shapes built here (any mismatch with the schema surfaces as
     // an evaluation error, which denies); debug builds, i.e. every test, check them
     // against the schema so a drift is caught where it is introduced.
-    let check = cfg!(debug_assertions).then_some(schema);
-    if check.is_some() {
-        Entities::from_entities(dynamic.iter().cloned(), check).map_err(|e| crate::one_line(&e))?;
+    let validator_schema: &ValidatorSchema = schema.as_ref();
+    let check = cfg!(debug_assertions).then_some(validator_schema);
+    let extensions = Extensions::all_available();
+    if let Some(s) = check {
+        CoreEntities::from_entities(
+            dynamic.iter().map(|e| ast::Entity::clone(e)),
+            Some(&CoreSchema::new(s)),
+            TCComputation::AssumeAlreadyComputed,
+            extensions,
+        )
+        .map_err(|e| crate::one_line(&e))?;
     }
     // The hierarchy is flat (checked at load, `check_flat_hierarchy`): each entity's
     // parents are all its ancestors, and no static entity sits below a per-request one,
     // so there is no transitive closure to compute per request (Cedar's `add_entities`
     // would recompute it over every entity each time).
-    let base: &cedar_policy_core::entities::Entities = base_entities.as_ref();
-    let entities: Entities = base
+    let base: &CoreEntities = base_entities.as_ref();
+    let entities = base
         .clone()
         .add_entities(
-            dynamic
-                .into_iter()
-                .map(|e| std::sync::Arc::new(e.as_ref().clone())),
+            dynamic,
             None::<&cedar_policy_core::entities::NoEntitiesSchema>,
-            cedar_policy_core::entities::TCComputation::AssumeAlreadyComputed,
-            cedar_policy_core::extensions::Extensions::all_available(),
+            TCComputation::AssumeAlreadyComputed,
+            extensions,
         )
-        .map_err(|e| crate::one_line(&e))?
-        .into();
-    let context = Context::from_pairs(ctx.into_iter().map(|(k, v)| (k.to_string(), v)))
         .map_err(|e| crate::one_line(&e))?;
-    let request = Request::new(
-        principal,
-        euid(&T.action, req.action.name()),
-        resource,
+    let context = ast::Context::Value(Arc::new(
+        ctx.into_iter().map(|(k, v)| (SmolStr::from(k), v)).collect(),
+    ));
+    let request = ast::Request::new(
+        (principal, None),
+        (euid(&CT.action, req.action.name()), None),
+        (resource, None),
         context,
         check,
+        extensions,
     )
     .map_err(|e| crate::one_line(&e))?;
     Ok(Built { request, entities })

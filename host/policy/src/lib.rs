@@ -11,7 +11,12 @@
 //! names the request's action (or any action) and the wallet, one of its groups, or any
 //! resource. The slice per (action, wallet, groups) is built once and cached; wallet
 //! groups are flat (a group is in no other group), so scope alone decides membership.
-//! Address books enter a decision only for the request's recipients.
+//! Address books enter a decision only for the request's recipients. The request is
+//! built directly as Cedar values, and each policy's condition (its scope and `when` /
+//! `unless` clauses as one expression) is assembled once at load; Cedar's own evaluator
+//! then decides each condition, and the combination is Cedar's: any satisfied forbid
+//! denies, else any satisfied permit allows, else deny. Every test case also runs
+//! Cedar's `Authorizer` over the whole set and must get the same answer.
 
 pub mod amount;
 mod context;
@@ -22,9 +27,13 @@ pub mod velocity;
 pub use context::{Action, ClientRef, DecisionRequest, RequestFacts, Velocity, WalletRef};
 
 use cedar_policy::{
-    ActionConstraint, Authorizer, Entities, Entity, Policy, PolicyId, PolicySet,
-    ResourceConstraint, Schema, ValidationMode, Validator,
+    ActionConstraint, Entities, Entity, Policy, PolicyId, PolicySet, ResourceConstraint, Schema,
+    ValidationMode, Validator,
 };
+use cedar_policy_core::ast;
+use cedar_policy_core::authorizer::{AuthorizationError, Authorizer};
+use cedar_policy_core::evaluator::Evaluator;
+use cedar_policy_core::extensions::Extensions;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -68,8 +77,16 @@ enum Scope {
     Wallet(String),
 }
 
+/// A policy ready to decide: its id and effect, and its whole condition (scope and
+/// clauses) assembled once, as Cedar does on every evaluation otherwise.
+struct Compiled {
+    id: ast::PolicyID,
+    effect: ast::Effect,
+    condition: ast::Expr,
+}
+
 struct Scoped {
-    policy: Policy,
+    compiled: Arc<Compiled>,
     /// Action names the scope allows; `None` = any action.
     actions: Option<Vec<String>>,
     scope: Scope,
@@ -82,7 +99,7 @@ struct Books {
     /// validated against the schema once.
     base: Entities,
     /// `Custos::Address` entities by id; a decision takes only its recipients'.
-    addresses: HashMap<String, Entity>,
+    addresses: HashMap<String, Arc<ast::Entity>>,
     /// Address id (`<chain>:<address>`) -> the `AddressList`s it is in, so a decision
     /// does not scan the entities.
     lists: BTreeMap<String, BTreeSet<String>>,
@@ -114,7 +131,7 @@ impl Books {
                     .filter_map(|p| p["id"].as_str().map(String::from))
                     .collect(),
             );
-            self.addresses.insert(id, e);
+            self.addresses.insert(id, Arc::new(e.as_ref().clone()));
         }
         self.base = std::mem::take(&mut self.base)
             .add_entities(base, Some(schema))
@@ -122,6 +139,9 @@ impl Books {
         Ok(())
     }
 }
+
+/// The policies one decision evaluates.
+type Slice = Arc<Vec<Arc<Compiled>>>;
 
 /// Slices kept per snapshot before the cache starts over (wallet-group combinations
 /// times actions; far above what a deployment has, it only bounds memory).
@@ -132,7 +152,7 @@ pub struct PolicySnapshot {
     schema: Schema,
     policies: PolicySet,
     scoped: Vec<Scoped>,
-    slices: Mutex<HashMap<String, Arc<PolicySet>>>,
+    slices: Mutex<HashMap<String, Slice>>,
     books: Books,
     /// `@approvals("N")` per permit policy id.
     approvals: BTreeMap<String, u32>,
@@ -161,7 +181,7 @@ impl PolicySnapshot {
         Ok(PolicySnapshot {
             schema: self.schema.clone(),
             policies: self.policies.clone(),
-            scoped: self.policies.policies().map(scope_of).collect(),
+            scoped: scoped_policies(&self.policies),
             slices: Mutex::new(HashMap::new()),
             books,
             approvals: self.approvals.clone(),
@@ -172,11 +192,11 @@ impl PolicySnapshot {
     /// How many policies a decision on `action` for this wallet evaluates.
     #[doc(hidden)]
     pub fn slice_len(&self, action: &str, wallet_id: &str, groups: &[String]) -> usize {
-        self.slice(action, wallet_id, groups).policies().count()
+        self.slice(action, wallet_id, groups).len()
     }
 
     /// The policies that can apply to `action` on a wallet with `wallet_id` in `groups`.
-    fn slice(&self, action: &str, wallet_id: &str, groups: &[String]) -> Arc<PolicySet> {
+    fn slice(&self, action: &str, wallet_id: &str, groups: &[String]) -> Slice {
         let mut sorted: Vec<&str> = groups.iter().map(String::as_str).collect();
         sorted.sort_unstable();
         sorted.dedup();
@@ -189,7 +209,7 @@ impl PolicySnapshot {
         if let Some(s) = cache.get(&key) {
             return s.clone();
         }
-        let mut set = PolicySet::new();
+        let mut set = Vec::new();
         for p in &self.scoped {
             let action_ok = p
                 .actions
@@ -201,8 +221,7 @@ impl PolicySnapshot {
                 Scope::Wallet(w) => w == wallet_id,
             };
             if action_ok && scope_ok {
-                // Ids are unique in the snapshot, so adding cannot fail.
-                let _ = set.add(p.policy.clone());
+                set.push(p.compiled.clone());
             }
         }
         let set = Arc::new(set);
@@ -216,6 +235,10 @@ impl PolicySnapshot {
 
 fn entity_id(e: &cedar_policy::EntityUid, ty: &str) -> Option<String> {
     (e.type_name().to_string() == format!("Custos::{ty}")).then(|| e.id().unescaped().to_string())
+}
+
+fn scoped_policies(set: &PolicySet) -> Vec<Scoped> {
+    set.policies().map(scope_of).collect()
 }
 
 fn scope_of(p: &Policy) -> Scoped {
@@ -244,8 +267,13 @@ fn scope_of(p: &Policy) -> Scoped {
             by_uid(&u)
         }
     };
+    let core: &ast::Policy = p.as_ref();
     Scoped {
-        policy: p.clone(),
+        compiled: Arc::new(Compiled {
+            id: core.id().clone(),
+            effect: core.effect(),
+            condition: core.condition(),
+        }),
         actions,
         scope,
     }
@@ -387,7 +415,7 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, PolicyError> {
             .collect();
         return Err(PolicyError::Validation(msgs.join("; ")));
     }
-    let scoped = policies.policies().map(scope_of).collect();
+    let scoped = scoped_policies(&policies);
     Ok(PolicySnapshot {
         schema,
         policies,
@@ -498,6 +526,63 @@ pub fn build_only(snap: &PolicySnapshot, req: &DecisionRequest<'_>) -> Result<()
     .map(|b| drop(std::hint::black_box(b)))
 }
 
+/// What Cedar answered: the satisfied policies that decided and the evaluation errors.
+struct Answer {
+    allow: bool,
+    reasons: Vec<String>,
+    errors: Vec<String>,
+}
+
+/// Cedar's decision over `slice`: each condition evaluated by Cedar's evaluator, combined
+/// as Cedar's authorizer does (a satisfied forbid denies, else a satisfied permit allows,
+/// else deny; an erroring policy is skipped and reported).
+fn decide_slice(built: context::Built, slice: &[Arc<Compiled>]) -> Answer {
+    let eval = Evaluator::new(built.request, &built.entities, Extensions::all_available());
+    let slots = ast::SlotEnv::new();
+    let (mut permits, mut forbids, mut errors) = (vec![], vec![], vec![]);
+    for p in slice {
+        let satisfied = match eval.interpret(&p.condition, &slots) {
+            Ok(v) => match v.value_kind() {
+                ast::ValueKind::Lit(ast::Literal::Bool(b)) => Ok(*b),
+                // The condition is a conjunction, which Cedar types as a boolean; kept
+                // as an error (so a deny) rather than assumed.
+                _ => Err(format!(
+                    "while evaluating policy `{}`: the condition is not a boolean",
+                    p.id
+                )),
+            },
+            Err(error) => Err(one_line(&AuthorizationError::PolicyEvaluationError {
+                id: p.id.clone(),
+                error,
+            })),
+        };
+        match satisfied {
+            Ok(true) => match p.effect {
+                ast::Effect::Permit => permits.push(p.id.to_string()),
+                ast::Effect::Forbid => forbids.push(p.id.to_string()),
+            },
+            Ok(false) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    let allow = forbids.is_empty() && !permits.is_empty();
+    Answer {
+        allow,
+        reasons: if forbids.is_empty() { permits } else { forbids },
+        errors,
+    }
+}
+
+/// Cedar's own authorizer over the whole set.
+fn decide_all(built: context::Built, policies: &PolicySet) -> Answer {
+    let r = Authorizer::new().is_authorized(built.request, policies.as_ref(), &built.entities);
+    Answer {
+        allow: r.decision == cedar_policy_core::authorizer::Decision::Allow,
+        reasons: r.diagnostics.reason.iter().map(|id| id.to_string()).collect(),
+        errors: r.diagnostics.errors.iter().map(|e| one_line(e)).collect(),
+    }
+}
+
 fn decide(snap: &PolicySnapshot, req: &DecisionRequest<'_>, sliced: bool) -> Decision {
     let built = match context::build(
         &snap.schema,
@@ -509,22 +594,17 @@ fn decide(snap: &PolicySnapshot, req: &DecisionRequest<'_>, sliced: bool) -> Dec
         Ok(b) => b,
         Err(e) => return deny(vec![e]),
     };
-    let response = if sliced {
+    let answer = if sliced {
         let slice = snap.slice(req.action.name(), req.wallet.id, req.wallet.groups);
-        Authorizer::new().is_authorized(&built.request, &slice, &built.entities)
+        decide_slice(built, &slice)
     } else {
-        Authorizer::new().is_authorized(&built.request, &snap.policies, &built.entities)
+        decide_all(built, &snap.policies)
     };
-    let errors: Vec<String> = response
-        .diagnostics()
-        .errors()
-        .map(|e| one_line(e))
-        .collect();
-    let mut ids: Vec<String> = response
-        .diagnostics()
-        .reason()
-        .map(|id| id.to_string())
-        .collect();
+    let Answer {
+        allow,
+        reasons: mut ids,
+        errors,
+    } = answer;
     ids.sort();
     if !errors.is_empty() {
         // Cedar skipped the erroring policies; a skipped forbid must not become an allow.
@@ -534,26 +614,24 @@ fn decide(snap: &PolicySnapshot, req: &DecisionRequest<'_>, sliced: bool) -> Dec
             errors,
         };
     }
-    match response.decision() {
-        cedar_policy::Decision::Deny => Decision {
+    if !allow {
+        return Decision {
             verdict: Verdict::Deny,
             policies: ids,
             errors,
+        };
+    }
+    let n = ids
+        .iter()
+        .filter_map(|id| snap.approvals.get(id))
+        .max()
+        .copied();
+    Decision {
+        verdict: match n {
+            Some(n) => Verdict::NeedsApproval(n),
+            None => Verdict::Allow,
         },
-        cedar_policy::Decision::Allow => {
-            let n = ids
-                .iter()
-                .filter_map(|id| snap.approvals.get(id))
-                .max()
-                .copied();
-            Decision {
-                verdict: match n {
-                    Some(n) => Verdict::NeedsApproval(n),
-                    None => Verdict::Allow,
-                },
-                policies: ids,
-                errors,
-            }
-        }
+        policies: ids,
+        errors,
     }
 }

@@ -60,7 +60,7 @@ fn decide(
     let tags: Vec<String> = tags.iter().map(|s| s.to_string()).collect();
     let groups: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
     let addrs = vec![("evm".to_string(), intent.from.clone())];
-    let d = engine.evaluate(&DecisionRequest {
+    let req = DecisionRequest {
         principal: ClientRef {
             id: "app-1",
             name: "exchange",
@@ -85,7 +85,11 @@ fn decide(
             weekday: 6,
             hour: 12,
         },
-    });
+    };
+    let d = engine.evaluate(&req);
+    // Cedar's own authorizer over the whole set must agree, errors included.
+    let whole = custos_policy::evaluate_unsliced(&engine.snapshot(), &req);
+    assert_eq!(d, whole, "custos' evaluation and Cedar's authorizer disagree");
     (d.verdict, d.policies, d.errors)
 }
 
