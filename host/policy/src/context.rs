@@ -125,6 +125,13 @@ pub fn check_flat_hierarchy(schema: &Schema) -> Result<(), String> {
             .map(|it| it.cloned().collect())
             .unwrap_or_default()
     };
+    // Slicing takes an action constraint to name the actions it matches, so actions
+    // must not be grouped.
+    if let Some(g) = schema.action_groups().next() {
+        return Err(format!(
+            "action `{g}` is an action group; custos needs actions ungrouped"
+        ));
+    }
     for ty in schema.entity_types() {
         let ancestors = parents_of(ty);
         let allowed: Option<&EntityTypeName> = per_request
@@ -237,6 +244,7 @@ pub fn build(
     base_entities: &Entities,
     address_entities: &HashMap<String, Arc<ast::Entity>>,
     address_lists: &BTreeMap<String, BTreeSet<String>>,
+    constants: &Value,
 ) -> Result<Built, String> {
     let i = req.intent;
     let moving: Vec<_> = i.transfers.iter().filter(|t| !t.is_change).collect();
@@ -508,17 +516,28 @@ pub fn build(
             extensions,
         )
         .map_err(|e| crate::one_line(&e))?;
-    let context = ast::Context::Value(Arc::new(
-        ctx.into_iter().map(|(k, v)| (SmolStr::from(k), v)).collect(),
-    ));
-    let request = ast::Request::new(
-        (principal, None),
-        (euid(&CT.action, req.action.name()), None),
-        (resource, None),
-        context,
-        check,
-        extensions,
-    )
-    .map_err(|e| crate::one_line(&e))?;
+    let mut context: BTreeMap<SmolStr, Value> =
+        ctx.into_iter().map(|(k, v)| (SmolStr::from(k), v)).collect();
+    let action = euid(&CT.action, req.action.name());
+    if let Some(s) = check {
+        ast::Request::new(
+            (principal.clone(), None),
+            (action.clone(), None),
+            (resource.clone(), None),
+            ast::Context::Value(Arc::new(context.clone())),
+            Some(s),
+            extensions,
+        )
+        .map_err(|e| crate::one_line(&e))?;
+    }
+    // The policies' hoisted constants (see `compile`), after the schema check: the
+    // schema does not know this attribute and no policy can name it.
+    context.insert(SmolStr::from(crate::compile::CONSTANTS), constants.clone());
+    let request = ast::Request::new_unchecked(
+        ast::EntityUIDEntry::known(principal, None),
+        ast::EntityUIDEntry::known(action, None),
+        ast::EntityUIDEntry::known(resource, None),
+        Some(ast::Context::Value(Arc::new(context))),
+    );
     Ok(Built { request, entities })
 }

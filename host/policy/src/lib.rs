@@ -19,6 +19,7 @@
 //! Cedar's `Authorizer` over the whole set and must get the same answer.
 
 pub mod amount;
+mod compile;
 mod context;
 pub mod facts;
 pub mod testkit;
@@ -152,6 +153,8 @@ pub struct PolicySnapshot {
     schema: Schema,
     policies: PolicySet,
     scoped: Vec<Scoped>,
+    /// Literal extension values hoisted out of the policies (see `compile`).
+    constants: ast::Value,
     slices: Mutex<HashMap<String, Slice>>,
     books: Books,
     /// `@approvals("N")` per permit policy id.
@@ -178,10 +181,12 @@ impl PolicySnapshot {
             Entities::from_json_value(json, Some(&self.schema)).map_err(|e| one_line(&e))?;
         let mut books = self.books.clone();
         books.add(extra, &self.schema)?;
+        let (scoped, constants) = scoped_policies(&self.policies);
         Ok(PolicySnapshot {
             schema: self.schema.clone(),
             policies: self.policies.clone(),
-            scoped: scoped_policies(&self.policies),
+            scoped,
+            constants,
             slices: Mutex::new(HashMap::new()),
             books,
             approvals: self.approvals.clone(),
@@ -237,11 +242,13 @@ fn entity_id(e: &cedar_policy::EntityUid, ty: &str) -> Option<String> {
     (e.type_name().to_string() == format!("Custos::{ty}")).then(|| e.id().unescaped().to_string())
 }
 
-fn scoped_policies(set: &PolicySet) -> Vec<Scoped> {
-    set.policies().map(scope_of).collect()
+fn scoped_policies(set: &PolicySet) -> (Vec<Scoped>, ast::Value) {
+    let mut consts = compile::Constants::default();
+    let scoped = set.policies().map(|p| scope_of(p, &mut consts)).collect();
+    (scoped, consts.record())
 }
 
-fn scope_of(p: &Policy) -> Scoped {
+fn scope_of(p: &Policy, consts: &mut compile::Constants) -> Scoped {
     let actions = match p.action_constraint() {
         ActionConstraint::Any => None,
         ActionConstraint::Eq(a) => Some(vec![a.id().unescaped().to_string()]),
@@ -261,18 +268,25 @@ fn scope_of(p: &Policy) -> Scoped {
             Scope::Any
         }
     };
-    let scope = match p.resource_constraint() {
-        ResourceConstraint::Any | ResourceConstraint::Is(_) => Scope::Any,
-        ResourceConstraint::In(u) | ResourceConstraint::Eq(u) | ResourceConstraint::IsIn(_, u) => {
-            by_uid(&u)
+    // Whether the slice alone decides the resource constraint: `==` / `in` a wallet or a
+    // wallet group (the wallet's groups are its only ancestors). Anything else stays in
+    // the condition.
+    let (scope, resource_sliced) = match p.resource_constraint() {
+        ResourceConstraint::Any => (Scope::Any, true),
+        ResourceConstraint::Is(_) => (Scope::Any, false),
+        ResourceConstraint::In(u) | ResourceConstraint::Eq(u) => {
+            let s = by_uid(&u);
+            let exact = s != Scope::Any;
+            (s, exact)
         }
+        ResourceConstraint::IsIn(_, u) => (by_uid(&u), false),
     };
     let core: &ast::Policy = p.as_ref();
     Scoped {
         compiled: Arc::new(Compiled {
             id: core.id().clone(),
             effect: core.effect(),
-            condition: core.condition(),
+            condition: compile::condition(core, resource_sliced, consts),
         }),
         actions,
         scope,
@@ -379,6 +393,15 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, PolicyError> {
                             })?;
                     approvals.insert(id.clone(), n);
                 }
+                if compile::names_reserved(p.as_ref()) {
+                    return Err(PolicyError::Syntax {
+                        path: shown.clone(),
+                        message: format!(
+                            "policy `{id}` names `custos:constants`, which custos reserves \
+                             for its own use in the context"
+                        ),
+                    });
+                }
                 let renamed = p.new_id(PolicyId::new(&id));
                 policies.add(renamed).map_err(|e| PolicyError::Syntax {
                     path: shown.clone(),
@@ -415,11 +438,12 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, PolicyError> {
             .collect();
         return Err(PolicyError::Validation(msgs.join("; ")));
     }
-    let scoped = scoped_policies(&policies);
+    let (scoped, constants) = scoped_policies(&policies);
     Ok(PolicySnapshot {
         schema,
         policies,
         scoped,
+        constants,
         slices: Mutex::new(HashMap::new()),
         books,
         approvals,
@@ -522,6 +546,7 @@ pub fn build_only(snap: &PolicySnapshot, req: &DecisionRequest<'_>) -> Result<()
         &snap.books.base,
         &snap.books.addresses,
         &snap.books.lists,
+        &snap.constants,
     )
     .map(|b| drop(std::hint::black_box(b)))
 }
@@ -590,6 +615,7 @@ fn decide(snap: &PolicySnapshot, req: &DecisionRequest<'_>, sliced: bool) -> Dec
         &snap.books.base,
         &snap.books.addresses,
         &snap.books.lists,
+        &snap.constants,
     ) {
         Ok(b) => b,
         Err(e) => return deny(vec![e]),
@@ -635,3 +661,4 @@ fn decide(snap: &PolicySnapshot, req: &DecisionRequest<'_>, sliced: bool) -> Dec
         errors,
     }
 }
+
