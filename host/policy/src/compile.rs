@@ -49,7 +49,13 @@ impl Constants {
                 _ => return None,
             }
         }
-        let key = format!("{f}({})", args.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","));
+        let key = format!(
+            "{f}({})",
+            args.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         let slot = match self.index.get(&key) {
             Some(s) => s.clone(),
             None => {

@@ -6,8 +6,8 @@ use cedar_policy_core::ast::{self, ExtensionFunction, PartialValue, Value};
 use cedar_policy_core::entities::{Entities as CoreEntities, TCComputation};
 use cedar_policy_core::extensions::Extensions;
 use cedar_policy_core::validator::{CoreSchema, ValidatorSchema};
-use smol_str::SmolStr;
 use custos_plugin_sdk::{AssetKind, Intent};
+use smol_str::SmolStr;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
@@ -203,7 +203,9 @@ static EXT: LazyLock<Ext> = LazyLock::new(|| {
 /// `f(arg)` for a Cedar extension constructor; a malformed argument is an error (and so
 /// a deny), never a default.
 fn ext(f: &ExtensionFunction, arg: &str) -> Result<Value, String> {
-    let v = f.call(&[Value::from(arg)]).map_err(|e| crate::one_line(&e))?;
+    let v = f
+        .call(&[Value::from(arg)])
+        .map_err(|e| crate::one_line(&e))?;
     Value::try_from(v).map_err(|e| crate::one_line(&e))
 }
 
@@ -516,8 +518,10 @@ pub fn build(
             extensions,
         )
         .map_err(|e| crate::one_line(&e))?;
-    let mut context: BTreeMap<SmolStr, Value> =
-        ctx.into_iter().map(|(k, v)| (SmolStr::from(k), v)).collect();
+    let mut context: BTreeMap<SmolStr, Value> = ctx
+        .into_iter()
+        .map(|(k, v)| (SmolStr::from(k), v))
+        .collect();
     let action = euid(&CT.action, req.action.name());
     if let Some(s) = check {
         ast::Request::new(

@@ -82,6 +82,8 @@ enum Scope {
 /// clauses) assembled once, as Cedar does on every evaluation otherwise.
 struct Compiled {
     id: ast::PolicyID,
+    /// `id` as text, for the decision's list of deciding policies.
+    name: String,
     effect: ast::Effect,
     condition: ast::Expr,
 }
@@ -285,6 +287,7 @@ fn scope_of(p: &Policy, consts: &mut compile::Constants) -> Scoped {
     Scoped {
         compiled: Arc::new(Compiled {
             id: core.id().clone(),
+            name: core.id().to_string(),
             effect: core.effect(),
             condition: compile::condition(core, resource_sliced, consts),
         }),
@@ -583,8 +586,8 @@ fn decide_slice(built: context::Built, slice: &[Arc<Compiled>]) -> Answer {
         };
         match satisfied {
             Ok(true) => match p.effect {
-                ast::Effect::Permit => permits.push(p.id.to_string()),
-                ast::Effect::Forbid => forbids.push(p.id.to_string()),
+                ast::Effect::Permit => permits.push(p.name.clone()),
+                ast::Effect::Forbid => forbids.push(p.name.clone()),
             },
             Ok(false) => {}
             Err(e) => errors.push(e),
@@ -603,7 +606,12 @@ fn decide_all(built: context::Built, policies: &PolicySet) -> Answer {
     let r = Authorizer::new().is_authorized(built.request, policies.as_ref(), &built.entities);
     Answer {
         allow: r.decision == cedar_policy_core::authorizer::Decision::Allow,
-        reasons: r.diagnostics.reason.iter().map(|id| id.to_string()).collect(),
+        reasons: r
+            .diagnostics
+            .reason
+            .iter()
+            .map(|id| id.to_string())
+            .collect(),
         errors: r.diagnostics.errors.iter().map(|e| one_line(e)).collect(),
     }
 }
@@ -661,4 +669,3 @@ fn decide(snap: &PolicySnapshot, req: &DecisionRequest<'_>, sliced: bool) -> Dec
         errors,
     }
 }
-

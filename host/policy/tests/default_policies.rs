@@ -89,7 +89,10 @@ fn decide(
     let d = engine.evaluate(&req);
     // Cedar's own authorizer over the whole set must agree, errors included.
     let whole = custos_policy::evaluate_unsliced(&engine.snapshot(), &req);
-    assert_eq!(d, whole, "custos' evaluation and Cedar's authorizer disagree");
+    assert_eq!(
+        d, whole,
+        "custos' evaluation and Cedar's authorizer disagree"
+    );
     (d.verdict, d.policies, d.errors)
 }
 
@@ -326,4 +329,64 @@ fn a_schema_with_a_deeper_hierarchy_is_refused() {
         let (v, _, _) = decide(&e, &eth(TO, "1"), &[], &[], "0");
         assert_eq!(v, Verdict::Allow, "previous set still in force");
     }
+}
+
+#[test]
+fn action_groups_and_the_reserved_context_attribute_are_refused() {
+    // Slicing reads an action constraint as the actions it names, so grouped actions
+    // must be refused rather than sliced wrongly.
+    let e = PolicyEngine::load(&policies_dir()).unwrap();
+    let dir = copy_of_policies();
+    let path = dir.path().join("custos.cedarschema");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let from = "action sign_hash appliesTo";
+    assert!(text.contains(from));
+    std::fs::write(
+        &path,
+        text.replacen(from, "action signing;\n  action sign_hash in [signing] appliesTo", 1),
+    )
+    .unwrap();
+    let err = e.reload(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("action group"), "{err}");
+
+    // custos keeps the policies' hoisted constants under a reserved context attribute;
+    // a policy naming it is refused.
+    let dir = copy_of_policies();
+    std::fs::write(
+        dir.path().join("sneaky.cedar"),
+        "@id(\"sneaky\") permit (principal, action, resource) when { context has \"\\u{1}custos:constants\" };",
+    )
+    .unwrap();
+    let err = e.reload(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("sneaky") && err.contains("reserves"), "{err}");
+    let (v, _, _) = decide(&e, &eth(TO, "1"), &[], &[], "0");
+    assert_eq!(v, Verdict::Allow, "previous set still in force");
+}
+
+#[test]
+fn hoisted_constants_decide_like_cedar() {
+    // Literal extension calls (decimal, ip, datetime, duration), repeated and nested,
+    // evaluated once at load: every decision must match Cedar's own authorizer (the
+    // `decide` helper compares the two).
+    let dir = copy_of_policies();
+    std::fs::write(
+        dir.path().join("constants.cedar"),
+        r#"
+@id("c-decimal") forbid (principal, action, resource in Custos::WalletGroup::"desk")
+when { context.amount_units.greaterThan(decimal("2.5")) && decimal("2.5").lessThan(decimal("3.0")) };
+@id("c-ip") forbid (principal, action, resource in Custos::WalletGroup::"desk")
+when { !context.request.client_ip.isInRange(ip("127.0.0.0/8")) };
+@id("c-time") forbid (principal, action, resource in Custos::WalletGroup::"desk")
+when { context.request.time > datetime("2026-11-21T12:00:00Z").offset(duration("1h")) };
+"#,
+    )
+    .unwrap();
+    let e = PolicyEngine::load(dir.path()).expect("validates");
+    let (v, ids, _) = decide(&e, &eth(TO, "2500000000000000000"), &[], &["desk"], "0");
+    assert_eq!((v, ids), (Verdict::Allow, vec!["signer-transfer-within-limit".to_string()]));
+    let (v, ids, _) = decide(&e, &eth(TO, "2500000000000000001"), &[], &["desk"], "0");
+    assert_eq!((v, ids), (Verdict::Deny, vec!["c-decimal".to_string()]));
+    // Not in the group: none of them applies.
+    let (v, _, _) = decide(&e, &eth(TO, "2500000000000000001"), &[], &[], "0");
+    assert_eq!(v, Verdict::Allow);
 }
