@@ -343,7 +343,11 @@ fn action_groups_and_the_reserved_context_attribute_are_refused() {
     assert!(text.contains(from));
     std::fs::write(
         &path,
-        text.replacen(from, "action signing;\n  action sign_hash in [signing] appliesTo", 1),
+        text.replacen(
+            from,
+            "action signing;\n  action sign_hash in [signing] appliesTo",
+            1,
+        ),
     )
     .unwrap();
     let err = e.reload(dir.path()).unwrap_err().to_string();
@@ -383,7 +387,13 @@ when { context.request.time > datetime("2026-11-21T12:00:00Z").offset(duration("
     .unwrap();
     let e = PolicyEngine::load(dir.path()).expect("validates");
     let (v, ids, _) = decide(&e, &eth(TO, "2500000000000000000"), &[], &["desk"], "0");
-    assert_eq!((v, ids), (Verdict::Allow, vec!["signer-transfer-within-limit".to_string()]));
+    assert_eq!(
+        (v, ids),
+        (
+            Verdict::Allow,
+            vec!["signer-transfer-within-limit".to_string()]
+        )
+    );
     let (v, ids, _) = decide(&e, &eth(TO, "2500000000000000001"), &[], &["desk"], "0");
     assert_eq!((v, ids), (Verdict::Deny, vec!["c-decimal".to_string()]));
     // Not in the group: none of them applies.
