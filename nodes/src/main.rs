@@ -115,15 +115,19 @@ fn serve(path: &std::path::Path) -> Result<()> {
         .parse()
         .with_context(|| format!("listen address `{}`", cfg.listen))?;
 
-    // The CGGMP21 primes pool fills in the background (slow without a fixture).
-    {
+    // The CGGMP21 primes pool fills in the background (generating primes is slow). From
+    // a fixture (tests, benchmarks) it is filled before the node serves, so a keygen
+    // right after start never races the pool.
+    if let Some(fixture) = &cfg.cggmp21.primes_fixture {
+        let n = engine::cggmp::fill_pool(&store, cfg.cggmp21.primes_pool, Some(fixture))?;
+        tracing::info!(sets = n, "CGGMP21 primes pool ready (fixture)");
+    } else {
         let store = store.clone();
         let target = cfg.cggmp21.primes_pool;
-        let fixture = cfg.cggmp21.primes_fixture.clone();
         std::thread::Builder::new()
             .name("primes-pool".into())
             .spawn(
-                move || match engine::cggmp::fill_pool(&store, target, fixture.as_deref()) {
+                move || match engine::cggmp::fill_pool(&store, target, None) {
                     Ok(n) => tracing::info!(sets = n, "CGGMP21 primes pool ready"),
                     Err(e) => tracing::error!("CGGMP21 primes pool: {e:#}"),
                 },
