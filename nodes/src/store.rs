@@ -76,6 +76,7 @@ pub struct ShardRecord {
     /// The nodes holding shards, sorted; a node's index in the protocol follows from its
     /// position here.
     pub holders: Vec<NodeId>,
+    #[serde(with = "serde_bytes")]
     pub secret: Vec<u8>,
 }
 

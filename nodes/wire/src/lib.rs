@@ -102,6 +102,7 @@ pub struct Envelope {
     pub broadcast: bool,
     /// Per (session, from, to) counter; a replayed or reordered message fails to open.
     pub seq: u32,
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 
@@ -268,5 +269,51 @@ impl GroupNode {
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
             .ok_or_else(|| format!("node {}: identity must be 64 hex characters", self.id))?;
         Ok(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `payload` goes through postcard as one byte string; the encoding must stay what it
+    /// was as a sequence of `u8`, so nodes and hosts of either build understand each other.
+    #[test]
+    fn envelope_encoding_is_unchanged_by_byte_string_payloads() {
+        #[derive(Serialize)]
+        struct AsSeq {
+            session: SessionId,
+            algo: Algo,
+            round: u16,
+            from: NodeId,
+            to: NodeId,
+            broadcast: bool,
+            seq: u32,
+            payload: Vec<u8>,
+        }
+        let payload: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
+        let env = Envelope {
+            session: [9; 16],
+            algo: Algo::Dkls23,
+            round: 3,
+            from: 1,
+            to: 2,
+            broadcast: true,
+            seq: 70_000,
+            payload: payload.clone(),
+        };
+        let seq = AsSeq {
+            session: [9; 16],
+            algo: Algo::Dkls23,
+            round: 3,
+            from: 1,
+            to: 2,
+            broadcast: true,
+            seq: 70_000,
+            payload,
+        };
+        let bytes = postcard::to_stdvec(&env).unwrap();
+        assert_eq!(bytes, postcard::to_stdvec(&seq).unwrap());
+        assert_eq!(postcard::from_bytes::<Envelope>(&bytes).unwrap(), env);
     }
 }
