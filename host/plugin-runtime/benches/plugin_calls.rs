@@ -74,6 +74,15 @@ fn main() {
     assert_eq!(intent.transfers.len(), 1);
     assert_eq!(payloads.len(), 1);
 
+    // A signature over the payload, as the nodes return it (low-s r ‖ s, recovery id).
+    let (sig, rid) = sk.sign_prehash_recoverable(&payloads[0].digest).unwrap();
+    let mut sig65 = sig.to_bytes().to_vec();
+    sig65.push(rid.to_byte());
+    let sigs = [custos_plugin_sdk::Signature {
+        index: 0,
+        bytes: sig65,
+    }];
+
     let iters = 2000;
     let mut rows = vec![
         measure("fresh store + instantiate", iters, || {
@@ -115,6 +124,13 @@ fn main() {
                 rt.parse("evm", &raw, Some("1"), Some(&pk65)).unwrap();
                 rt.signing_payloads("evm", &raw, Some("1"), Some(&pk65))
                     .unwrap();
+            },
+        ),
+        measure(
+            "assemble (fresh instance; checks the signature), 65-byte key",
+            iters,
+            || {
+                rt.assemble("evm", &raw, Some("1"), &pk65, &sigs).unwrap();
             },
         ),
         measure(
