@@ -4,7 +4,9 @@
 //! policies whose scope can apply: the wallet's groups and action) and for plain Cedar
 //! over the whole set.
 //!
-//! Run: `.ci/cargo bench -p custos-policy --bench decide`
+//! Run: `.ci/cargo bench -p custos-policy --bench decide` (env `CUSTOS_BENCH_ITERS`,
+//! default 3000). For a profiler: `CUSTOS_PROFILE_AT=100` only decides, in a loop, at
+//! that policy count and prints nothing (e.g. under `perf record`).
 
 use custos_plugin_sdk::{Asset, Intent, IntentKind, Transfer};
 use custos_policy::{
