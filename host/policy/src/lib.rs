@@ -270,15 +270,21 @@ fn scope_of(p: &Policy, consts: &mut compile::Constants) -> Scoped {
             Scope::Any
         }
     };
-    // Whether the slice alone decides the resource constraint: `==` / `in` a wallet or a
-    // wallet group (the wallet's groups are its only ancestors). Anything else stays in
-    // the condition.
+    // Whether the slice alone decides the resource constraint: `in` a wallet or a wallet
+    // group (the wallet's groups are its only ancestors), or `==` a wallet. Anything else
+    // (e.g. `== WalletGroup`, never true of a wallet, yet sliced in) stays in the
+    // condition.
     let (scope, resource_sliced) = match p.resource_constraint() {
         ResourceConstraint::Any => (Scope::Any, true),
         ResourceConstraint::Is(_) => (Scope::Any, false),
-        ResourceConstraint::In(u) | ResourceConstraint::Eq(u) => {
+        ResourceConstraint::In(u) => {
             let s = by_uid(&u);
             let exact = s != Scope::Any;
+            (s, exact)
+        }
+        ResourceConstraint::Eq(u) => {
+            let s = by_uid(&u);
+            let exact = matches!(s, Scope::Wallet(_));
             (s, exact)
         }
         ResourceConstraint::IsIn(_, u) => (by_uid(&u), false),

@@ -400,3 +400,21 @@ when { context.request.time > datetime("2026-11-21T12:00:00Z").offset(duration("
     let (v, _, _) = decide(&e, &eth(TO, "2500000000000000001"), &[], &[], "0");
     assert_eq!(v, Verdict::Allow);
 }
+
+#[test]
+fn resource_equal_to_a_group_is_not_taken_as_membership() {
+    // `resource == WalletGroup::"desk"` is never true of a wallet; slicing puts it with
+    // the desk's policies, so the constraint itself must still be evaluated (strict
+    // validation accepts the policy). Dropping it made this forbid deny; as a permit it
+    // would have allowed.
+    let dir = copy_of_policies();
+    std::fs::write(
+        dir.path().join("eq-group.cedar"),
+        "@id(\"eq-group\") forbid (principal, action, resource == Custos::WalletGroup::\"desk\");",
+    )
+    .unwrap();
+    let e = PolicyEngine::load(dir.path()).expect("validates");
+    // `decide` also checks the answer against Cedar's authorizer over the whole set.
+    let (v, ids, _) = decide(&e, &eth(TO, "1"), &[], &["desk"], "0");
+    assert_eq!(v, Verdict::Allow, "{ids:?}");
+}
