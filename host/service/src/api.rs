@@ -795,7 +795,19 @@ async fn gate(State(svc): State<Arc<Service>>, req: Request, next: Next) -> Resp
         .unwrap_or_else(|| "unmatched".into());
     let resp = match authenticate(&svc, req).await {
         Ok(req) => next.run(req).await,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let unread_body = e.code == Code::PayloadTooLarge;
+            let mut resp = e.into_response();
+            if unread_body {
+                // The rest of the body was not read, so this connection cannot carry
+                // another request; say so, or a client reusing it gets a reset.
+                resp.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
+            resp
+        }
     };
     svc.metrics.request(&method, &route, resp.status().as_u16());
     resp

@@ -235,7 +235,7 @@ async fn authentication_and_bad_input() {
     ))
     .unwrap();
     assert!(huge.len() > 256 * 1024);
-    let (st, _, b) = main
+    let (st, hdrs, b) = main
         .call_raw("POST", &sign_path, huge, |_| {})
         .await
         .unwrap();
@@ -243,6 +243,12 @@ async fn authentication_and_bad_input() {
     assert_eq!(
         (st, e["error"]["code"].as_str().unwrap()),
         (413, "PAYLOAD_TOO_LARGE")
+    );
+    // The unread body leaves the connection unusable: the server says so, so the client
+    // does not send the next request on it.
+    assert_eq!(
+        hdrs.get("connection").and_then(|v| v.to_str().ok()),
+        Some("close")
     );
     // None of those was recorded, and the key still signs.
     let (st, _) = main
