@@ -186,7 +186,20 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
     // One node down: keygen still works on the other three, signing works for keys
     // whose holders are up, and a key with two holders down fails fast.
     let down1 = k.holders[0];
+    // The coordinator saw every holder up just now; a holder killed right after is found
+    // out when it cannot open the session, and the other two sign instead.
+    let s = coord
+        .sign(Algo::Dkls23, "k-dkls", &k.holders, 2, &hash)
+        .await
+        .unwrap();
+    assert!(s.signers.contains(&down1), "the first two holders sign");
     cluster.kill(down1);
+    let s = coord
+        .sign(Algo::Dkls23, "k-dkls", &k.holders, 2, &hash)
+        .await
+        .unwrap();
+    assert!(!s.signers.contains(&down1));
+    verify_ecdsa(&k.public_key, &hash, &s.signature, s.recovery_id);
     let after = coord.keygen(Algo::Dkls23, "k-after", 2, 3).await.unwrap();
     assert!(!after.holders.contains(&down1));
     let s = coord

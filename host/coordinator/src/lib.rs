@@ -13,16 +13,21 @@ pub mod ports;
 use custos_wire::rpc::node_client::NodeClient;
 use custos_wire::{
     Algo, DestroyRequest, Envelope, FailureKind, GroupFile, Health, HealthRequest, HostFrame,
-    NodeFrame, NodeId, Op, Output, Start, WIRE_VERSION,
+    NodeFrame, NodeId, Op, Output, SessionId, Start, WIRE_VERSION,
 };
 use futures::StreamExt;
 use rand_core::{OsRng, RngCore};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// How long [`Coordinator::sign`] trusts what it last learned of a node's health before
+/// asking again. A node that dies within that time is found out when it fails to open the
+/// session, and the signers are chosen again at once.
+pub const LIVENESS_TTL: Duration = Duration::from_secs(2);
 
 /// Where the host's TLS material is.
 #[derive(Clone, Debug)]
@@ -80,6 +85,10 @@ struct NodeHandle {
     channel: Channel,
 }
 
+/// One participant's stream of frames, tagged with its node.
+type SessionStream =
+    futures::stream::BoxStream<'static, (NodeId, Result<NodeFrame, tonic::Status>)>;
+
 /// A test hook that sees (and may alter) every relayed envelope.
 pub type RelayHook = Arc<dyn Fn(&mut Envelope) + Send + Sync>;
 
@@ -90,6 +99,29 @@ pub struct Coordinator {
     pub session_timeout: Duration,
     pub health_timeout: Duration,
     relay_hook: Mutex<Option<RelayHook>>,
+    /// What was last learned of each node: up or not, and when.
+    liveness: Mutex<BTreeMap<NodeId, (bool, Instant)>>,
+}
+
+/// How one session run failed: before every participant had opened it (no protocol
+/// message was relayed; choosing other signers is safe), or after.
+enum Attempt {
+    NotOpened(NodeId, CoordError),
+    Failed(CoordError),
+}
+
+impl From<CoordError> for Attempt {
+    fn from(e: CoordError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+impl Attempt {
+    fn into_error(self) -> CoordError {
+        match self {
+            Self::NotOpened(_, e) | Self::Failed(e) => e,
+        }
+    }
 }
 
 /// Result of a key generation.
@@ -148,6 +180,7 @@ impl Coordinator {
             session_timeout: Duration::from_secs(120),
             health_timeout: Duration::from_secs(3),
             relay_hook: Mutex::new(None),
+            liveness: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -177,8 +210,31 @@ impl Coordinator {
             .max_encoding_message_size(custos_wire::MAX_MESSAGE_BYTES))
     }
 
+    /// Records what was just learned of a node (`None`: nothing trustworthy; ask again).
+    fn note(&self, id: NodeId, up: Option<bool>) {
+        let mut l = self.liveness.lock().unwrap_or_else(|p| p.into_inner());
+        match up {
+            Some(up) => l.insert(id, (up, Instant::now())),
+            None => l.remove(&id),
+        };
+    }
+
+    /// What was learned of a node within [`LIVENESS_TTL`], if anything.
+    fn known(&self, id: NodeId) -> Option<bool> {
+        let l = self.liveness.lock().unwrap_or_else(|p| p.into_inner());
+        l.get(&id)
+            .filter(|(_, at)| at.elapsed() < LIVENESS_TTL)
+            .map(|(up, _)| *up)
+    }
+
     /// One node's health over mTLS; its identity must match the pinned one.
     pub async fn health(&self, id: NodeId) -> Result<Health, CoordError> {
+        let h = self.check_health(id).await;
+        self.note(id, Some(h.is_ok()));
+        h
+    }
+
+    async fn check_health(&self, id: NodeId) -> Result<Health, CoordError> {
         let mut c = self.client(id)?;
         let h = tokio::time::timeout(self.health_timeout, c.health(HealthRequest {}))
             .await
@@ -271,7 +327,9 @@ impl Coordinator {
         }
     }
 
-    /// Signs with `threshold` healthy holders of the key.
+    /// Signs with `threshold` healthy holders of the key. If a chosen holder cannot open
+    /// the session (it went down since it was last seen up), it is marked down and the
+    /// signers are chosen once more; no protocol message was relayed in the failed try.
     pub async fn sign(
         &self,
         algo: Algo,
@@ -281,7 +339,20 @@ impl Coordinator {
         message: &[u8],
     ) -> Result<SignOutcome, CoordError> {
         let signers = self.pick(holders, threshold).await?;
-        self.sign_with(algo, key_id, &signers, message).await
+        match self.sign_attempt(algo, key_id, &signers, message).await {
+            Err(Attempt::NotOpened(node, e)) => {
+                tracing::warn!(
+                    node,
+                    "a chosen signer could not open the session ({e}); choosing again"
+                );
+                self.note(node, Some(false));
+                let signers = self.pick(holders, threshold).await?;
+                self.sign_attempt(algo, key_id, &signers, message)
+                    .await
+                    .map_err(Attempt::into_error)
+            }
+            r => r.map_err(Attempt::into_error),
+        }
     }
 
     /// Signs with exactly these holders.
@@ -292,10 +363,22 @@ impl Coordinator {
         signers: &[NodeId],
         message: &[u8],
     ) -> Result<SignOutcome, CoordError> {
+        self.sign_attempt(algo, key_id, signers, message)
+            .await
+            .map_err(Attempt::into_error)
+    }
+
+    async fn sign_attempt(
+        &self,
+        algo: Algo,
+        key_id: &str,
+        signers: &[NodeId],
+        message: &[u8],
+    ) -> Result<SignOutcome, Attempt> {
         let mut s = signers.to_vec();
         s.sort_unstable();
         match self
-            .run(
+            .attempt(
                 algo,
                 Op::Sign {
                     key_id: key_id.to_string(),
@@ -313,9 +396,7 @@ impl Coordinator {
                 recovery_id,
                 signers: s,
             }),
-            other => Err(CoordError::Config(format!(
-                "unexpected sign output {other:?}"
-            ))),
+            other => Err(CoordError::Config(format!("unexpected sign output {other:?}")).into()),
         }
     }
 
@@ -369,11 +450,15 @@ impl Coordinator {
     }
 
     /// `n` healthy nodes among `holders`, or a "not enough nodes" error naming the
-    /// ones that are down.
+    /// ones that are down. A node seen within [`LIVENESS_TTL`] is not asked again.
     async fn pick(&self, holders: &[NodeId], n: usize) -> Result<Vec<NodeId>, CoordError> {
-        let checks = holders
-            .iter()
-            .map(|id| async move { (*id, self.health(*id).await.is_ok()) });
+        let checks = holders.iter().map(|id| async move {
+            let up = match self.known(*id) {
+                Some(up) => up,
+                None => self.health(*id).await.is_ok(),
+            };
+            (*id, up)
+        });
         let mut up = Vec::new();
         let mut down = Vec::new();
         for (id, ok) in futures::future::join_all(checks).await {
@@ -398,6 +483,37 @@ impl Coordinator {
         op: Op,
         participants: &[NodeId],
     ) -> Result<Output, CoordError> {
+        self.attempt(algo, op, participants)
+            .await
+            .map_err(Attempt::into_error)
+    }
+
+    async fn attempt(
+        &self,
+        algo: Algo,
+        op: Op,
+        participants: &[NodeId],
+    ) -> Result<Output, Attempt> {
+        let r = self.open_and_relay(algo, op, participants).await;
+        // A node that failed or stalled mid-session is asked again before its next use.
+        match &r {
+            Err(Attempt::Failed(CoordError::Node { node, .. })) => self.note(*node, None),
+            Err(Attempt::Failed(CoordError::Timeout { waiting, .. })) => {
+                for w in waiting {
+                    self.note(*w, None);
+                }
+            }
+            _ => {}
+        }
+        r
+    }
+
+    async fn open_and_relay(
+        &self,
+        algo: Algo,
+        op: Op,
+        participants: &[NodeId],
+    ) -> Result<Output, Attempt> {
         let mut session = [0u8; 16];
         OsRng.fill_bytes(&mut session);
         let start = Start {
@@ -410,7 +526,7 @@ impl Coordinator {
         let deadline = tokio::time::Instant::now() + self.session_timeout;
         // Open a stream to every participant.
         let mut senders: BTreeMap<NodeId, mpsc::Sender<HostFrame>> = BTreeMap::new();
-        let mut streams = futures::stream::SelectAll::new();
+        let mut streams = futures::stream::SelectAll::<SessionStream>::new();
         for id in participants {
             let (tx, rx) = mpsc::channel::<HostFrame>(1024);
             tx.send(HostFrame::Start(start.clone()))
@@ -420,23 +536,52 @@ impl Coordinator {
                     message: "stream closed".into(),
                 })?;
             let mut client = self.client(*id)?;
+            // Opening is one exchange with a live node: a node that cannot do it within
+            // the health timeout is taken as down (and other signers may be chosen).
+            let open_by = deadline.min(tokio::time::Instant::now() + self.health_timeout);
             let resp = tokio::time::timeout_at(
-                deadline,
+                open_by,
                 client.session(tokio_stream::wrappers::ReceiverStream::new(rx)),
             )
             .await
-            .map_err(|_| CoordError::Timeout {
-                secs: self.session_timeout.as_secs(),
-                waiting: vec![*id],
+            .map_err(|_| {
+                Attempt::NotOpened(
+                    *id,
+                    CoordError::Timeout {
+                        secs: self.health_timeout.as_secs(),
+                        waiting: vec![*id],
+                    },
+                )
             })?
-            .map_err(|s| CoordError::Node {
-                node: *id,
-                message: format!("refused the session: {}", s.message()),
+            .map_err(|s| {
+                let e = CoordError::Node {
+                    node: *id,
+                    message: format!("refused the session: {}", s.message()),
+                };
+                if s.code() == tonic::Code::Unavailable {
+                    Attempt::NotOpened(*id, e)
+                } else {
+                    Attempt::Failed(e)
+                }
             })?;
             let node = *id;
             streams.push(resp.into_inner().map(move |m| (node, m)).boxed());
             senders.insert(*id, tx);
         }
+        self.relay(session, participants, senders, streams, deadline)
+            .await
+            .map_err(Attempt::Failed)
+    }
+
+    /// Relays sealed envelopes among the opened participants until every one reports.
+    async fn relay(
+        &self,
+        session: SessionId,
+        participants: &[NodeId],
+        senders: BTreeMap<NodeId, mpsc::Sender<HostFrame>>,
+        mut streams: futures::stream::SelectAll<SessionStream>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Output, CoordError> {
         let abort_all = |senders: &BTreeMap<NodeId, mpsc::Sender<HostFrame>>, reason: String| {
             for tx in senders.values() {
                 let _ = tx.try_send(HostFrame::Abort {
