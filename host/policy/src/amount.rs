@@ -50,6 +50,44 @@ pub fn add(a: &str, b: &str) -> String {
     }
 }
 
+/// `a - b` for decimal digit strings, or `None` when `b > a`.
+pub fn sub(a: &str, b: &str) -> Option<String> {
+    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+    if a.len() < b.len() || (a.len() == b.len() && a < b) {
+        return None;
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut out = Vec::with_capacity(a.len());
+    let (mut j, mut borrow) = (b.len(), 0u8);
+    for i in (0..a.len()).rev() {
+        let y = if j > 0 {
+            j -= 1;
+            b[j] - b'0'
+        } else {
+            0
+        };
+        let x = a[i] - b'0';
+        let d = if x >= y + borrow {
+            let d = x - y - borrow;
+            borrow = 0;
+            d
+        } else {
+            let d = x + 10 - y - borrow;
+            borrow = 1;
+            d
+        };
+        out.push(b'0' + d);
+    }
+    out.reverse();
+    let s = String::from_utf8(out).unwrap_or_default();
+    let t = s.trim_start_matches('0');
+    Some(if t.is_empty() {
+        "0".into()
+    } else {
+        t.to_string()
+    })
+}
+
 /// A non-empty string of ASCII digits (a base-unit amount).
 pub fn is_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
@@ -120,6 +158,33 @@ fn increment(digits: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subtraction_undoes_addition() {
+        assert_eq!(sub("1000", "1").as_deref(), Some("999"));
+        assert_eq!(sub("5", "5").as_deref(), Some("0"));
+        assert_eq!(sub("0", "0").as_deref(), Some("0"));
+        assert_eq!(sub("007", "3").as_deref(), Some("4"));
+        assert_eq!(sub("3", "4"), None);
+        assert_eq!(sub("99", "100"), None);
+        let big = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
+        let sum = add(big, big);
+        assert_eq!(sub(&sum, big).as_deref(), Some(big));
+        for (x, y) in [
+            (0u128, 0u128),
+            (1, 0),
+            (10, 9),
+            (123_456_789, 98_765),
+            (u64::MAX as u128, 1),
+        ] {
+            let s = add(&x.to_string(), &y.to_string());
+            assert_eq!(sub(&s, &y.to_string()), Some(x.to_string()));
+            assert_eq!(
+                sub(&x.to_string(), &y.to_string()),
+                Some((x - y).to_string())
+            );
+        }
+    }
 
     fn u(a: &str, d: u8) -> (String, bool) {
         let r = to_units(a, d).unwrap();

@@ -148,7 +148,9 @@ impl Service {
             config: config.clone(),
             registry: Registry::new(db.clone()),
             requests: Requests::new(db.clone()),
-            velocity: DurableVelocity::new(db.clone()),
+            velocity: DurableVelocity::new(db.clone())
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("velocity store")?,
             metrics: Metrics::new(),
             wallet_locks: Mutex::new(HashMap::new()),
             client_names,

@@ -22,6 +22,9 @@ pub enum Cf {
     Audit,
     /// velocity key ‖ time ‖ request -> base units sent.
     Velocity,
+    /// velocity key ‖ level (`s` second, `m` minute) ‖ start time -> base units sent in
+    /// that second or minute (running sums of `Velocity`).
+    VelocitySums,
     /// access key ‖ 0 ‖ nonce -> unix seconds first seen.
     Nonces,
     /// small singletons (format version, audit head).
@@ -29,11 +32,12 @@ pub enum Cf {
 }
 
 impl Cf {
-    const ALL: [Cf; 6] = [
+    const ALL: [Cf; 7] = [
         Cf::Keys,
         Cf::Requests,
         Cf::Audit,
         Cf::Velocity,
+        Cf::VelocitySums,
         Cf::Nonces,
         Cf::Meta,
     ];
@@ -43,6 +47,7 @@ impl Cf {
             Cf::Requests => "requests",
             Cf::Audit => "audit",
             Cf::Velocity => "velocity",
+            Cf::VelocitySums => "velocity_sums",
             Cf::Nonces => "nonces",
             Cf::Meta => "meta",
         }
@@ -54,6 +59,12 @@ impl Cf {
 pub struct DbError(pub String);
 
 pub type DbResult<T> = Result<T, DbError>;
+
+/// One write of a batch: (column family, key, value; `None` deletes).
+pub type WriteOp = (Cf, Vec<u8>, Option<Vec<u8>>);
+
+/// Records as (key, value).
+pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The host's RocksDB.
 pub struct Db {
@@ -142,7 +153,7 @@ impl Db {
     }
 
     /// Several writes, atomically and synced.
-    pub fn write(&self, ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>) -> DbResult<()> {
+    pub fn write(&self, ops: Vec<WriteOp>) -> DbResult<()> {
         let mut b = WriteBatch::default();
         for (cf, k, v) in ops {
             self.check_writable(cf)?;
@@ -182,7 +193,7 @@ impl Db {
         prefix: &[u8],
         start: Option<&[u8]>,
         limit: usize,
-    ) -> DbResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    ) -> DbResult<Records> {
         let from = start.unwrap_or(prefix);
         let mut out = Vec::new();
         for item in self
