@@ -1,0 +1,269 @@
+//! `custos dev` as an operator runs it: the real `custos` binary in its own process, with
+//! its 4 `custos-node` processes. `/healthz` answers once everything is up; SIGHUP
+//! reloads the policy folder (a valid change is put in force, an invalid set is refused
+//! and the previous one keeps deciding, both audited as POLICY_CHANGE); SIGTERM stops it
+//! cleanly with its nodes; a second run on the same folder has the same keys and signs.
+
+use custos_service::client::{Credentials, CustosClient};
+use custos_service::dev::{self, DevOptions};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    // Read at run time: a test binary built in another checkout of the shared cache
+    // must still find this checkout's files.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    Path::new(&manifest).join("..")
+}
+
+/// The `custos-node` beside the `custos` under test.
+fn node_binary() -> PathBuf {
+    let b = Path::new(env!("CARGO_BIN_EXE_custos")).with_file_name("custos-node");
+    assert!(
+        b.exists(),
+        "{} is missing: build it first (`.ci/cargo test --workspace` does)",
+        b.display()
+    );
+    b
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
+
+fn start(data: &Path, listen: &str, policies: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_custos"))
+        .arg("dev")
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--listen")
+        .arg(listen)
+        .arg("--policies")
+        .arg(policies)
+        .arg("--node-binary")
+        .arg(node_binary())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_healthy(child: &mut Child, c: &CustosClient, log: &Path) {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!(
+                "custos dev exited ({st}) before it was healthy:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if let Ok((200, _)) = c.call("GET", "/healthz", None).await {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "not healthy after 180 s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits for the process to exit; returns whether it exited with success.
+async fn wait_exit(child: &mut Child, within: Duration) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.success();
+        }
+        if t0.elapsed() > within {
+            let _ = child.kill();
+            panic!("custos dev did not stop within {within:?} of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn policy_changes(c: &CustosClient) -> Vec<(String, String)> {
+    let (st, r) = c
+        .call("GET", "/api/v1/audit?operation=POLICY_CHANGE", None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{r}");
+    r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["principal"].as_str().unwrap_or_default().to_string(),
+                e["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn sign_hash(c: &CustosClient, key_id: &str, id: &str) -> (u16, Value) {
+    let body = json!({"request_id": id, "chain": "evm", "network": "1",
+        "data_type": "HASH", "data": format!("0x{}", "07".repeat(32))});
+    c.call("POST", &format!("/api/v1/keys/{key_id}/sign"), Some(&body))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_runs_reloads_on_sighup_stops_on_sigterm_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("custos");
+    let log = tmp.path().join("dev.log");
+    let policies = tmp.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    for e in std::fs::read_dir(repo().join("policies")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, policies.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let port = custos_coordinator::ports::unused_loopback_port(&[]).unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let url = format!("http://{listen}");
+
+    // Lay the folder out first, as `custos dev` would, and give the nodes the test
+    // fixtures' Paillier primes so none spends the test generating them.
+    let opts = DevOptions {
+        data_dir: data.clone(),
+        listen: listen.clone(),
+        policies_dir: policies.clone(),
+        node_binary: Some(node_binary()),
+    };
+    let layout = tokio::task::spawn_blocking(move || dev::prepare(&opts))
+        .await
+        .unwrap()
+        .unwrap();
+    for n in &layout.nodes {
+        let text = std::fs::read_to_string(&n.config).unwrap();
+        let head = text.split("[cggmp21]").next().unwrap().to_string();
+        let fixture = repo()
+            .join("nodes/tests/fixtures")
+            .join(format!("primes-{}.json", n.id));
+        std::fs::write(
+            &n.config,
+            format!(
+                "{head}[cggmp21]\nprimes_pool = 1\nprimes_fixture = {:?}\n",
+                fixture.display().to_string()
+            ),
+        )
+        .unwrap();
+    }
+
+    let creds = Credentials::load(data.join("credentials.json")).unwrap();
+    assert_eq!(creds.base_url.trim_end_matches('/'), url);
+    let c = CustosClient::from_credentials(&creds);
+    let mut dev = start(&data, &listen, &policies, &log);
+    wait_healthy(&mut dev, &c, &log).await;
+    let (st, key) = c
+        .call(
+            "POST",
+            "/api/v1/keys/generate",
+            Some(&json!({"label": "dev", "tags": {"group": "blind-hash-allowed"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st, 201, "{key}");
+    let key_id = key["key_id"].as_str().unwrap().to_string();
+
+    // Blind hashes are denied by the shipped policies, even in the group the risk team
+    // may open for them: nothing permits them yet.
+    let (st, e) = sign_hash(&c, &key_id, "h-1").await;
+    assert_eq!(st, 403, "{e}");
+    assert_eq!(e["error"]["code"], "POLICY_DENIED");
+
+    // An invalid file + SIGHUP: refused, the previous set still decides, audited FAILED.
+    std::fs::write(
+        policies.join("broken.cedar"),
+        "@id(\"broken\") permit (principal, action, resource) when { context.nope };",
+    )
+    .unwrap();
+    signal(&dev, "-HUP");
+    let t0 = Instant::now();
+    while policy_changes(&c).await.is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no POLICY_CHANGE after SIGHUP"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        policy_changes(&c).await,
+        vec![("SIGHUP".to_string(), "FAILED".to_string())]
+    );
+    let (st, _) = sign_hash(&c, &key_id, "h-2").await;
+    assert_eq!(st, 403, "the previous set still decides");
+
+    // A valid change + SIGHUP: in force, audited OK; the group's hashes now sign.
+    std::fs::remove_file(policies.join("broken.cedar")).unwrap();
+    std::fs::write(
+        policies.join("hash-ok.cedar"),
+        "@id(\"dev-hash\")\npermit (principal, action == Custos::Action::\"sign_hash\", resource in Custos::WalletGroup::\"blind-hash-allowed\");\n",
+    )
+    .unwrap();
+    signal(&dev, "-HUP");
+    let t0 = Instant::now();
+    while policy_changes(&c).await.len() < 2 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no second POLICY_CHANGE"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(policy_changes(&c).await[1], ("SIGHUP".into(), "OK".into()));
+    let (st, r) = sign_hash(&c, &key_id, "h-3").await;
+    assert_eq!(st, 200, "{r}");
+    let first_sig = r["signature"].as_str().unwrap().to_string();
+
+    // SIGTERM: a clean exit, and the nodes are gone with it.
+    signal(&dev, "-TERM");
+    assert!(
+        wait_exit(&mut dev, Duration::from_secs(60)).await,
+        "custos dev did not exit cleanly:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    for n in &layout.nodes {
+        assert!(
+            std::net::TcpStream::connect(&n.address).is_err(),
+            "node {} still listens on {} after custos dev stopped",
+            n.id,
+            n.address
+        );
+    }
+
+    // Again on the same folder: the same key, still signing, and the request id kept.
+    let mut dev = start(&data, &listen, &policies, &log);
+    wait_healthy(&mut dev, &c, &log).await;
+    let (st, k) = c
+        .call("GET", &format!("/api/v1/keys/{key_id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{k}");
+    assert_eq!(k["public_key"], key["public_key"]);
+    let (st, r) = sign_hash(&c, &key_id, "h-3").await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        r["signature"], first_sig,
+        "a retried request id gives the first answer"
+    );
+    let (st, r) = sign_hash(&c, &key_id, "h-4").await;
+    assert_eq!(st, 200, "{r}");
+    signal(&dev, "-TERM");
+    assert!(wait_exit(&mut dev, Duration::from_secs(60)).await);
+}
