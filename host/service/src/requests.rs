@@ -70,6 +70,10 @@ pub struct SignRecord {
     /// The final answer: HTTP status and body, replayed to a retry.
     #[serde(default)]
     pub outcome: Option<(u16, Value)>,
+    /// The requester's address, for the policy decision made again at quorum (absent in
+    /// records written before it was kept).
+    #[serde(default)]
+    pub client_ip: Option<String>,
 }
 
 impl SignRecord {
@@ -89,6 +93,7 @@ impl SignRecord {
             approvals: vec![],
             rejection: None,
             outcome: None,
+            client_ip: None,
         }
     }
 

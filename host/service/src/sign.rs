@@ -364,6 +364,7 @@ impl Service {
         }
         let mut rec = SignRecord::new(me, &req.request_id, &hash, key_id, &now_text(ctx.now));
         rec.request = value;
+        rec.client_ip = Some(ctx.ip.to_string());
         rec.intent = intent_json.clone();
         rec.policy = policy.clone();
         match decision.verdict {
@@ -781,13 +782,77 @@ impl Service {
             )));
         }
         let p = self.prepare(&key, &req).map_err(fail)?;
-        let reservation = match VelocityKey::for_intent(&key.key_id, &p.intent) {
-            Some((vkey, amount)) => Some(
+        // The policy decides again, for the requester, with what holds now (the wallet's
+        // tags, the policy set, the 24 h figure): approvals release a held request, they
+        // do not override a DENY that has come since.
+        let requester_client = self.auth.clients().get(&owner).ok_or_else(|| {
+            fail(ApiError::forbidden(format!(
+                "the requester `{owner}` is no longer a client; nothing was signed"
+            )))
+        })?;
+        let requester_ctx = Ctx {
+            client: requester_client,
+            ip: rec
+                .client_ip
+                .as_deref()
+                .and_then(|ip| ip.parse().ok())
+                .unwrap_or(ctx.ip),
+            now: ctx.now,
+        };
+        let (decision, reserved) = self.decide(&requester_ctx, &key, &p, true).map_err(fail)?;
+        match decision.verdict {
+            Verdict::Deny => {
+                let err = ApiError::new(
+                    Code::PolicyDenied,
+                    format!(
+                        "denied by policy at approval: {}",
+                        if decision.policies.is_empty() {
+                            "no policy permits this request any more".to_string()
+                        } else {
+                            decision.policies.join(", ")
+                        }
+                    ),
+                )
+                .with("policies", json!(decision.policies))
+                .with("request_id", json!(request_id));
+                let _ = self.requests.update(&owner, request_id, |r| {
+                    r.state = State::Denied;
+                    r.outcome = Some((403, err.body()));
+                    Ok(())
+                });
+                self.audit
+                    .append(
+                        NewEntry::new("KEY_SIGN", AuditResult::Denied)
+                            .principal(&self.client_name(&owner))
+                            .key_id(&key.key_id)
+                            .request_id(request_id)
+                            .client_ip(requester_ctx.ip.to_string())
+                            .details(json!({"at": "approval quorum", "policy": {
+                                "decision": "DENY", "policies": decision.policies,
+                                "errors": decision.errors}})),
+                    )
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                return Err(err);
+            }
+            Verdict::NeedsApproval(n) if (rec.approvals.len() as u32) < n => {
+                // The policy now asks for more approvals than were given: held again.
+                let (_, rec) = self.requests.update(&owner, request_id, |r| {
+                    r.state = State::PendingApproval;
+                    r.approvals_required = n;
+                    Ok(())
+                })?;
+                return Ok(rec.view());
+            }
+            _ => {}
+        }
+        let reservation = match (reserved, VelocityKey::for_intent(&key.key_id, &p.intent)) {
+            (Some(r), _) => Some(r),
+            (None, Some((vkey, amount))) if decision.verdict != Verdict::Allow => Some(
                 self.velocity
                     .record_entry(&vkey, &amount, ctx.now)
                     .map_err(|e| fail(ApiError::internal(e.to_string())))?,
             ),
-            None => None,
+            _ => None,
         };
         let requester = self.client_name(&owner);
         let (status, mut body) = self

@@ -304,3 +304,104 @@ async fn approvals_denials_and_dry_runs() {
         "{ops:?}"
     );
 }
+
+/// A held request is decided again, for its requester, when the approvals reach quorum:
+/// a DENY that came while it waited (here a policy the risk team added) wins over the
+/// approvals; a policy that now asks for more approvals holds it again; with neither, it
+/// signs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_request_is_decided_again_at_quorum() {
+    let h = Harness::start().await;
+    let key = h.generate(json!({"label": "held"})).await;
+    let key_id = key["key_id"].as_str().unwrap();
+    let dir = h.config.policies_dir.clone();
+    let reload = || async {
+        let (st, r) = h
+            .main()
+            .call("POST", "/api/v1/policies/reload", None)
+            .await
+            .unwrap();
+        assert_eq!(st, 200, "{r}");
+    };
+    let approve = |i: usize, id: &'static str| {
+        let c = h.approver(i);
+        async move {
+            c.call("POST", &format!("/api/v1/requests/{id}/approve"), None)
+                .await
+                .unwrap()
+        }
+    };
+    let held = |id: &'static str, nonce: u64| {
+        let tx = eip1559(1, nonce, &TO, 11 * ETH, &[]);
+        let h = &h;
+        async move {
+            let (st, r) = h
+                .sign(key_id, sign_body(id, "RAW_TX", json!(hx(&tx))))
+                .await;
+            assert_eq!(st, 202, "{r}");
+            assert_eq!(r["approvals_required"], 2);
+        }
+    };
+
+    // Held; then the risk team forbids this wallet's transactions; the approvals come in.
+    held("held-1", 0).await;
+    std::fs::write(
+        dir.join("freeze.cedar"),
+        "@id(\"test-freeze-held\")\nforbid (principal, action == Custos::Action::\"sign_transaction\", resource)\nwhen { resource.label == \"held\" };\n",
+    )
+    .unwrap();
+    reload().await;
+    let (st, r) = approve(0, "held-1").await;
+    assert_eq!(st, 202, "{r}");
+    let (st, e) = approve(1, "held-1").await;
+    assert_eq!(st, 403, "{e}");
+    assert_eq!(e["error"]["code"], "POLICY_DENIED");
+    assert_eq!(e["error"]["policies"], json!(["test-freeze-held"]));
+    let (st, again) = h
+        .main()
+        .call("GET", "/api/v1/requests/held-1", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (st, &again),
+        (403, &e),
+        "the denial is the request's answer"
+    );
+    let ops: Vec<(String, String)> = audit_ops(&h, "request_id=held-1").await;
+    assert!(
+        ops.contains(&("KEY_SIGN".into(), "DENIED".into())),
+        "{ops:?}"
+    );
+    assert!(
+        !ops.contains(&("KEY_SIGN".into(), "OK".into())),
+        "nothing signed: {ops:?}"
+    );
+
+    // Held with 2 approvals required; the policy now asks for 3: held again after two.
+    std::fs::remove_file(dir.join("freeze.cedar")).unwrap();
+    reload().await;
+    held("held-2", 1).await;
+    std::fs::write(
+        dir.join("three.cedar"),
+        "@id(\"test-three-approvals\")\n@approvals(\"3\")\npermit (principal in Custos::Role::\"signer\", action == Custos::Action::\"sign_transaction\", resource)\nwhen { resource.label == \"held\" };\n",
+    )
+    .unwrap();
+    reload().await;
+    let (st, _) = approve(0, "held-2").await;
+    assert_eq!(st, 202);
+    let (st, r) = approve(1, "held-2").await;
+    assert_eq!(st, 202, "{r}");
+    assert_eq!(r["status"], "PENDING_APPROVAL");
+    assert_eq!(r["approvals_required"], 3);
+    assert_eq!(r["approvals"].as_array().unwrap().len(), 2);
+
+    // Neither: two approvals sign it.
+    std::fs::remove_file(dir.join("three.cedar")).unwrap();
+    reload().await;
+    held("held-3", 2).await;
+    let (st, _) = approve(0, "held-3").await;
+    assert_eq!(st, 202);
+    let (st, r) = approve(1, "held-3").await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["status"], "SIGNED");
+}
