@@ -823,7 +823,7 @@ impl Service {
                 self.audit
                     .append(
                         NewEntry::new("KEY_SIGN", AuditResult::Denied)
-                            .principal(&self.client_name(&owner))
+                            .principal(self.client_name(&owner))
                             .key_id(&key.key_id)
                             .request_id(request_id)
                             .client_ip(requester_ctx.ip.to_string())
