@@ -2,7 +2,8 @@
 //! its 4 `custos-node` processes. `/healthz` answers once everything is up; SIGHUP
 //! reloads the policy folder (a valid change is put in force, an invalid set is refused
 //! and the previous one keeps deciding, both audited as POLICY_CHANGE); SIGTERM stops it
-//! cleanly with its nodes; a second run on the same folder has the same keys and signs.
+//! cleanly with its nodes; a second run on the same folder has the same keys and signs;
+//! killed outright, it still takes its nodes down.
 
 use custos_service::client::{Credentials, CustosClient};
 use custos_service::dev::{self, DevOptions};
@@ -264,6 +265,21 @@ async fn dev_runs_reloads_on_sighup_stops_on_sigterm_and_resumes() {
     );
     let (st, r) = sign_hash(&c, &key_id, "h-4").await;
     assert_eq!(st, 200, "{r}");
-    signal(&dev, "-TERM");
-    assert!(wait_exit(&mut dev, Duration::from_secs(60)).await);
+
+    // Killed outright (no chance to stop them): the nodes still go, as their standard
+    // input (a pipe custos dev held) closes.
+    signal(&dev, "-KILL");
+    let _ = dev.wait();
+    let t0 = Instant::now();
+    for n in &layout.nodes {
+        while std::net::TcpStream::connect(&n.address).is_ok() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "node {} still listens on {} 30 s after custos dev was killed",
+                n.id,
+                n.address
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

@@ -28,6 +28,11 @@ struct Cli {
     /// The node config (TOML), for serving.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Also stop (as on SIGTERM) when standard input reaches end of file. A supervisor
+    /// that keeps the other end of a pipe open (`custos dev`) then takes its nodes down
+    /// with it even when it is killed outright.
+    #[arg(long, global = true)]
+    stop_on_stdin_eof: bool,
 }
 
 #[derive(Subcommand)]
@@ -62,7 +67,7 @@ fn main() -> ExitCode {
         Command::Serve => cli
             .config
             .context("--config is required")
-            .and_then(|c| serve(&c)),
+            .and_then(|c| serve(&c, cli.stop_on_stdin_eof)),
         Command::GenPrimes { count, out } => {
             engine::cggmp::generate_primes_json(count).and_then(|j| {
                 std::fs::write(&out, j).with_context(|| format!("writing `{}`", out.display()))
@@ -87,7 +92,7 @@ fn init(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn serve(path: &std::path::Path) -> Result<()> {
+fn serve(path: &std::path::Path, stop_on_stdin_eof: bool) -> Result<()> {
     let cfg = NodeConfig::load(path)?;
     let pass = dek::passphrase(&cfg.passphrase)?;
     // A wrong passphrase stops here: the node does not start.
@@ -162,23 +167,52 @@ fn serve(path: &std::path::Path) -> Result<()> {
         Server::builder()
             .tls_config(tls)?
             .add_service(svc)
-            .serve_with_shutdown(addr, shutdown())
+            .serve_with_shutdown(addr, shutdown(stop_on_stdin_eof))
             .await?;
         tracing::info!(node = cfg.id, "custos-node stopped");
         Ok::<(), anyhow::Error>(())
     })
 }
 
-async fn shutdown() {
+async fn shutdown(stop_on_stdin_eof: bool) {
+    let stdin_eof = async move {
+        if !stop_on_stdin_eof {
+            return std::future::pending().await;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let watcher = std::thread::Builder::new()
+            .name("stdin-eof".into())
+            .spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 256];
+                // Input is ignored; end of file or a read error: the supervisor is gone.
+                while let Ok(n) = std::io::stdin().read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let _ = tx.send(());
+            });
+        if watcher.is_err() {
+            tracing::error!("cannot watch standard input; stopping only on a signal");
+            return std::future::pending().await;
+        }
+        let _ = rx.await;
+        tracing::warn!("standard input closed: the supervisor is gone, stopping");
+    };
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = stdin_eof => {}
+            }
             return;
         }
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        _ = stdin_eof => {}
     }
 }

@@ -737,10 +737,12 @@ impl NodeProcesses {
         let out = log
             .try_clone()
             .with_context(|| format!("opening `{}`", node.log.display()))?;
+        // The node's stdin is a pipe this process holds open (inside `child`): if this
+        // process dies, even by SIGKILL, the node reads end of file and stops.
         let child = Command::new(&self.binary)
-            .args(["serve", "--config"])
+            .args(["serve", "--stop-on-stdin-eof", "--config"])
             .arg(&node.config)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             // The log is a file: no colour codes in it.
             .env("NO_COLOR", "1")
             .stdout(out)
