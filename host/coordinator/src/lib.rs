@@ -558,10 +558,22 @@ impl Coordinator {
                     node: *id,
                     message: format!("refused the session: {}", s.message()),
                 };
-                if s.code() == tonic::Code::Unavailable {
-                    Attempt::NotOpened(*id, e)
-                } else {
-                    Attempt::Failed(e)
+                // A refusal by a live node (a bad Start, a reused session id, the host
+                // not recognised) is final; anything else is the connection failing (a
+                // node killed mid-connection gives "transport error", code Unknown), so
+                // the node is taken as down.
+                use tonic::Code as C;
+                match s.code() {
+                    C::InvalidArgument
+                    | C::AlreadyExists
+                    | C::PermissionDenied
+                    | C::Unauthenticated
+                    | C::FailedPrecondition
+                    | C::Unimplemented
+                    | C::ResourceExhausted
+                    | C::OutOfRange
+                    | C::NotFound => Attempt::Failed(e),
+                    _ => Attempt::NotOpened(*id, e),
                 }
             })?;
             let node = *id;
