@@ -84,9 +84,24 @@ impl Db {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = Cf::ALL
-            .iter()
-            .map(|c| ColumnFamilyDescriptor::new(c.name(), Options::default()));
+        let cfs = Cf::ALL.iter().map(|c| {
+            let mut o = Options::default();
+            // Velocity records of a period long past the 24 h window are dropped as
+            // RocksDB compacts them: the store stays the size of its recent traffic.
+            if let Some(layout) = crate::velocity::record_layout(*c) {
+                o.set_compaction_filter(
+                    "custos-velocity-expiry",
+                    move |_, key: &[u8], _: &[u8]| {
+                        if crate::velocity::expired(layout, key, crate::api::unix_now()) {
+                            rocksdb::CompactionDecision::Remove
+                        } else {
+                            rocksdb::CompactionDecision::Keep
+                        }
+                    },
+                );
+            }
+            ColumnFamilyDescriptor::new(c.name(), o)
+        });
         let db = DB::open_cf_descriptors(&opts, path, cfs)
             .map_err(|e| DbError(format!("cannot open `{}`: {}", path.display(), e)))?;
         Ok(Self {
@@ -207,6 +222,14 @@ impl Db {
             out.push((k.to_vec(), v.to_vec()));
         }
         Ok(out)
+    }
+
+    /// Compacts a whole column family now (tests: apply the compaction filters).
+    #[doc(hidden)]
+    pub fn compact(&self, cf: Cf) -> DbResult<()> {
+        self.db
+            .compact_range_cf(self.cf(cf)?, None::<&[u8]>, None::<&[u8]>);
+        Ok(())
     }
 
     /// The last record of a column family (the highest key).

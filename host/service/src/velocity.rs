@@ -68,6 +68,35 @@ fn split_entry(entry: &[u8]) -> Option<(&[u8], i64)> {
     Some((&entry[..n], time_of(&entry[n..n + 8])?))
 }
 
+/// Where the time sits in a record key of a velocity column family, counted from the
+/// key's end: an entry ends with time ‖ counter, a running sum with its period's start.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RecordLayout {
+    time_from_end: usize,
+}
+
+/// The key layout of `cf`'s records, if it is a velocity column family.
+pub(crate) fn record_layout(cf: Cf) -> Option<RecordLayout> {
+    match cf {
+        Cf::Velocity => Some(RecordLayout { time_from_end: 16 }),
+        Cf::VelocitySums => Some(RecordLayout { time_from_end: 8 }),
+        _ => None,
+    }
+}
+
+/// Whether a velocity record is of no use any more: its time lies more than twice the
+/// window (48 h, well past any period that touches the window) before `now`. A key that
+/// does not parse is kept.
+pub(crate) fn expired(layout: RecordLayout, key: &[u8], now: i64) -> bool {
+    let Some(start) = key.len().checked_sub(layout.time_from_end) else {
+        return false;
+    };
+    match key.get(start..start + 8).and_then(time_of) {
+        Some(t) => t < now.saturating_sub(2 * WINDOW_SECS),
+        None => false,
+    }
+}
+
 fn e(x: impl std::fmt::Display) -> VelocityError {
     VelocityError(x.to_string())
 }
@@ -322,10 +351,11 @@ mod tests {
     fn many_entries_are_summed_across_scan_batches() {
         let dir = tempfile::tempdir().unwrap();
         let v = DurableVelocity::new(Arc::new(Db::open(dir.path()).unwrap())).unwrap();
+        let now = crate::api::unix_now();
         for i in 0..1200 {
-            v.record(&key("native"), "1", 1000 + i % 50).unwrap();
+            v.record(&key("native"), "1", now - 1000 + i % 50).unwrap();
         }
-        assert_eq!(v.sent_24h(&key("native"), 2000).unwrap(), "1200");
+        assert_eq!(v.sent_24h(&key("native"), now).unwrap(), "1200");
     }
 
     /// The running sums give exactly what summing the entries gives, at window edges that
@@ -443,5 +473,34 @@ mod tests {
             db.delete(Cf::Velocity, &k).unwrap();
         }
         assert_eq!(v.sent_24h(&key("native"), t0 + 3600).unwrap(), "20000");
+    }
+
+    /// Records of periods long past the window are dropped at compaction; recent ones,
+    /// and the figure, stay.
+    #[test]
+    fn compaction_drops_what_is_long_past() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(dir.path()).unwrap());
+        let v = DurableVelocity::new(db.clone()).unwrap();
+        let now = crate::api::unix_now();
+        v.record(&key("native"), "5", now - 3 * WINDOW_SECS)
+            .unwrap();
+        v.record(&key("native"), "6", now - 2 * WINDOW_SECS - 10)
+            .unwrap();
+        v.record(&key("native"), "7", now - 2 * WINDOW_SECS + 3700)
+            .unwrap(); // kept
+        v.record(&key("native"), "8", now - 60).unwrap();
+        for cf in [Cf::Velocity, Cf::VelocitySums] {
+            db.compact(cf).unwrap();
+        }
+        assert_eq!(v.scan_all(Cf::Velocity).unwrap().len(), 2);
+        // Each kept entry has its three sums.
+        assert_eq!(v.scan_all(Cf::VelocitySums).unwrap().len(), 6);
+        assert_eq!(v.sent_24h(&key("native"), now).unwrap(), "8");
+        assert_eq!(
+            v.sent_24h(&key("native"), now - 2 * WINDOW_SECS + 3700)
+                .unwrap(),
+            "7"
+        );
     }
 }
