@@ -31,6 +31,32 @@ fn node_binary() -> PathBuf {
     b
 }
 
+/// A running `custos dev`, killed if the test fails with it still running (its nodes then
+/// stop by themselves: their standard input closes).
+struct Dev(Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Dev {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Dev {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -40,9 +66,9 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok, "kill {sig} failed");
 }
 
-fn start(data: &Path, listen: &str, policies: &Path, log: &Path) -> Child {
+fn start(data: &Path, listen: &str, policies: &Path, log: &Path) -> Dev {
     let log = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_custos"))
+    let child = Command::new(env!("CARGO_BIN_EXE_custos"))
         .arg("dev")
         .arg("--data-dir")
         .arg(data)
@@ -56,7 +82,8 @@ fn start(data: &Path, listen: &str, policies: &Path, log: &Path) -> Child {
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
-        .unwrap()
+        .unwrap();
+    Dev(child)
 }
 
 async fn wait_healthy(child: &mut Child, c: &CustosClient, log: &Path) {
