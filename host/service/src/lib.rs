@@ -38,3 +38,4 @@ pub mod registry;
 pub mod requests;
 pub mod sign;
 pub mod velocity;
+pub mod verify;

@@ -608,6 +608,7 @@ impl Service {
         let threshold = usize::from(key.shard_properties.threshold);
         let mut sigs = Vec::new();
         let mut signers = Vec::new();
+        let stored_key = key.public_key_bytes()?;
         for payload in &p.payloads {
             let out = self
                 .coord
@@ -618,6 +619,14 @@ impl Service {
             if let Some(v) = out.recovery_id {
                 bytes.push(v);
             }
+            // Checked natively before any plugin sees it (see verify.rs): a signature that
+            // is not the key's is never returned, whatever the nodes or the plugin do.
+            crate::verify::check(&stored_key, payload, &bytes).map_err(|e| {
+                tracing::error!(key_id = %key.key_id, nodes = ?out.signers, error = %e, "the nodes returned a signature that does not verify");
+                ApiError::internal(format!(
+                    "the nodes returned a signature that does not verify ({e}); nothing was signed"
+                ))
+            })?;
             signers = out.signers;
             sigs.push(sdk::Signature {
                 index: payload.index,

@@ -263,10 +263,11 @@ pub fn assemble(
 ) -> PluginResult<Assembled> {
     let tx = tx::decode(raw)?;
     check_network(network, tx.chain_id)?;
-    let key = keys::parse_public_key(public_key)?;
+    // The key is still parsed so a malformed one is refused; the signature itself was
+    // checked against it by the host (see `keys::normalise_signature`).
+    keys::parse_public_key(public_key)?;
     let sig = one_signature(signatures)?;
-    let digest: [u8; 32] = keccak256(raw).0;
-    let checked = keys::check_signature(sig, &digest, &key)?;
+    let checked = keys::normalise_signature(sig)?;
     let signed = tx::encode_signed(&tx, checked.recovery_id, checked.r, checked.s);
     let hash = keccak256(&signed);
     Ok(Assembled {
@@ -430,14 +431,16 @@ pub fn assemble_message_signature(
     public_key: &[u8],
     signature: &Signature,
 ) -> PluginResult<Vec<u8>> {
-    let key = keys::parse_public_key(public_key)?;
-    let digest: [u8; 32] = payload.digest.as_slice().try_into().map_err(|_| {
-        PluginError::request(format!(
+    // The key and the digest are checked for shape; the signature was checked against
+    // them by the host (see `keys::normalise_signature`).
+    keys::parse_public_key(public_key)?;
+    if payload.digest.len() != 32 {
+        return Err(PluginError::request(format!(
             "payload digest must be 32 bytes, got {}",
             payload.digest.len()
-        ))
-    })?;
-    let checked = keys::check_signature(signature, &digest, &key)?;
+        )));
+    }
+    let checked = keys::normalise_signature(signature)?;
     let mut out = checked.bytes.to_vec();
     if let Some(v) = out.last_mut() {
         *v += 27;

@@ -420,10 +420,12 @@ pub fn assemble(
     let tx = decode(raw)?;
     check_owner(&tx, Some(public_key))?;
     intent_of(&tx, network)?;
-    let key = keys::parse_public_key(public_key)?;
+    // The key is still parsed so a malformed one is refused; the signature itself was
+    // checked against it by the host (see `keys::normalise_signature`).
+    keys::parse_public_key(public_key)?;
     let sig = one_signature(signatures)?;
     let id = txid(raw);
-    let mut placed = keys::check_signature(sig, &id, &key)?;
+    let mut placed = keys::normalise_signature(sig)?;
     placed[64] += 27;
     let signed = proto::Transaction {
         raw_data: raw.to_vec(),
