@@ -43,7 +43,11 @@ fn synthetic(i: usize) -> String {
 }
 
 fn folder(total: usize) -> (tempfile::TempDir, PolicySnapshot) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let src = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()),
+    )
+    .join("../../policies");
     let dir = tempfile::tempdir().expect("temp dir");
     for f in [
         "custos.cedarschema",

@@ -7,7 +7,11 @@ use custos_policy::{
 use std::path::{Path, PathBuf};
 
 fn policies_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()),
+    )
+    .join("../../policies")
 }
 
 fn eth(to: &str, wei: &str) -> Intent {

@@ -185,7 +185,9 @@ mod tests {
         // Shapes.
         refused(&compressed, &p, &good[..63], "64 or 65 bytes");
         refused(&compressed, &p, &[0; 65], "zero");
-        refused(&[2; 33], &p, &good, "not a secp256k1 public key");
+        let mut off_curve = [0xff; 33];
+        off_curve[0] = 0x02; // x above the field prime
+        refused(&off_curve, &p, &good, "not a secp256k1 public key");
         refused(
             &compressed,
             &payload(sdk::SignatureScheme::EcdsaSecp256k1, &[0x42; 31]),

@@ -104,9 +104,12 @@ impl Cluster {
         let fixture = if primes {
             format!(
                 "\n[cggmp21]\nprimes_pool = 1\nprimes_fixture = \"{}\"\n",
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join(format!("tests/fixtures/primes-{id}.json"))
-                    .display()
+                Path::new(
+                    &std::env::var("CARGO_MANIFEST_DIR")
+                        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())
+                )
+                .join(format!("tests/fixtures/primes-{id}.json"))
+                .display()
             )
         } else {
             "\n[cggmp21]\nprimes_pool = 0\n".to_string()

@@ -14,14 +14,19 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub fn policies_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies"))
+    PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()),
+    )
+    .join("../../policies")
 }
 
 fn fixture(id: u16) -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../nodes/tests/fixtures"
-    ))
+    PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()),
+    )
+    .join("../../nodes/tests/fixtures")
     .join(format!("primes-{id}.json"))
 }
 
