@@ -327,7 +327,8 @@ impl Coordinator {
         }
     }
 
-    /// Signs with `threshold` healthy holders of the key. If a chosen holder cannot open
+    /// Signs with the first `threshold` healthy holders of the key, in the order given (the
+    /// service turns the order request by request). If a chosen holder cannot open
     /// the session (it went down since it was last seen up), it is marked down and the
     /// signers are chosen once more; no protocol message was relayed in the failed try.
     pub async fn sign(
@@ -449,8 +450,9 @@ impl Coordinator {
         missed
     }
 
-    /// `n` healthy nodes among `holders`, or a "not enough nodes" error naming the
-    /// ones that are down. A node seen within [`LIVENESS_TTL`] is not asked again.
+    /// The first `n` healthy nodes of `holders`, in the order given (returned sorted),
+    /// or a "not enough nodes" error naming the ones that are down. A node seen within
+    /// [`LIVENESS_TTL`] is not asked again.
     async fn pick(&self, holders: &[NodeId], n: usize) -> Result<Vec<NodeId>, CoordError> {
         let checks = holders.iter().map(|id| async move {
             let up = match self.known(*id) {

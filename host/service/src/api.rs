@@ -63,6 +63,8 @@ pub struct Service {
     wallet_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Names of clients by access key, for audit entries written on their behalf.
     client_names: HashMap<String, String>,
+    /// Turns which of a key's holders are asked first, request by request (`sign.rs`).
+    pub(crate) sign_rotation: std::sync::atomic::AtomicUsize,
 }
 
 pub fn unix_now() -> i64 {
@@ -154,6 +156,7 @@ impl Service {
             metrics: Metrics::new(),
             wallet_locks: Mutex::new(HashMap::new()),
             client_names,
+            sign_rotation: std::sync::atomic::AtomicUsize::new(0),
             db,
             audit,
             auth,

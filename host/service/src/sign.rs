@@ -609,10 +609,22 @@ impl Service {
         let mut sigs = Vec::new();
         let mut signers = Vec::new();
         let stored_key = key.public_key_bytes()?;
+        // The coordinator takes the first healthy holders in the order given. Turning the
+        // order request by request makes every holder sign in its turn: each shard is
+        // used (a bad one shows now, not on the day another node is down) and the work
+        // spreads over the nodes.
+        let mut holders = key.nodes.clone();
+        if !holders.is_empty() {
+            let turn = self
+                .sign_rotation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let by = turn % holders.len();
+            holders.rotate_left(by);
+        }
         for payload in &p.payloads {
             let out = self
                 .coord
-                .sign(algo, &key.key_id, &key.nodes, threshold, &payload.digest)
+                .sign(algo, &key.key_id, &holders, threshold, &payload.digest)
                 .await
                 .map_err(crate::api::coord_error)?;
             let mut bytes = out.signature.clone();

@@ -196,6 +196,29 @@ async fn generate_and_sign_every_evm_kind() {
         address
     );
 
+    // Signing turns through the holders: over these signatures every holder signed (each
+    // shard is used), two at a time.
+    let signs = h
+        .audit(&format!("operation=KEY_SIGN&key_id={key_id}&limit=100"))
+        .await;
+    let pairs: Vec<Vec<u64>> = signs
+        .iter()
+        .map(|e| {
+            let nodes = e["nodes"].as_array().unwrap();
+            nodes.iter().map(|n| n.as_u64().unwrap()).collect()
+        })
+        .collect();
+    assert!(pairs.len() >= 3, "{pairs:?}");
+    assert!(pairs.iter().all(|p| p.len() == 2), "{pairs:?}");
+    let signed_by: std::collections::BTreeSet<u64> = pairs.iter().flatten().copied().collect();
+    let holders: std::collections::BTreeSet<u64> = key["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert_eq!(signed_by, holders, "every holder took its turn: {pairs:?}");
+
     // The request's state is readable afterwards, with the same answer.
     let (st, again) = h
         .main()
