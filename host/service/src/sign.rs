@@ -636,7 +636,7 @@ impl Service {
             crate::verify::check(&stored_key, payload, &bytes).map_err(|e| {
                 tracing::error!(key_id = %key.key_id, nodes = ?out.signers, error = %e, "the nodes returned a signature that does not verify");
                 ApiError::internal(format!(
-                    "the nodes returned a signature that does not verify ({e}); nothing was signed"
+                    "the nodes returned a signature that does not verify ({e}); it is withheld and the request failed"
                 ))
             })?;
             signers = out.signers;
