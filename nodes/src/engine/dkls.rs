@@ -193,6 +193,7 @@ pub async fn keygen(
             dkls23::secp256k1::compute_eth_address,
         )
         .map_err(|e| abort(&holders, e))?;
+    let party = Zeroizing::new(party);
     let public_key = public_key(&party);
     let rec = ShardRecord {
         key_id: key_id.to_string(),
@@ -201,7 +202,7 @@ pub async fn keygen(
         public_key: public_key.clone(),
         threshold,
         holders,
-        secret: ser(&party)?,
+        secret: ser(&*party)?,
     };
     Ok((rec, Output::Key { public_key }))
 }
@@ -210,7 +211,9 @@ pub async fn sign(net: &mut Net, rec: &ShardRecord, message: &[u8]) -> Result<Ou
     let hash: [u8; 32] = message
         .try_into()
         .map_err(|_| EngineError::request("DKLS23 signs a 32-byte prehash"))?;
-    let party: Party<Secp256k1> = de(&rec.secret, net.me())?;
+    // The decoded share is wiped when it goes out of scope (`Party` is `Zeroize` but
+    // does not wipe itself on drop).
+    let party: Zeroizing<Party<Secp256k1>> = Zeroizing::new(de(&rec.secret, net.me())?);
     let holders = &rec.holders;
     let peers = net.peers();
     if net.participants().len() != usize::from(rec.threshold) {
@@ -268,7 +271,9 @@ pub async fn refresh(
     net: &mut Net,
     rec: &ShardRecord,
 ) -> Result<(ShardRecord, Output), EngineError> {
-    let party: Party<Secp256k1> = de(&rec.secret, net.me())?;
+    // The decoded share is wiped when it goes out of scope (`Party` is `Zeroize` but
+    // does not wipe itself on drop).
+    let party: Zeroizing<Party<Secp256k1>> = Zeroizing::new(de(&rec.secret, net.me())?);
     let holders = rec.holders.clone();
     if net.participants() != holders.as_slice() {
         return Err(EngineError::request(
@@ -332,9 +337,11 @@ pub async fn refresh(
         r3.push(de(&b, p)?);
     }
     net.echo(4).await?;
-    let new_party = party
-        .refresh_phase4(&rsid, &corr, &pcs, &keep3, &r2, &r3)
-        .map_err(|e| abort(&holders, e))?;
+    let new_party = Zeroizing::new(
+        party
+            .refresh_phase4(&rsid, &corr, &pcs, &keep3, &r2, &r3)
+            .map_err(|e| abort(&holders, e))?,
+    );
     let public_key = public_key(&new_party);
     if public_key != rec.public_key {
         return Err(EngineError::protocol(
@@ -349,7 +356,7 @@ pub async fn refresh(
         public_key: public_key.clone(),
         threshold: rec.threshold,
         holders,
-        secret: ser(&new_party)?,
+        secret: ser(&*new_party)?,
     };
     Ok((new, Output::Refreshed { public_key }))
 }
