@@ -608,7 +608,9 @@ impl Service {
         let threshold = usize::from(key.shard_properties.threshold);
         let mut sigs = Vec::new();
         let mut signers = Vec::new();
-        let stored_key = key.public_key_bytes()?;
+        // As plugins want it (65-byte uncompressed for secp256k1): the check below then
+        // does not decompress it again.
+        let pk = plugin_public_key(key)?;
         // The coordinator takes the first healthy holders in the order given. Turning the
         // order request by request makes every holder sign in its turn: each shard is
         // used (a bad one shows now, not on the day another node is down) and the work
@@ -633,7 +635,7 @@ impl Service {
             }
             // Checked natively before any plugin sees it (see verify.rs): a signature that
             // is not the key's is never returned, whatever the nodes or the plugin do.
-            crate::verify::check(&stored_key, payload, &bytes).map_err(|e| {
+            crate::verify::check(&pk, payload, &bytes).map_err(|e| {
                 tracing::error!(key_id = %key.key_id, nodes = ?out.signers, error = %e, "the nodes returned a signature that does not verify");
                 ApiError::internal(format!(
                     "the nodes returned a signature that does not verify ({e}); it is withheld and the request failed"
@@ -645,7 +647,6 @@ impl Service {
                 bytes,
             });
         }
-        let pk = plugin_public_key(key)?;
         let mut body = json!({
             "request_id": req.request_id,
             "status": "SIGNED",

@@ -6,7 +6,7 @@
 //!
 //! Why here and not only in the plugin: plugins are sandboxed code the host does not
 //! trust, so a check made inside one cannot protect the host; and the same check in wasm
-//! costs about ten times what it costs natively (EVM `assemble` recovering the key took
+//! costs several times what it costs natively (EVM `assemble` recovering the key took
 //! ~1 ms per signature). The check runs for every signature, HASH requests included, and a
 //! failure means nothing is returned: the nodes misbehaved or the key record is wrong.
 

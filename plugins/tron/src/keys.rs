@@ -83,7 +83,7 @@ pub fn address_field(bytes: &[u8], field: &str) -> PluginResult<Address> {
 /// Whether it is the key's signature of the digest is not checked here: the host checks
 /// every signature natively against the key and payload before it calls `assemble`
 /// (`host/service/src/verify.rs`). Recovering the key here as well cost ~1 ms per
-/// signature inside wasm, ten times the native check.
+/// signature inside wasm, several times the native check.
 pub fn normalise_signature(sig: &Signature) -> PluginResult<[u8; 65]> {
     let bytes: &[u8; 65] = sig.bytes.as_slice().try_into().map_err(|_| {
         PluginError::signature(format!(
