@@ -15,7 +15,7 @@
 //! cut short *and* given a matching older head from an honest shorter log: anchoring the
 //! head elsewhere (exporting it periodically) is what closes that gap.
 
-use crate::db::{Cf, Db, DbError};
+use crate::db::{Cf, Db, DbError, WriteOp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -411,6 +411,13 @@ impl AuditLog {
     /// Appends one entry and returns it as stored. Blocks for a synced write. On error
     /// nothing was written and the head has not moved.
     pub fn append(&self, new: NewEntry) -> Result<Entry, DbError> {
+        self.append_with(new, Vec::new())
+    }
+
+    /// Appends one entry together with `also`, other writes of the same store, in one
+    /// atomic synced batch: the entry and those writes are all stored, or none is (e.g.
+    /// a `KEY_SIGN` entry and the request record that says SIGNED).
+    pub fn append_with(&self, new: NewEntry, also: Vec<WriteOp>) -> Result<Entry, DbError> {
         let mut head = self.lock();
         let seq = head
             .seq
@@ -442,10 +449,12 @@ impl AuditLog {
             hash: entry.hash.clone(),
         })
         .map_err(|e| DbError(format!("cannot encode the audit head: {e}")))?;
-        self.db.write(vec![
+        let mut ops = vec![
             (Cf::Audit, seq_key(seq).to_vec(), Some(value)),
             (Cf::Meta, HEAD_KEY.to_vec(), Some(record)),
-        ])?;
+        ];
+        ops.extend(also);
+        self.db.write(ops)?;
         *head = Head {
             seq,
             hash: entry.hash.clone(),

@@ -7,7 +7,7 @@
 //! record still `IN_PROGRESS` into `FAILED`: the signature of a run cut short by a crash
 //! was never returned, and it never will be.
 
-use crate::db::{Cf, Db, DbError};
+use crate::db::{Cf, Db, DbError, WriteOp};
 use crate::error::{ApiError, Code};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -233,6 +233,27 @@ impl Requests {
         self.db
             .put_json(Cf::Requests, &rkey(client, request_id), &rec)
             .map_err(db_err)?;
+        Ok((out, rec))
+    }
+
+    /// Like [`Self::update`], but the changed record is not written alone: it is handed
+    /// to `commit` as a write to make together with others, in one atomic batch. The
+    /// requests lock is held until `commit` returns, so no other update interleaves.
+    pub fn update_with<T>(
+        &self,
+        client: &str,
+        request_id: &str,
+        f: impl FnOnce(&mut SignRecord) -> Result<(), ApiError>,
+        commit: impl FnOnce(WriteOp) -> Result<T, ApiError>,
+    ) -> Result<(T, SignRecord), ApiError> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rec = self.get(client, request_id)?.ok_or_else(|| {
+            ApiError::new(Code::RequestNotFound, format!("no request `{request_id}`"))
+        })?;
+        f(&mut rec)?;
+        let value = serde_json::to_vec(&rec)
+            .map_err(|e| ApiError::internal(format!("cannot encode request record: {e}")))?;
+        let out = commit((Cf::Requests, rkey(client, request_id), Some(value)))?;
         Ok((out, rec))
     }
 

@@ -521,7 +521,7 @@ impl Service {
             .unwrap_or(Value::Null);
         let t0 = Instant::now();
         let result = self.sign_and_assemble(key, req, &p).await;
-        let (status, body, signers) = match result {
+        let (mut status, mut body, signers) = match result {
             Ok((mut body, signers)) => {
                 body["policy"] = recorded_policy;
                 (200u16, body, signers)
@@ -551,31 +551,47 @@ impl Service {
                 json!({"chain": req.chain, "data_type": req.data_type, "error": body["error"]}),
             );
         }
-        let audited = self.audit.append(entry);
-        let (status, body) = match (ok, audited) {
-            (true, Ok(_)) => {
-                self.metrics
-                    .signed(&key.format.algo_type, t0.elapsed().as_secs_f64());
-                (status, body)
+        if ok {
+            // The KEY_SIGN entry and the record that says SIGNED are one atomic write: a
+            // crash or a failed write cannot leave the log saying signed while the record
+            // says otherwise (after a restart it would be FAILED), nor the reverse.
+            let signed = body.clone();
+            let committed = self.requests.update_with(
+                owner,
+                &req.request_id,
+                |r| {
+                    r.state = State::Signed;
+                    r.outcome = Some((200, signed));
+                    Ok(())
+                },
+                |record| {
+                    self.audit
+                        .append_with(entry, vec![record])
+                        .map_err(|e| ApiError::internal(e.to_string()))
+                },
+            );
+            match committed {
+                Ok(_) => {
+                    self.metrics
+                        .signed(&key.format.algo_type, t0.elapsed().as_secs_f64());
+                    return Ok((200, body));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, request_id = %req.request_id, "audit write failed; signature withheld");
+                    let err = ApiError::internal(
+                        "the audit log could not be written; the signature is withheld and the request failed",
+                    );
+                    status = 500;
+                    body = err.body();
+                }
             }
-            (true, Err(e)) => {
-                tracing::error!(error = %e, request_id = %req.request_id, "audit write failed; signature withheld");
-                let err = ApiError::internal(
-                    "the audit log could not be written; the signature is withheld and the request failed",
-                );
-                (500, err.body())
-            }
-            (false, _) => (status, body),
-        };
-        if status != 200 {
-            self.release(reservation);
+        } else if let Err(e) = self.audit.append(entry) {
+            // The failure itself is still answered; the record below says FAILED.
+            tracing::error!(error = %e, request_id = %req.request_id, "could not audit a failed signing");
         }
+        self.release(reservation);
         let recorded = self.requests.update(owner, &req.request_id, |r| {
-            r.state = if status == 200 {
-                State::Signed
-            } else {
-                State::Failed
-            };
+            r.state = State::Failed;
             r.outcome = Some((status, body.clone()));
             Ok(())
         });
@@ -585,17 +601,13 @@ impl Service {
                 "the request's outcome could not be recorded; nothing is returned",
             ));
         }
-        if status == 200 {
-            Ok((200, body))
-        } else {
-            let code = body["error"]["code"]
-                .as_str()
-                .unwrap_or("INTERNAL")
-                .to_string();
-            let message = body["error"]["message"].as_str().unwrap_or("").to_string();
-            let code = Code::parse(&code).unwrap_or(Code::Internal);
-            Err(ApiError::new(code, message))
-        }
+        let code = body["error"]["code"]
+            .as_str()
+            .unwrap_or("INTERNAL")
+            .to_string();
+        let message = body["error"]["message"].as_str().unwrap_or("").to_string();
+        let code = Code::parse(&code).unwrap_or(Code::Internal);
+        Err(ApiError::new(code, message))
     }
 
     async fn sign_and_assemble(

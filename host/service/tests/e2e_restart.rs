@@ -1,6 +1,7 @@
 //! Durability over HTTP: idempotency (one signature, one KEY_SIGN entry; another body ->
 //! 409), everything survives a host restart, a request caught mid-signing by a crash is
-//! FAILED afterwards, a failing audit write withholds the signature, and a hand-edited
+//! FAILED afterwards, a failing audit write withholds the signature, the log never says
+//! signed when the request record could not say so too, and a hand-edited
 //! audit record is reported by `/audit/verify`.
 
 mod common;
@@ -76,6 +77,35 @@ async fn idempotency_restart_crash_and_tamper() {
         .unwrap();
     assert_eq!(st, 500, "{r}");
     assert!(r.get("signed_tx").is_none(), "{r}");
+
+    // The request store fails while the nodes sign: the KEY_SIGN entry and the SIGNED
+    // record are one atomic write, so the log does not say signed either. (Before, the
+    // entry was written first and stayed, while the request ended FAILED.)
+    let db = h.svc().db.clone();
+    h.svc()
+        .coord
+        .set_relay_hook(Some(std::sync::Arc::new(move |_| {
+            db.set_fail_cf(Some(Cf::Requests));
+        })));
+    let (st, e) = h
+        .sign(
+            &key_id,
+            sign_body(
+                "record-down",
+                "RAW_TX",
+                json!(hx(&eip1559(1, 2, &TO, ETH, &[]))),
+            ),
+        )
+        .await;
+    h.svc().coord.set_relay_hook(None);
+    h.svc().db.set_fail_cf(None);
+    assert_eq!(st, 500, "{e}");
+    assert!(e.get("signed_tx").is_none(), "{e}");
+    let entries = h.audit("operation=KEY_SIGN&request_id=record-down").await;
+    assert!(
+        entries.iter().all(|x| x["result"] != "OK"),
+        "no KEY_SIGN OK without the SIGNED record: {entries:?}"
+    );
 
     // Freeze, then restart: key, status, audit and idempotency records survive.
     let (st, _) = h
