@@ -309,7 +309,15 @@ impl Net {
     /// Echo check: every participant sends every other a digest of all broadcasts it saw
     /// (its own included); all digests must agree, or a sender equivocated (or the relay
     /// dropped one) and the session aborts before any output.
+    ///
+    /// With two participants there is nothing to check: each broadcast has exactly one
+    /// recipient, so no sender can show two recipients different messages, and the sealed
+    /// channel already proves the one copy arrived as sent (a dropped one times out).
+    /// The round is skipped, saving a message each way through the host.
     pub async fn echo(&mut self, round: u16) -> Result<(), Failure> {
+        if self.participants.len() <= 2 {
+            return Ok(());
+        }
         let mut h = Sha256::new();
         h.update(b"custos-echo-v1");
         h.update(self.session);
