@@ -66,13 +66,9 @@ pub fn check(public_key: &[u8], payload: &sdk::SigningPayload, sig: &[u8]) -> Re
                         .ok_or_else(|| {
                             Refused(format!("payload {at}: recovery id must be 0 or 1, got {v}"))
                         })?;
-                    let recovered = VerifyingKey::recover_from_prehash(digest, &parsed, rid)
-                        .map_err(|_| {
-                            Refused(format!("payload {at}: the signature does not verify"))
-                        })?;
-                    if recovered != key {
+                    if !nonce_point_matches(&key, digest, &parsed, rid.is_y_odd()) {
                         return Err(Refused(format!(
-                            "payload {at}: the signature or its recovery id is not the key's"
+                            "payload {at}: the signature does not verify, or its recovery id is not the key's"
                         )));
                     }
                 }
@@ -109,6 +105,38 @@ pub fn check(public_key: &[u8], payload: &sdk::SigningPayload, sig: &[u8]) -> Re
             "payload {at}: schnorr-bip340 signatures are not supported"
         ))),
     }
+}
+
+/// One double-scalar multiplication checks both the signature and its recovery id:
+/// R = (z/s)·G + (r/s)·Q is the signature's nonce point exactly when it verifies under Q.
+/// Then x(R) must be r itself (a recovery id that is not "x reduced" says so) and y(R)'s
+/// parity the id's. A point is fixed by its x and the parity of its y, so the id then
+/// recovers Q and no other key: the same outcome as recovering the key and comparing,
+/// which costs a square root and two double multiplications (recovery, then the crate
+/// verifying what it recovered).
+fn nonce_point_matches(
+    key: &VerifyingKey,
+    digest: &[u8; 32],
+    sig: &EcdsaSignature,
+    y_odd: bool,
+) -> bool {
+    use k256::elliptic_curve::PrimeField;
+    use k256::elliptic_curve::group::Group;
+    use k256::elliptic_curve::ops::{Invert, LinearCombination, Reduce};
+    use k256::elliptic_curve::point::AffineCoordinates;
+    use k256::{ProjectivePoint, Scalar, U256};
+    let z = <Scalar as Reduce<U256>>::reduce_bytes(digest.into());
+    let (r, s) = sig.split_scalars();
+    let s_inv = *s.invert_vartime();
+    let q = ProjectivePoint::from(*key.as_affine());
+    let point =
+        ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &(z * s_inv), &q, &(*r * s_inv));
+    if bool::from(point.is_identity()) {
+        return false;
+    }
+    let point = point.to_affine();
+    let x: Option<Scalar> = Scalar::from_repr(point.x()).into();
+    x == Some(*r) && bool::from(point.y_is_odd()) == y_odd
 }
 
 #[cfg(test)]
@@ -194,6 +222,31 @@ mod tests {
             &good,
             "32 bytes",
         );
+    }
+
+    /// The one-multiplication check agrees with recovering the key and comparing, for
+    /// both recovery ids, over many keys and digests.
+    #[test]
+    fn nonce_point_check_agrees_with_recovery() {
+        use rand_core::{OsRng, RngCore};
+        for _ in 0..64 {
+            let sk = SigningKey::random(&mut OsRng);
+            let other = SigningKey::random(&mut OsRng);
+            let mut digest = [0u8; 32];
+            OsRng.fill_bytes(&mut digest);
+            let (sig, _) = sk.sign_prehash_recoverable(&digest).unwrap();
+            for key in [sk.verifying_key(), other.verifying_key()] {
+                for id in [0u8, 1] {
+                    let rid = RecoveryId::from_byte(id).unwrap();
+                    let recovered = VerifyingKey::recover_from_prehash(&digest, &sig, rid)
+                        .is_ok_and(|k| &k == key);
+                    assert_eq!(
+                        nonce_point_matches(key, &digest, &sig, rid.is_y_odd()),
+                        recovered
+                    );
+                }
+            }
+        }
     }
 
     #[test]
