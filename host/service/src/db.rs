@@ -1,7 +1,9 @@
 //! The host's metadata store: one RocksDB with a column family per kind of record.
 //!
-//! Writes that the API's promises rest on (keys, requests, audit, velocity) are synced to
-//! disk before they return, so a record the service acted on survives a crash. Values are
+//! Writes that the API's promises rest on (keys, requests, audit) are synced to disk
+//! before they return, so a record the service acted on survives a crash. Velocity
+//! reservations are written unsynced just before the synced request record that makes
+//! them durable too (one write-ahead log for all column families). Values are
 //! JSON documents carrying a `v` (format version) field where they are long-lived.
 
 use rocksdb::{
@@ -169,6 +171,18 @@ impl Db {
 
     /// Several writes, atomically and synced.
     pub fn write(&self, ops: Vec<WriteOp>) -> DbResult<()> {
+        self.write_batch(ops, true)
+    }
+
+    /// Several writes, atomically, not synced: a crash may lose them, but only together
+    /// with everything written after them up to the next synced write. There is one
+    /// write-ahead log for every column family, and a synced write makes all that came
+    /// before it durable too.
+    pub fn write_unsynced(&self, ops: Vec<WriteOp>) -> DbResult<()> {
+        self.write_batch(ops, false)
+    }
+
+    fn write_batch(&self, ops: Vec<WriteOp>, sync: bool) -> DbResult<()> {
         let mut b = WriteBatch::default();
         for (cf, k, v) in ops {
             self.check_writable(cf)?;
@@ -178,7 +192,7 @@ impl Db {
             }
         }
         let mut w = WriteOptions::default();
-        w.set_sync(true);
+        w.set_sync(sync);
         self.db.write_opt(b, &w).map_err(err)
     }
 

@@ -202,6 +202,12 @@ impl DurableVelocity {
     }
 
     /// Records `amount` and returns the entry's key (to release it if signing fails).
+    ///
+    /// Not synced, and it need not be: the caller writes the request's record (synced)
+    /// before any signing starts and the KEY_SIGN entry (synced) before any signature is
+    /// returned, and a synced write makes this earlier one durable with it. A crash can
+    /// only lose a reservation whose request never signed. Syncing here cost an fsync
+    /// per signature, taken under the sums lock and the wallet's lock.
     pub fn record_entry(
         &self,
         key: &VelocityKey,
@@ -220,11 +226,12 @@ impl DurableVelocity {
         let _g = self.sums.lock().unwrap_or_else(|p| p.into_inner());
         let mut ops = self.sum_updates(&p, at, amount, true)?;
         ops.push((Cf::Velocity, k.clone(), Some(amount.as_bytes().to_vec())));
-        self.db.write(ops).map_err(e)?;
+        self.db.write_unsynced(ops).map_err(e)?;
         Ok(k)
     }
 
-    /// Removes a reservation whose request did not get signed.
+    /// Removes a reservation whose request did not get signed. Not synced: losing it in
+    /// a crash leaves the figure over-counting until the entry ages out (the safe side).
     pub fn release(&self, entry: &[u8]) -> Result<(), VelocityError> {
         let (p, t) = split_entry(entry).ok_or_else(corrupt)?;
         let _g = self.sums.lock().unwrap_or_else(|p| p.into_inner());
@@ -233,7 +240,7 @@ impl DurableVelocity {
         };
         let mut ops = self.sum_updates(p, t, amount_of(&v)?, false)?;
         ops.push((Cf::Velocity, entry.to_vec(), None));
-        self.db.write(ops).map_err(e)
+        self.db.write_unsynced(ops).map_err(e)
     }
 
     /// Base units of `p` sent in `[from, to)`: the coarsest whole periods of `LEVELS[..=i]`
