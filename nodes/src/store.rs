@@ -2,6 +2,13 @@
 //! DEK with the record's identity (node id, kind, name — e.g. the key id) bound as
 //! associated data. A record moved to another name, kind or node, or altered by one bit,
 //! fails to open, and only that record: other keys keep working.
+//!
+//! An engine may keep a shard decoded in memory between sessions
+//! ([`Store::get_shard_decoded`]): up to [`DECODED_SHARES`] keys, each entry dropped when
+//! its shard is written (refresh) or erased (destroy), and wiped when dropped if the
+//! engine's type wipes itself (DKLS23 shares are held in `Zeroizing`). The node's DEK is
+//! resident for the same lifetime, so this keeps nothing in memory that memory did not
+//! already give access to.
 
 use crate::dek::Dek;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -9,7 +16,10 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use custos_wire::{Algo, Curve, NodeId};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
+use std::any::Any;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 use zeroize::{Zeroize, Zeroizing};
 
 const VERSION: u8 = 1;
@@ -90,6 +100,27 @@ pub struct Store {
     db: rocksdb::DB,
     cipher: Aes256Gcm,
     node: NodeId,
+    decoded: Mutex<DecodedShares>,
+}
+
+/// How many keys' decoded shares a node keeps in memory.
+pub const DECODED_SHARES: usize = 256;
+
+/// A shard as an engine decoded it, with its record (whose `secret` bytes are wiped and
+/// emptied: the decoded share holds the secret). Shared by the sessions that use it, and
+/// dropped when the last one ends after it left the cache.
+pub struct Decoded<T> {
+    pub rec: ShardRecord,
+    pub share: T,
+}
+
+/// Recently used decoded shares by key id, so a signature does not read, decrypt and
+/// decode the shard again. Any write or erasure of a shard removes its entry, and bumps
+/// `generation` so that a share decoded from what was read before cannot be put back.
+#[derive(Default)]
+struct DecodedShares {
+    generation: u64,
+    by_key: HashMap<String, Arc<dyn Any + Send + Sync>>,
 }
 
 fn aad(node: NodeId, kind: Kind, name: &str) -> Vec<u8> {
@@ -112,7 +143,71 @@ impl Store {
         })?;
         let cipher =
             Aes256Gcm::new_from_slice(dek.bytes()).map_err(|e| StoreError::Db(e.to_string()))?;
-        Ok(Self { db, cipher, node })
+        Ok(Self {
+            db,
+            cipher,
+            node,
+            decoded: Mutex::new(DecodedShares::default()),
+        })
+    }
+
+    fn decoded(&self) -> MutexGuard<'_, DecodedShares> {
+        self.decoded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called after every write or erasure of a shard (after, so that no reader can
+    /// decode the old bytes under the new generation).
+    fn forget_decoded(&self, key_id: &str) {
+        let mut d = self.decoded();
+        d.generation += 1;
+        d.by_key.remove(key_id);
+    }
+
+    /// The shard of `key_id` decoded by `decode`, from memory when this node decoded it
+    /// before and it has not been written or erased since; else read, decrypted, decoded
+    /// and kept (up to [`DECODED_SHARES`] keys; a full cache drops an arbitrary entry).
+    /// The cached value is per type: a key asked for as another type is decoded again.
+    pub fn get_shard_decoded<T, E>(
+        &self,
+        key_id: &str,
+        decode: impl FnOnce(&ShardRecord) -> Result<T, E>,
+    ) -> Result<Option<Arc<Decoded<T>>>, E>
+    where
+        T: Send + Sync + 'static,
+        E: From<StoreError>,
+    {
+        let generation = {
+            let d = self.decoded();
+            if let Some(hit) = d.by_key.get(key_id)
+                && let Ok(hit) = hit.clone().downcast::<Decoded<T>>()
+            {
+                return Ok(Some(hit));
+            }
+            d.generation
+        };
+        let Some(mut rec) = self.get_shard(key_id)? else {
+            return Ok(None);
+        };
+        let share = decode(&rec)?;
+        rec.secret.zeroize();
+        rec.secret = Vec::new();
+        let decoded = Arc::new(Decoded { rec, share });
+        let mut d = self.decoded();
+        if d.generation == generation {
+            if d.by_key.len() >= DECODED_SHARES
+                && let Some(k) = d.by_key.keys().next().cloned()
+            {
+                d.by_key.remove(&k);
+            }
+            d.by_key.insert(key_id.to_string(), decoded.clone());
+        }
+        Ok(Some(decoded))
+    }
+
+    /// Tests only: how many keys' decoded shares are held.
+    #[doc(hidden)]
+    pub fn decoded_count(&self) -> usize {
+        self.decoded().by_key.len()
     }
 
     fn db_key(kind: Kind, name: &str) -> Vec<u8> {
@@ -138,9 +233,14 @@ impl Store {
         value.extend_from_slice(&ct);
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
-        self.db
+        let written = self
+            .db
             .put_opt(Self::db_key(kind, name), value, &wo)
-            .map_err(|e| StoreError::Db(e.to_string()))
+            .map_err(|e| StoreError::Db(e.to_string()));
+        if kind == Kind::Shard {
+            self.forget_decoded(name);
+        }
+        written
     }
 
     pub fn get(&self, kind: Kind, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
@@ -201,9 +301,14 @@ impl Store {
         let existed = self.exists(kind, name)?;
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
-        self.db
+        let deleted = self
+            .db
             .delete_opt(Self::db_key(kind, name), &wo)
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+            .map_err(|e| StoreError::Db(e.to_string()));
+        if kind == Kind::Shard {
+            self.forget_decoded(name);
+        }
+        deleted?;
         self.db.flush().map_err(|e| StoreError::Db(e.to_string()))?;
         let mut co = rocksdb::CompactOptions::default();
         co.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
@@ -253,4 +358,115 @@ pub fn raw_put(path: &Path, kind: Kind, name: &str, value: &[u8]) -> Result<(), 
     let db = rocksdb::DB::open_default(path).map_err(|e| e.to_string())?;
     db.put(Store::db_key(kind, name), value)
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn rec(key_id: &str, secret: &[u8]) -> ShardRecord {
+        ShardRecord {
+            key_id: key_id.into(),
+            algo: Algo::Dkls23,
+            curve: Curve::Secp256k1,
+            public_key: vec![2; 33],
+            threshold: 2,
+            holders: vec![1, 2, 3],
+            secret: secret.to_vec(),
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let dek =
+            crate::dek::create(&dir.path().join("dek"), 1, b"a passphrase for tests").unwrap();
+        let store = Store::open(&dir.path().join("data"), 1, &dek).unwrap();
+        (dir, store)
+    }
+
+    /// Decodes the secret as text and counts the calls.
+    fn get(store: &Store, key: &str, calls: &AtomicUsize) -> Option<Arc<Decoded<String>>> {
+        store
+            .get_shard_decoded(key, |r| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, StoreError>(String::from_utf8(r.secret.clone()).unwrap())
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn decoded_shares_are_reused_until_the_shard_is_written_or_erased() {
+        let (_dir, store) = open();
+        let calls = AtomicUsize::new(0);
+        assert!(
+            get(&store, "k", &calls).is_none(),
+            "no shard, nothing decoded"
+        );
+        store.put_shard(&rec("k", b"first")).unwrap();
+        let a = get(&store, "k", &calls).unwrap();
+        let b = get(&store, "k", &calls).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "decoded once");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.share, "first");
+        assert!(
+            a.rec.secret.is_empty(),
+            "the kept record holds no secret bytes"
+        );
+        assert_eq!(a.rec.holders, vec![1, 2, 3]);
+
+        // A refresh writes a new shard: the old decoded share is not used again.
+        store.put_shard(&rec("k", b"second")).unwrap();
+        assert_eq!(get(&store, "k", &calls).unwrap().share, "second");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(a.share, "first", "a session holding the old share keeps it");
+
+        // Destroyed: gone from memory too.
+        store.erase(Kind::Shard, "k").unwrap();
+        assert_eq!(store.decoded_count(), 0);
+        assert!(get(&store, "k", &calls).is_none());
+    }
+
+    #[test]
+    fn a_share_decoded_from_bytes_replaced_meanwhile_is_not_kept() {
+        let (_dir, store) = open();
+        store.put_shard(&rec("k", b"old")).unwrap();
+        // The shard is rewritten after it was read and before its decoded share is
+        // stored: that share must not be kept.
+        let got = store
+            .get_shard_decoded("k", |r| {
+                store.put_shard(&rec("k", b"new")).unwrap();
+                Ok::<_, StoreError>(String::from_utf8(r.secret.clone()).unwrap())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.share, "old");
+        assert_eq!(store.decoded_count(), 0);
+        let calls = AtomicUsize::new(0);
+        assert_eq!(get(&store, "k", &calls).unwrap().share, "new");
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let (_dir, store) = open();
+        let calls = AtomicUsize::new(0);
+        for i in 0..DECODED_SHARES + 8 {
+            let k = format!("k{i}");
+            store.put_shard(&rec(&k, b"s")).unwrap();
+            get(&store, &k, &calls).unwrap();
+        }
+        assert_eq!(store.decoded_count(), DECODED_SHARES);
+    }
+
+    #[test]
+    fn a_decode_failure_is_returned_and_nothing_is_kept() {
+        let (_dir, store) = open();
+        store.put_shard(&rec("k", b"x")).unwrap();
+        let err = store
+            .get_shard_decoded::<String, StoreError>("k", |_| Err(StoreError::Db("bad".into())))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("bad"));
+        assert_eq!(store.decoded_count(), 0);
+    }
 }

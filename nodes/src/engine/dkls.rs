@@ -207,13 +207,25 @@ pub async fn keygen(
     Ok((rec, Output::Key { public_key }))
 }
 
-pub async fn sign(net: &mut Net, rec: &ShardRecord, message: &[u8]) -> Result<Output, EngineError> {
+/// A stored share, decoded. Wiped when dropped (`Party` is `Zeroize` but does not wipe
+/// itself on drop).
+pub type Share = Zeroizing<Party<Secp256k1>>;
+
+pub fn decode_share(rec: &ShardRecord, me: NodeId) -> Result<Share, EngineError> {
+    Ok(Zeroizing::new(de(&rec.secret, me)?))
+}
+
+/// Signs with `party`, the share of `rec` decoded (kept decoded by the store between
+/// signatures; see `Store::get_shard_decoded`).
+pub async fn sign(
+    net: &mut Net,
+    rec: &ShardRecord,
+    party: &Share,
+    message: &[u8],
+) -> Result<Output, EngineError> {
     let hash: [u8; 32] = message
         .try_into()
         .map_err(|_| EngineError::request("DKLS23 signs a 32-byte prehash"))?;
-    // The decoded share is wiped when it goes out of scope (`Party` is `Zeroize` but
-    // does not wipe itself on drop).
-    let party: Zeroizing<Party<Secp256k1>> = Zeroizing::new(de(&rec.secret, net.me())?);
     let holders = &rec.holders;
     let peers = net.peers();
     if net.participants().len() != usize::from(rec.threshold) {
@@ -232,7 +244,7 @@ pub async fn sign(net: &mut Net, rec: &ShardRecord, message: &[u8]) -> Result<Ou
         counterparties,
         message_hash: hash,
     };
-    let (mut ss, t1) = SignSession::new(&party, data).map_err(|e| abort(holders, e))?;
+    let (mut ss, t1) = SignSession::new(party, data).map_err(|e| abort(holders, e))?;
     for m in &t1 {
         net.send(node_of(holders, m.parties.receiver)?, 1, &ser(m)?)
             .await?;
@@ -271,9 +283,7 @@ pub async fn refresh(
     net: &mut Net,
     rec: &ShardRecord,
 ) -> Result<(ShardRecord, Output), EngineError> {
-    // The decoded share is wiped when it goes out of scope (`Party` is `Zeroize` but
-    // does not wipe itself on drop).
-    let party: Zeroizing<Party<Secp256k1>> = Zeroizing::new(de(&rec.secret, net.me())?);
+    let party = decode_share(rec, net.me())?;
     let holders = rec.holders.clone();
     if net.participants() != holders.as_slice() {
         return Err(EngineError::request(

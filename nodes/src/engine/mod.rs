@@ -112,10 +112,23 @@ pub async fn run(net: &mut Net, store: &Store, algo: Algo, op: &Op) -> Result<Ou
             store.put_shard(&rec)?;
             Ok(out)
         }
+        Op::Sign { message, .. } if algo == Algo::Dkls23 => {
+            // Decoding a DKLS23 share costs about as much as reading and decrypting it;
+            // both are skipped for a key this node signed with recently.
+            let me = net.me();
+            let share = store
+                .get_shard_decoded(key_id, |rec| {
+                    check_algo(rec, key_id, algo)?;
+                    dkls::decode_share(rec, me)
+                })?
+                .ok_or_else(|| not_held(me, key_id))?;
+            check_algo(&share.rec, key_id, algo)?;
+            dkls::sign(net, &share.rec, &share.share, message).await
+        }
         Op::Sign { message, .. } => {
             let rec = load(store, key_id, algo, net.me())?;
             match algo {
-                Algo::Dkls23 => dkls::sign(net, &rec, message).await,
+                Algo::Dkls23 => unreachable!("DKLS23 signs from the decoded share above"),
                 Algo::Cggmp21 => cggmp::sign(net, &rec, message).await,
                 Algo::Frost => frost::sign(net, &rec, message).await,
             }
@@ -137,15 +150,15 @@ pub async fn run(net: &mut Net, store: &Store, algo: Algo, op: &Op) -> Result<Ou
     }
 }
 
-fn load(
-    store: &Store,
+fn not_held(me: NodeId, key_id: &str) -> EngineError {
+    EngineError::request(format!("node {me} holds no shard of key `{key_id}`"))
+}
+
+fn check_algo(
+    rec: &crate::store::ShardRecord,
     key_id: &str,
     algo: Algo,
-    me: NodeId,
-) -> Result<crate::store::ShardRecord, EngineError> {
-    let rec = store.get_shard(key_id)?.ok_or_else(|| {
-        EngineError::request(format!("node {me} holds no shard of key `{key_id}`"))
-    })?;
+) -> Result<(), EngineError> {
     if rec.algo != algo {
         return Err(EngineError::request(format!(
             "key `{key_id}` is a {} key, not {}",
@@ -153,5 +166,18 @@ fn load(
             algo.as_str()
         )));
     }
+    Ok(())
+}
+
+fn load(
+    store: &Store,
+    key_id: &str,
+    algo: Algo,
+    me: NodeId,
+) -> Result<crate::store::ShardRecord, EngineError> {
+    let rec = store
+        .get_shard(key_id)?
+        .ok_or_else(|| not_held(me, key_id))?;
+    check_algo(&rec, key_id, algo)?;
     Ok(rec)
 }
