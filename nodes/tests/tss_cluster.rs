@@ -108,6 +108,30 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         .unwrap();
     verify_ed25519(&f.public_key, b"after refresh", &s.signature);
 
+    // Two signers: no echo round (three message rounds of DKLS23, nothing after);
+    // a three-node refresh keeps it (round 4).
+    let rounds = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u16>::new()));
+    let seen = rounds.clone();
+    coord.set_relay_hook(Some(std::sync::Arc::new(
+        move |env: &mut custos_wire::Envelope| seen.lock().unwrap().push(env.round),
+    )));
+    let s = coord
+        .sign(Algo::Dkls23, "k-dkls", &k.holders, 2, &hash)
+        .await
+        .unwrap();
+    verify_ecdsa(&k.public_key, &hash, &s.signature, s.recovery_id);
+    let signing = std::mem::take(&mut *rounds.lock().unwrap());
+    assert_eq!(signing.iter().max(), Some(&3), "{signing:?}");
+    coord
+        .refresh(Algo::Dkls23, "k-dkls", &k.holders)
+        .await
+        .unwrap();
+    coord.set_relay_hook(None);
+    assert!(
+        rounds.lock().unwrap().contains(&4),
+        "a three-node run keeps its echo round"
+    );
+
     // A relay that flips one byte of a sealed payload: the session aborts with blame and
     // no signature comes back.
     coord.set_relay_hook(Some(std::sync::Arc::new(

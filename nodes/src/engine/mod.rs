@@ -112,27 +112,29 @@ pub async fn run(net: &mut Net, store: &Store, algo: Algo, op: &Op) -> Result<Ou
             store.put_shard(&rec)?;
             Ok(out)
         }
-        Op::Sign { message, .. } if algo == Algo::Dkls23 => {
-            // Decoding a DKLS23 share costs about as much as reading and decrypting it;
-            // both are skipped for a key this node signed with recently.
-            let me = net.me();
-            let share = store
-                .get_shard_decoded(key_id, |rec| {
-                    check_algo(rec, key_id, algo)?;
-                    dkls::decode_share(rec, me)
-                })?
-                .ok_or_else(|| not_held(me, key_id))?;
-            check_algo(&share.rec, key_id, algo)?;
-            dkls::sign(net, &share.rec, &share.share, message).await
-        }
-        Op::Sign { message, .. } => {
-            let rec = load(store, key_id, algo, net.me())?;
-            match algo {
-                Algo::Dkls23 => unreachable!("DKLS23 signs from the decoded share above"),
-                Algo::Cggmp21 => cggmp::sign(net, &rec, message).await,
-                Algo::Frost => frost::sign(net, &rec, message).await,
+        Op::Sign { message, .. } => match algo {
+            Algo::Dkls23 => {
+                // Decoding a DKLS23 share costs about as much as reading and decrypting
+                // it; both are skipped for a key this node signed with recently.
+                let me = net.me();
+                let share = store
+                    .get_shard_decoded(key_id, |rec| {
+                        check_algo(rec, key_id, algo)?;
+                        dkls::decode_share(rec, me)
+                    })?
+                    .ok_or_else(|| not_held(me, key_id))?;
+                check_algo(&share.rec, key_id, algo)?;
+                dkls::sign(net, &share.rec, &share.share, message).await
             }
-        }
+            Algo::Cggmp21 => {
+                let rec = load(store, key_id, algo, net.me())?;
+                cggmp::sign(net, &rec, message).await
+            }
+            Algo::Frost => {
+                let rec = load(store, key_id, algo, net.me())?;
+                frost::sign(net, &rec, message).await
+            }
+        },
         Op::Refresh { .. } => {
             let rec = load(store, key_id, algo, net.me())?;
             let (new, out) = match algo {
