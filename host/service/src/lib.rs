@@ -39,3 +39,5 @@ pub mod requests;
 pub mod sign;
 pub mod velocity;
 pub mod verify;
+
+pub use api::Service;
