@@ -5,6 +5,9 @@
 //! reservations are written unsynced just before the synced request record that makes
 //! them durable too (one write-ahead log for all column families). Values are
 //! JSON documents carrying a `v` (format version) field where they are long-lived.
+//!
+//! The bottom layer of the crate: it knows column families, keys and bytes, and imports
+//! nothing from the modules that use it (only `clock`, for record expiry).
 
 use rocksdb::{
     ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
@@ -54,11 +57,95 @@ impl Cf {
             Cf::Meta => "meta",
         }
     }
+
+    /// Where a record of this column family carries its time, if its records expire:
+    /// counted from the key's end (a velocity entry ends with time ‖ counter, a running
+    /// sum with its period's start). Records whose time lies more than twice the 24 h
+    /// velocity window (48 h, well past any period that touches the window) before now
+    /// are dropped as RocksDB compacts them, so the store stays the size of its recent
+    /// traffic.
+    fn expiry(self) -> Option<Expiry> {
+        match self {
+            Cf::Velocity => Some(Expiry { time_from_end: 16 }),
+            Cf::VelocitySums => Some(Expiry { time_from_end: 8 }),
+            _ => None,
+        }
+    }
 }
 
+/// How long a record of an expiring column family is kept, in seconds after its time.
+const KEEP_SECS: i64 = 2 * custos_policy::velocity::WINDOW_SECS;
+
+/// Where the time sits in an expiring record's key (see [`Cf::expiry`]).
+#[derive(Clone, Copy, Debug)]
+struct Expiry {
+    time_from_end: usize,
+}
+
+impl Expiry {
+    /// Whether the record under `key` is of no use any more at `now`. A key that does
+    /// not parse is kept.
+    fn expired(self, key: &[u8], now: i64) -> bool {
+        let Some(start) = key.len().checked_sub(self.time_from_end) else {
+            return false;
+        };
+        match key.get(start..start + 8).and_then(time_of) {
+            Some(t) => t < now.saturating_sub(KEEP_SECS),
+            None => false,
+        }
+    }
+}
+
+/// A time in a record key: offset so that times sort as unsigned big-endian bytes.
+pub fn time_bytes(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The time of [`time_bytes`]; `None` unless `b` is 8 bytes.
+pub fn time_of(b: &[u8]) -> Option<i64> {
+    let b: [u8; 8] = b.try_into().ok()?;
+    Some((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+}
+
+/// Why the host store failed. Carries names and positions, never a record's value.
 #[derive(Debug, thiserror::Error)]
-#[error("host store: {0}")]
-pub struct DbError(pub String);
+pub enum DbError {
+    #[error("host store: cannot open `{path}`: {source}")]
+    Open {
+        path: String,
+        source: rocksdb::Error,
+    },
+    #[error("host store: column family `{0}` is missing")]
+    MissingFamily(&'static str),
+    #[error("host store: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("host store: stored {family} record `{key}` does not decode: {}", json_problem(.source))]
+    Decode {
+        family: &'static str,
+        key: String,
+        source: serde_json::Error,
+    },
+    #[error("host store: cannot encode a {family} record: {source}")]
+    Encode {
+        family: &'static str,
+        source: serde_json::Error,
+    },
+    /// Test hook ([`Db::set_fail_cf`], [`Db::set_fail_writes`]).
+    #[cfg(any(test, feature = "testing"))]
+    #[error("host store: writes to `{0}` are failing (test hook)")]
+    Failing(&'static str),
+}
+
+/// A JSON decoding problem without serde's wording (which names Rust types).
+fn json_problem(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected content",
+        serde_json::error::Category::Eof => "unexpected end",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
 
 pub type DbResult<T> = Result<T, DbError>;
 
@@ -72,13 +159,11 @@ pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
 pub struct Db {
     db: DB,
     /// Test hook: when set, every write fails (proves fail-closed paths).
+    #[cfg(any(test, feature = "testing"))]
     fail_writes: std::sync::atomic::AtomicBool,
     /// Test hook: writes to this column family fail.
+    #[cfg(any(test, feature = "testing"))]
     fail_cf: std::sync::Mutex<Option<Cf>>,
-}
-
-fn err(e: impl std::fmt::Display) -> DbError {
-    DbError(crate::error::one_line(&e.to_string()))
 }
 
 impl Db {
@@ -88,13 +173,11 @@ impl Db {
         opts.create_missing_column_families(true);
         let cfs = Cf::ALL.iter().map(|c| {
             let mut o = Options::default();
-            // Velocity records of a period long past the 24 h window are dropped as
-            // RocksDB compacts them: the store stays the size of its recent traffic.
-            if let Some(layout) = crate::velocity::record_layout(*c) {
+            if let Some(expiry) = c.expiry() {
                 o.set_compaction_filter(
                     "custos-velocity-expiry",
                     move |_, key: &[u8], _: &[u8]| {
-                        if crate::velocity::expired(layout, key, crate::api::unix_now()) {
+                        if expiry.expired(key, crate::clock::unix_now()) {
                             rocksdb::CompactionDecision::Remove
                         } else {
                             rocksdb::CompactionDecision::Keep
@@ -104,11 +187,15 @@ impl Db {
             }
             ColumnFamilyDescriptor::new(c.name(), o)
         });
-        let db = DB::open_cf_descriptors(&opts, path, cfs)
-            .map_err(|e| DbError(format!("cannot open `{}`: {}", path.display(), e)))?;
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|source| DbError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
         Ok(Self {
             db,
+            #[cfg(any(test, feature = "testing"))]
             fail_writes: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(any(test, feature = "testing"))]
             fail_cf: std::sync::Mutex::new(None),
         })
     }
@@ -116,35 +203,38 @@ impl Db {
     fn cf(&self, cf: Cf) -> DbResult<&rocksdb::ColumnFamily> {
         self.db
             .cf_handle(cf.name())
-            .ok_or_else(|| DbError(format!("column family `{}` missing", cf.name())))
+            .ok_or(DbError::MissingFamily(cf.name()))
     }
 
+    #[cfg(not(any(test, feature = "testing")))]
+    fn check_writable(&self, _cf: Cf) -> DbResult<()> {
+        Ok(())
+    }
+
+    #[cfg(any(test, feature = "testing"))]
     fn check_writable(&self, cf: Cf) -> DbResult<()> {
         let failing_cf = *self.fail_cf.lock().unwrap_or_else(|p| p.into_inner());
         if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) || failing_cf == Some(cf) {
-            return Err(DbError(format!(
-                "writes to `{}` are failing (test hook)",
-                cf.name()
-            )));
+            return Err(DbError::Failing(cf.name()));
         }
         Ok(())
     }
 
-    /// Tests only: make writes to one column family fail (`None`: none).
-    #[doc(hidden)]
+    /// Test hook (feature `testing`): make writes to one column family fail (`None`: none).
+    #[cfg(any(test, feature = "testing"))]
     pub fn set_fail_cf(&self, cf: Option<Cf>) {
         *self.fail_cf.lock().unwrap_or_else(|p| p.into_inner()) = cf;
     }
 
-    /// Tests only: make every later write fail.
-    #[doc(hidden)]
+    /// Test hook (feature `testing`): make every later write fail.
+    #[cfg(any(test, feature = "testing"))]
     pub fn set_fail_writes(&self, fail: bool) {
         self.fail_writes
             .store(fail, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn get(&self, cf: Cf, key: &[u8]) -> DbResult<Option<Vec<u8>>> {
-        self.db.get_cf(self.cf(cf)?, key).map_err(err)
+        Ok(self.db.get_cf(self.cf(cf)?, key)?)
     }
 
     /// A synced write.
@@ -152,21 +242,19 @@ impl Db {
         self.check_writable(cf)?;
         let mut w = WriteOptions::default();
         w.set_sync(true);
-        self.db
-            .put_cf_opt(self.cf(cf)?, key, value, &w)
-            .map_err(err)
+        Ok(self.db.put_cf_opt(self.cf(cf)?, key, value, &w)?)
     }
 
     /// A write that may be lost in a crash (nonces: losing one only narrows replay
     /// protection to what the timestamp window gives).
     pub fn put_unsynced(&self, cf: Cf, key: &[u8], value: &[u8]) -> DbResult<()> {
         self.check_writable(cf)?;
-        self.db.put_cf(self.cf(cf)?, key, value).map_err(err)
+        Ok(self.db.put_cf(self.cf(cf)?, key, value)?)
     }
 
     pub fn delete(&self, cf: Cf, key: &[u8]) -> DbResult<()> {
         self.check_writable(cf)?;
-        self.db.delete_cf(self.cf(cf)?, key).map_err(err)
+        Ok(self.db.delete_cf(self.cf(cf)?, key)?)
     }
 
     /// Several writes, atomically and synced.
@@ -193,24 +281,29 @@ impl Db {
         }
         let mut w = WriteOptions::default();
         w.set_sync(sync);
-        self.db.write_opt(b, &w).map_err(err)
+        Ok(self.db.write_opt(b, &w)?)
     }
 
     pub fn get_json<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> DbResult<Option<T>> {
         match self.get(cf, key)? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| {
-                DbError(format!(
-                    "stored {} record `{}` does not decode: {e}",
-                    cf.name(),
-                    String::from_utf8_lossy(key)
-                ))
-            }),
+            Some(v) => {
+                serde_json::from_slice(&v)
+                    .map(Some)
+                    .map_err(|source| DbError::Decode {
+                        family: cf.name(),
+                        key: String::from_utf8_lossy(key).replace('\0', "/"),
+                        source,
+                    })
+            }
         }
     }
 
     pub fn put_json<T: Serialize>(&self, cf: Cf, key: &[u8], value: &T) -> DbResult<()> {
-        let v = serde_json::to_vec(value).map_err(err)?;
+        let v = serde_json::to_vec(value).map_err(|source| DbError::Encode {
+            family: cf.name(),
+            source,
+        })?;
         self.put(cf, key, &v)
     }
 
@@ -229,7 +322,7 @@ impl Db {
             .db
             .iterator_cf(self.cf(cf)?, IteratorMode::From(from, Direction::Forward))
         {
-            let (k, v) = item.map_err(err)?;
+            let (k, v) = item?;
             if !k.starts_with(prefix) || out.len() >= limit {
                 break;
             }
@@ -238,8 +331,7 @@ impl Db {
         Ok(out)
     }
 
-    /// Compacts a whole column family now (tests: apply the compaction filters).
-    #[doc(hidden)]
+    /// Compacts a whole column family now (applies the expiry of [`Cf::expiry`]).
     pub fn compact(&self, cf: Cf) -> DbResult<()> {
         self.db
             .compact_range_cf(self.cf(cf)?, None::<&[u8]>, None::<&[u8]>);
@@ -251,7 +343,7 @@ impl Db {
         match self.db.iterator_cf(self.cf(cf)?, IteratorMode::End).next() {
             None => Ok(None),
             Some(item) => {
-                let (k, v) = item.map_err(err)?;
+                let (k, v) = item?;
                 Ok(Some((k.to_vec(), v.to_vec())))
             }
         }

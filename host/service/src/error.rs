@@ -1,8 +1,16 @@
 //! The API's error answer: `{"error":{"code":"STABLE_CODE","message":"…", …}}` with the
 //! status DESIGN §7 gives each code. Messages are one line and never carry a secret.
+//!
+//! The typed errors of the layers below (store, node group, plugins) become API errors
+//! here, through `From`, each in one place: a handler writes `?`.
 
+use crate::db::DbError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use custos_coordinator::CoordError;
+use custos_plugin_runtime::CallError;
+use custos_plugin_sdk as sdk;
+use custos_wire::FailureKind;
 use serde_json::json;
 
 /// The stable codes of DESIGN §7.
@@ -154,6 +162,110 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
+impl From<crate::audit::AuditError> for ApiError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
+/// A node-group failure: nodes down or slow is 503 (nothing was signed), an operation the
+/// key's algorithm cannot do is 409, anything else is ours.
+impl From<CoordError> for ApiError {
+    fn from(e: CoordError) -> Self {
+        match &e {
+            CoordError::NotEnoughNodes { .. }
+            | CoordError::Timeout { .. }
+            | CoordError::Node { .. } => {
+                ApiError::new(Code::NodesUnavailable, format!("{e}; nothing was signed"))
+            }
+            CoordError::Failed {
+                kind: FailureKind::Unsupported,
+                ..
+            } => ApiError::new(Code::InvalidTransition, e.to_string()),
+            _ => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+/// A plugin's answer: bad input is the caller's (400), a fault is ours.
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Plugin(p) => {
+                let code = match p.code {
+                    sdk::ErrorCode::ParseError => Code::ParseError,
+                    sdk::ErrorCode::Unsupported
+                    | sdk::ErrorCode::InvalidNetwork
+                    | sdk::ErrorCode::InvalidRequest => Code::InvalidRequest,
+                    sdk::ErrorCode::InvalidPublicKey
+                    | sdk::ErrorCode::InvalidSignature
+                    | sdk::ErrorCode::Internal => Code::Internal,
+                };
+                ApiError::new(code, p.message.clone()).with("plugin_code", json!(p.code.as_str()))
+            }
+            CallError::UnknownPlugin(name) => ApiError::new(
+                Code::UnsupportedChain,
+                format!("chain `{name}` is not supported"),
+            ),
+            fault @ CallError::Fault { .. } => {
+                ApiError::internal(format!("{fault}; nothing was signed"))
+            }
+        }
+    }
+}
+
+/// A request body that does not decode, as a 400 in the house style: what was being read,
+/// and serde's finding without the Rust type names it carries (`expected struct SignBody`
+/// becomes `expected a JSON object`).
+pub fn bad_json(what: &str, e: &serde_json::Error) -> ApiError {
+    ApiError::invalid(format!("{what}: {}", without_type_names(&e.to_string())))
+}
+
+/// serde's messages name the Rust types they expected (`struct X`, `enum X`, `a
+/// sequence`, `u16`); clients read JSON, so those become JSON words.
+fn without_type_names(msg: &str) -> String {
+    let mut out = Vec::new();
+    let mut words = msg.split(' ').peekable();
+    while let Some(w) = words.next() {
+        match w {
+            "struct" | "map" if words.peek().is_some() => {
+                let name = words.next().unwrap_or_default();
+                let tail: String = name.chars().skip_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                out.push(format!("a JSON object{tail}"));
+            }
+            "enum" if words.peek().is_some() => {
+                let name = words.next().unwrap_or_default();
+                let tail: String = name.chars().skip_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                out.push(format!("one of the listed values{tail}"));
+            }
+            other => {
+                let core: &str = other.trim_end_matches([',', '.', ';']);
+                let tail = &other[core.len()..];
+                let json = match core {
+                    "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" => {
+                        Some("an integer")
+                    }
+                    "f32" | "f64" => Some("a number"),
+                    "bool" => Some("true or false"),
+                    _ => None,
+                };
+                match (json, out.last().map(String::as_str)) {
+                    // "expected u16" / "invalid value: integer `-1`, expected u16"
+                    (Some(j), Some("expected")) => out.push(format!("{j}{tail}")),
+                    _ => out.push(other.to_string()),
+                }
+            }
+        }
+    }
+    out.join(" ").replace("a sequence", "an array")
+}
+
 /// House style: error text is one line.
 pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -172,6 +284,30 @@ mod tests {
             e.body(),
             json!({"error":{"code":"POLICY_DENIED","message":"denied by policy","policies":["a","b"]}})
         );
+    }
+
+    #[test]
+    fn bad_json_names_json_not_rust_types() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct SignBody {
+            n: u16,
+            list: Vec<String>,
+        }
+        let e = serde_json::from_str::<SignBody>("5").unwrap_err();
+        let m = bad_json("sign request", &e).message;
+        assert!(!m.contains("SignBody"), "{m}");
+        assert!(m.contains("expected a JSON object"), "{m}");
+        let e = serde_json::from_str::<SignBody>(r#"{"n":-1,"list":[]}"#).unwrap_err();
+        let m = bad_json("sign request", &e).message;
+        assert!(m.contains("expected an integer"), "{m}");
+        assert!(!m.contains("u16"), "{m}");
+        let e = serde_json::from_str::<SignBody>(r#"{"n":1,"list":"x"}"#).unwrap_err();
+        let m = bad_json("sign request", &e).message;
+        assert!(m.contains("expected an array"), "{m}");
+        let e = serde_json::from_str::<SignBody>(r#"{"n":1,"list":[],"x":1}"#).unwrap_err();
+        let m = bad_json("sign request", &e).message;
+        assert!(m.contains("unknown field `x`"), "{m}");
     }
 
     #[test]

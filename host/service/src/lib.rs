@@ -9,35 +9,46 @@
 //! entry was not written.
 //!
 //! # Layout
-//! - `config.rs`   service config (TOML) and the clients file
-//! - `error.rs`    the API's error codes and JSON error body
-//! - `db.rs`       RocksDB with one column family per record kind
-//! - `auth.rs`     HMAC request signatures, nonces, roles, IP allowlists, rate limits
-//! - `audit.rs`    the hash-chained audit log and its verification
-//! - `registry.rs` key objects, addresses, lifecycle
-//! - `requests.rs` sign request records: idempotency, approvals, crash recovery
-//! - `velocity.rs` the durable velocity store the policy engine reads
-//! - `sign.rs`     the sign path
-//! - `api.rs`      routes, handlers, OpenAPI document
-//! - `metrics.rs`  Prometheus metrics
-//! - `client.rs`   a client that signs its requests (CLI, tests, benchmark)
-//! - `dev.rs`      `custos dev`: PKI, 4 node processes, credentials, the service
+//! The modules form layers; each imports only from the layers below it.
+//! - `clock.rs`, `canonical.rs`  time in one place; the canonical JSON the audit hash and
+//!   the request hashes use
+//! - `db.rs`        RocksDB with one column family per record kind (the bottom layer)
+//! - `error.rs`     the API's error codes and JSON error body; `From` the layers' errors
+//! - `config.rs`    service config (TOML)
+//! - `auth/`        clients, HMAC request signatures (shared with `client.rs`), nonces,
+//!   rate limits, the authenticator
+//! - `audit/`       the hash-chained audit log: entries, the log, the chain check
+//! - `registry.rs`  key records, addresses, lifecycle
+//! - `requests.rs`  sign request records: idempotency, approvals, crash recovery
+//! - `velocity.rs`  the durable velocity store the policy engine reads
+//! - `threshold_check.rs` the native check of every threshold signature
+//! - `metrics.rs`   Prometheus metrics
+//! - `service.rs`   `Service`: start-up, background duties, shared state
+//! - `keys.rs`      generate, status, refresh, transaction building
+//! - `sign/`        the sign path `prepare` -> `decide` -> `execute`, and approvals
+//! - `http/`        router, `Service::run`, the authentication gate, handlers, OpenAPI
+//! - `client.rs`    a client that signs its requests (CLI, tests, benchmark)
+//! - `bench.rs`     `custos bench`
+//! - `dev/`         `custos dev`: PKI, 4 node processes, credentials, the service
 
-pub mod api;
-pub mod audit;
-pub mod auth;
+mod audit;
+mod auth;
 pub mod bench;
+mod canonical;
 pub mod client;
+mod clock;
 pub mod config;
 pub mod db;
 pub mod dev;
-pub mod error;
-pub mod metrics;
-pub mod openapi;
-pub mod registry;
-pub mod requests;
-pub mod sign;
-pub mod velocity;
-pub mod verify;
+mod error;
+mod http;
+mod keys;
+mod metrics;
+mod registry;
+mod requests;
+mod service;
+mod sign;
+mod threshold_check;
+mod velocity;
 
-pub use api::Service;
+pub use service::Service;

@@ -4,18 +4,24 @@
 //! A key object is written once at generation and then only by status moves (each one
 //! appended to `status_history`). The registry never holds key material: only the public
 //! key and where its shards live.
+//!
+//! A record is checked when it is read: an unknown curve or algorithm, or a public key
+//! that is not a point of its curve, fails the read, never a later signature.
 
-use crate::db::{Cf, Db, DbError};
+use crate::db::{Cf, Db};
 use crate::error::{ApiError, Code};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use utoipa::ToSchema;
 
 /// Stored format version of a key record.
 const KEY_RECORD_V: u32 = 1;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a key is in its lifecycle: PRE_ACTIVE | ACTIVE | FROZEN | ARCHIVED | COMPROMISED |
+/// DESTROYED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     PreActive,
@@ -79,39 +85,109 @@ impl Status {
     ];
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// A key's curve, as the API names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum Curve {
+    #[serde(rename = "SECP256K1")]
+    Secp256k1,
+    #[serde(rename = "ED25519")]
+    Ed25519,
+}
+
+impl Curve {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Curve::Secp256k1 => "SECP256K1",
+            Curve::Ed25519 => "ED25519",
+        }
+    }
+
+    /// Whether a plugin for `curve` can sign with a key of this curve.
+    pub fn is(self, curve: custos_plugin_sdk::Curve) -> bool {
+        matches!(
+            (self, curve),
+            (Curve::Secp256k1, custos_plugin_sdk::Curve::Secp256k1)
+                | (Curve::Ed25519, custos_plugin_sdk::Curve::Ed25519)
+        )
+    }
+}
+
+/// A key's threshold algorithm, as the API names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum Algo {
+    #[serde(rename = "DKLS23")]
+    Dkls23,
+    #[serde(rename = "CGGMP21")]
+    Cggmp21,
+    #[serde(rename = "FROST")]
+    Frost,
+}
+
+impl Algo {
+    pub fn as_str(self) -> &'static str {
+        self.wire().as_str()
+    }
+
+    /// The algorithm as the nodes name it.
+    pub fn wire(self) -> custos_wire::Algo {
+        match self {
+            Algo::Dkls23 => custos_wire::Algo::Dkls23,
+            Algo::Cggmp21 => custos_wire::Algo::Cggmp21,
+            Algo::Frost => custos_wire::Algo::Frost,
+        }
+    }
+}
+
+/// `format` of a key object.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[schema(as = KeyFormatDoc)]
 pub struct KeyFormat {
+    /// `ECC`
     #[serde(rename = "type")]
     pub ty: String,
-    pub curve: String,
-    pub algo_type: String,
+    /// `SECP256K1` | `ED25519`
+    #[schema(inline)]
+    pub curve: Curve,
+    /// `DKLS23` (default for SECP256K1) | `CGGMP21` | `FROST` (ED25519)
+    #[schema(inline)]
+    pub algo_type: Algo,
     pub size: u32,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ShardPropertiesDoc)]
 pub struct ShardProperties {
     pub shard_count: u16,
     pub threshold: u16,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[schema(as = StatusChangeDoc)]
 pub struct StatusChange {
+    #[schema(inline)]
     pub status: Status,
     pub reason: Option<String>,
     pub at: String,
     pub by: String,
 }
 
-/// A key as stored (and, minus the internal fields, as the API shows it).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A key as stored, and (its internal fields left out) the API's key object: the
+/// OpenAPI schema `KeyObject` is derived from this type, and [`KeyRecord::to_json`] leaves
+/// out exactly the fields the schema ignores.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = KeyObject)]
 pub struct KeyRecord {
+    #[schema(ignore)]
     pub v: u32,
     pub key_id: String,
     pub label: String,
     pub tags: BTreeMap<String, String>,
     /// 0x hex: 33-byte compressed secp256k1 / 32-byte ed25519.
     pub public_key: String,
+    /// evm (EIP-55), tron, bitcoin, bitcoin_testnet (secp256k1); solana (ed25519)
     pub addresses: BTreeMap<String, String>,
+    #[schema(inline)]
     pub status: Status,
     pub format: KeyFormat,
     pub shard_properties: ShardProperties,
@@ -122,12 +198,44 @@ pub struct KeyRecord {
     /// Holders that could not be reached when the key was destroyed: they are told to
     /// erase again until they confirm (internal, not shown).
     #[serde(default)]
+    #[schema(ignore)]
     pub erase_pending: Vec<u16>,
+    /// The public key as plugins and the signature check take it: 65-byte uncompressed
+    /// secp256k1 (cheaper inside wasm than decompressing there) or the 32-byte ed25519
+    /// key. Derived from `public_key` when the record is made or read; not stored.
+    #[serde(skip)]
+    pub plugin_key: Vec<u8>,
 }
 
 impl KeyRecord {
     pub fn new_v() -> u32 {
         KEY_RECORD_V
+    }
+
+    /// Derives `plugin_key` from `public_key`: fails for a key that is not a point of the
+    /// record's curve.
+    pub fn with_plugin_key(mut self) -> Result<KeyRecord, ApiError> {
+        let invalid = || {
+            ApiError::internal(format!(
+                "key `{}`: stored public key is not a {} public key",
+                self.key_id,
+                self.format.curve.as_str()
+            ))
+        };
+        let pk = hex::decode(self.public_key.trim_start_matches("0x")).map_err(|_| invalid())?;
+        self.plugin_key = match self.format.curve {
+            Curve::Secp256k1 => {
+                use k256::elliptic_curve::sec1::ToEncodedPoint;
+                let p = k256::PublicKey::from_sec1_bytes(&pk).map_err(|_| invalid())?;
+                p.to_encoded_point(false).as_bytes().to_vec()
+            }
+            Curve::Ed25519 => {
+                let b: [u8; 32] = pk.as_slice().try_into().map_err(|_| invalid())?;
+                ed25519_dalek::VerifyingKey::from_bytes(&b).map_err(|_| invalid())?;
+                pk
+            }
+        };
+        Ok(self)
     }
 
     /// The API's key object (DESIGN §7).
@@ -144,15 +252,6 @@ impl KeyRecord {
             "nodes": self.nodes,
             "created_at": self.created_at,
             "status_history": self.status_history,
-        })
-    }
-
-    pub fn public_key_bytes(&self) -> Result<Vec<u8>, ApiError> {
-        hex::decode(self.public_key.trim_start_matches("0x")).map_err(|_| {
-            ApiError::internal(format!(
-                "key `{}`: stored public key is not hex",
-                self.key_id
-            ))
         })
     }
 
@@ -189,10 +288,6 @@ pub struct Registry {
     moves: Mutex<()>,
 }
 
-fn db_err(e: DbError) -> ApiError {
-    ApiError::internal(e.to_string())
-}
-
 pub struct KeyFilter {
     pub status: Option<Status>,
     pub label: Option<String>,
@@ -210,16 +305,14 @@ impl Registry {
     }
 
     pub fn insert(&self, rec: &KeyRecord) -> Result<(), ApiError> {
-        self.db
-            .put_json(Cf::Keys, rec.key_id.as_bytes(), rec)
-            .map_err(db_err)
+        Ok(self.db.put_json(Cf::Keys, rec.key_id.as_bytes(), rec)?)
     }
 
     pub fn get(&self, key_id: &str) -> Result<KeyRecord, ApiError> {
         self.db
-            .get_json::<KeyRecord>(Cf::Keys, key_id.as_bytes())
-            .map_err(db_err)?
-            .ok_or_else(|| ApiError::new(Code::KeyNotFound, format!("no key `{key_id}`")))
+            .get_json::<KeyRecord>(Cf::Keys, key_id.as_bytes())?
+            .ok_or_else(|| ApiError::new(Code::KeyNotFound, format!("no key `{key_id}`")))?
+            .with_plugin_key()
     }
 
     /// Moves `key_id` to `to`, recording who and why; 409 for an illegal move (the
@@ -274,20 +367,22 @@ impl Registry {
             k
         });
         loop {
-            let batch = self
-                .db
-                .scan(Cf::Keys, b"", start.as_deref(), 256)
-                .map_err(db_err)?;
+            let batch = self.db.scan(Cf::Keys, b"", start.as_deref(), 256)?;
             let Some((last, _)) = batch.last() else {
                 return Ok((out, None));
             };
             let mut next = last.clone();
             next.push(0);
             let done = batch.len() < 256;
-            for (_, v) in batch {
-                let rec: KeyRecord = serde_json::from_slice(&v).map_err(|e| {
-                    ApiError::internal(format!("stored key record does not decode: {e}"))
-                })?;
+            for (k, v) in batch {
+                let rec: KeyRecord = serde_json::from_slice(&v)
+                    .map_err(|_| {
+                        ApiError::internal(format!(
+                            "stored key record `{}` does not decode",
+                            String::from_utf8_lossy(&k)
+                        ))
+                    })?
+                    .with_plugin_key()?;
                 if f.status.is_some_and(|s| s != rec.status)
                     || f.label.as_ref().is_some_and(|l| *l != rec.label)
                     || f.tag.as_ref().is_some_and(|(k, v)| match rec.tags.get(k) {
@@ -370,13 +465,14 @@ mod tests {
             ]
             .into_iter()
             .collect(),
-            public_key: "0x02".into(),
+            public_key: "0x0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
+                .into(),
             addresses: BTreeMap::new(),
             status: Status::Active,
             format: KeyFormat {
                 ty: "ECC".into(),
-                curve: "SECP256K1".into(),
-                algo_type: "DKLS23".into(),
+                curve: Curve::Secp256k1,
+                algo_type: Algo::Dkls23,
                 size: 32,
             },
             shard_properties: ShardProperties {
@@ -387,7 +483,50 @@ mod tests {
             created_at: "2026-12-01T00:00:00Z".into(),
             status_history: vec![],
             erase_pending: vec![],
+            plugin_key: vec![],
         }
+    }
+
+    /// Style rule 7: a key record as stored today (format `v: 1`) still reads, and writes
+    /// back unchanged.
+    #[test]
+    fn stored_key_record_v1_fixture_reads() {
+        let text = include_str!("../tests/fixtures/key-record-v1.json");
+        let stored: Value = serde_json::from_str(text).unwrap();
+        let rec: KeyRecord = serde_json::from_str(text).unwrap();
+        assert_eq!(rec.v, 1);
+        assert_eq!(rec.format.curve, Curve::Secp256k1);
+        assert_eq!(rec.format.algo_type, Algo::Dkls23);
+        assert_eq!(rec.status, Status::Frozen);
+        assert_eq!(rec.status_history.len(), 2);
+        assert_eq!(rec.groups(), vec!["cold"]);
+        assert_eq!(serde_json::to_value(&rec).unwrap(), stored);
+        let rec = rec.with_plugin_key().unwrap();
+        assert_eq!(rec.plugin_key.len(), 65);
+        let shown = rec.to_json();
+        assert!(shown.get("v").is_none() && shown.get("erase_pending").is_none());
+        assert_eq!(shown["format"]["algo_type"], "DKLS23");
+    }
+
+    #[test]
+    fn a_record_is_checked_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(dir.path()).unwrap());
+        let r = Registry::new(db.clone());
+        r.insert(&rec("good", "x")).unwrap();
+        let k = r.get("good").unwrap();
+        assert_eq!(k.plugin_key.len(), 65);
+        assert_eq!(k.plugin_key[0], 4);
+        // An unknown algorithm, and a public key that is not a point, fail the read.
+        let mut v = serde_json::to_value(rec("algo", "x")).unwrap();
+        v["format"]["algo_type"] = json!("GG20");
+        db.put_json(Cf::Keys, b"algo", &v).unwrap();
+        assert_eq!(r.get("algo").unwrap_err().code, Code::Internal);
+        let mut bad = rec("point", "x");
+        bad.public_key = "0x02ff".into();
+        r.insert(&bad).unwrap();
+        let e = r.get("point").unwrap_err();
+        assert!(e.message.contains("not a SECP256K1 public key"), "{e}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! record still `IN_PROGRESS` into `FAILED`: the signature of a run cut short by a crash
 //! was never returned, and it never will be.
 
-use crate::db::{Cf, Db, DbError, WriteOp};
+use crate::db::{Cf, Db, WriteOp};
 use crate::error::{ApiError, Code};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -149,8 +149,13 @@ fn ikey(request_id: &str, client: &str) -> Vec<u8> {
     k
 }
 
-fn db_err(e: DbError) -> ApiError {
-    ApiError::internal(e.to_string())
+fn encode(rec: &SignRecord) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(rec).map_err(|_| {
+        ApiError::internal(format!(
+            "request record `{}` cannot be encoded",
+            rec.request_id
+        ))
+    })
 }
 
 /// What an incoming request finds.
@@ -176,9 +181,7 @@ impl Requests {
     }
 
     pub fn get(&self, client: &str, request_id: &str) -> Result<Option<SignRecord>, ApiError> {
-        self.db
-            .get_json(Cf::Requests, &rkey(client, request_id))
-            .map_err(db_err)
+        Ok(self.db.get_json(Cf::Requests, &rkey(client, request_id))?)
     }
 
     /// Looks the request up: `New`, a replay of the same body, or 409 `REQUEST_ID_REUSED`.
@@ -204,17 +207,15 @@ impl Requests {
         if let Found::Replay(r) = self.check(&rec.client, &rec.request_id, &rec.body_hash)? {
             return Ok(Found::Replay(r));
         }
-        let body = serde_json::to_vec(rec).map_err(|e| ApiError::internal(e.to_string()))?;
-        self.db
-            .write(vec![
+        let body = encode(rec)?;
+        self.db.write(vec![
                 (Cf::Requests, rkey(&rec.client, &rec.request_id), Some(body)),
                 (
                     Cf::Requests,
                     ikey(&rec.request_id, &rec.client),
                     Some(vec![]),
                 ),
-            ])
-            .map_err(db_err)?;
+        ])?;
         Ok(Found::New)
     }
 
@@ -231,8 +232,7 @@ impl Requests {
         })?;
         let out = f(&mut rec)?;
         self.db
-            .put_json(Cf::Requests, &rkey(client, request_id), &rec)
-            .map_err(db_err)?;
+            .put_json(Cf::Requests, &rkey(client, request_id), &rec)?;
         Ok((out, rec))
     }
 
@@ -251,8 +251,7 @@ impl Requests {
             ApiError::new(Code::RequestNotFound, format!("no request `{request_id}`"))
         })?;
         f(&mut rec)?;
-        let value = serde_json::to_vec(&rec)
-            .map_err(|e| ApiError::internal(format!("cannot encode request record: {e}")))?;
+        let value = encode(&rec)?;
         let out = commit((Cf::Requests, rkey(client, request_id), Some(value)))?;
         Ok((out, rec))
     }
@@ -264,8 +263,7 @@ impl Requests {
         p.push(0);
         Ok(self
             .db
-            .scan(Cf::Requests, &p, None, 100)
-            .map_err(db_err)?
+            .scan(Cf::Requests, &p, None, 100)?
             .into_iter()
             .map(|(k, _)| String::from_utf8_lossy(&k[p.len()..]).into_owned())
             .collect())
@@ -277,10 +275,7 @@ impl Requests {
         let mut failed = Vec::new();
         let mut start: Option<Vec<u8>> = None;
         loop {
-            let batch = self
-                .db
-                .scan(Cf::Requests, b"r\0", start.as_deref(), 512)
-                .map_err(db_err)?;
+            let batch = self.db.scan(Cf::Requests, b"r\0", start.as_deref(), 512)?;
             let n = batch.len();
             for (k, v) in &batch {
                 let Ok(mut rec) = serde_json::from_slice::<SignRecord>(v) else {
@@ -296,7 +291,7 @@ impl Requests {
                         ),
                     );
                     rec.outcome = Some((500, err.body()));
-                    self.db.put_json(Cf::Requests, k, &rec).map_err(db_err)?;
+                    self.db.put_json(Cf::Requests, k, &rec)?;
                     failed.push(rec);
                 }
             }
@@ -315,6 +310,23 @@ impl Requests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Style rule 7: a request record as stored today (format `v: 1`) still reads, answers
+    /// a retry with its recorded outcome, and writes back unchanged.
+    #[test]
+    fn stored_request_record_v1_fixture_reads() {
+        let text = include_str!("../tests/fixtures/request-record-v1.json");
+        let stored: Value = serde_json::from_str(text).unwrap();
+        let rec: SignRecord = serde_json::from_str(text).unwrap();
+        assert_eq!(rec.v, 1);
+        assert_eq!(rec.state, State::Signed);
+        assert_eq!(rec.approvals.len(), 2);
+        assert_eq!(rec.client_ip.as_deref(), Some("127.0.0.1"));
+        let (status, body) = rec.view();
+        assert_eq!(status, 200);
+        assert_eq!(body["status"], "SIGNED");
+        assert_eq!(serde_json::to_value(&rec).unwrap(), stored);
+    }
 
     #[test]
     fn same_body_replays_other_body_conflicts_and_crash_fails() {

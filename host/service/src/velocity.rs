@@ -14,7 +14,7 @@
 //! from the three sums in the same atomic write that deletes the entry. A store written
 //! before the sums existed has them rebuilt from its entries on open.
 
-use crate::db::{Cf, Db, Records, WriteOp};
+use crate::db::{Cf, Db, Records, WriteOp, time_bytes, time_of};
 use custos_policy::amount::{add, is_digits, sub};
 use custos_policy::velocity::{VelocityError, VelocityKey, VelocityStore, WINDOW_SECS};
 use std::collections::BTreeMap;
@@ -44,16 +44,6 @@ fn prefix(key: &VelocityKey) -> Vec<u8> {
     p
 }
 
-/// Times are stored offset so that they sort as unsigned big-endian.
-fn time_bytes(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn time_of(b: &[u8]) -> Option<i64> {
-    let b: [u8; 8] = b.try_into().ok()?;
-    Some((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
-}
-
 /// The key of the running sum of `level` (tag, length) holding time `t`.
 fn sum_key(prefix: &[u8], (tag, len): (u8, i64), t: i64) -> Vec<u8> {
     let mut k = prefix.to_vec();
@@ -66,35 +56,6 @@ fn sum_key(prefix: &[u8], (tag, len): (u8, i64), t: i64) -> Vec<u8> {
 fn split_entry(entry: &[u8]) -> Option<(&[u8], i64)> {
     let n = entry.len().checked_sub(16)?;
     Some((&entry[..n], time_of(&entry[n..n + 8])?))
-}
-
-/// Where the time sits in a record key of a velocity column family, counted from the
-/// key's end: an entry ends with time ‖ counter, a running sum with its period's start.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct RecordLayout {
-    time_from_end: usize,
-}
-
-/// The key layout of `cf`'s records, if it is a velocity column family.
-pub(crate) fn record_layout(cf: Cf) -> Option<RecordLayout> {
-    match cf {
-        Cf::Velocity => Some(RecordLayout { time_from_end: 16 }),
-        Cf::VelocitySums => Some(RecordLayout { time_from_end: 8 }),
-        _ => None,
-    }
-}
-
-/// Whether a velocity record is of no use any more: its time lies more than twice the
-/// window (48 h, well past any period that touches the window) before `now`. A key that
-/// does not parse is kept.
-pub(crate) fn expired(layout: RecordLayout, key: &[u8], now: i64) -> bool {
-    let Some(start) = key.len().checked_sub(layout.time_from_end) else {
-        return false;
-    };
-    match key.get(start..start + 8).and_then(time_of) {
-        Some(t) => t < now.saturating_sub(2 * WINDOW_SECS),
-        None => false,
-    }
 }
 
 fn e(x: impl std::fmt::Display) -> VelocityError {
@@ -358,7 +319,7 @@ mod tests {
     fn many_entries_are_summed_across_scan_batches() {
         let dir = tempfile::tempdir().unwrap();
         let v = DurableVelocity::new(Arc::new(Db::open(dir.path()).unwrap())).unwrap();
-        let now = crate::api::unix_now();
+        let now = crate::clock::unix_now();
         for i in 0..1200 {
             v.record(&key("native"), "1", now - 1000 + i % 50).unwrap();
         }
@@ -489,7 +450,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Db::open(dir.path()).unwrap());
         let v = DurableVelocity::new(db.clone()).unwrap();
-        let now = crate::api::unix_now();
+        let now = crate::clock::unix_now();
         v.record(&key("native"), "5", now - 3 * WINDOW_SECS)
             .unwrap();
         v.record(&key("native"), "6", now - 2 * WINDOW_SECS - 10)

@@ -1,4 +1,6 @@
-//! The host's own check of every threshold signature, natively, before any plugin sees it.
+//! The threshold signature check: the host's own check of every signature the nodes
+//! return, natively, before any plugin sees it. (Not to be confused with the audit log's
+//! chain check, `audit/chain.rs`.)
 //!
 //! Owns: deciding whether what the nodes returned for one signing payload is a valid
 //! signature of that payload by the key, for each scheme a plugin can ask for. Does not

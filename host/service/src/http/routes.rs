@@ -1,0 +1,326 @@
+//! The handlers: each parses what its route carries, calls the service once, and answers.
+//! The `#[utoipa::path]` annotations are the OpenAPI document's paths (`openapi.rs`).
+
+use super::openapi::{
+    AuditList, AuditVerify, ErrorBody, KeyList, SignResponse, TransactionRequest,
+    TransactionResponse,
+};
+use super::{answer, with_status};
+use crate::audit::AuditFilter;
+use crate::auth::{Role, require_role};
+use crate::error::{ApiError, one_line};
+use crate::keys::{GenerateBody, StatusBody};
+use crate::registry::{KeyFilter, KeyRecord, Status};
+use crate::sign::{ApprovalBody, SignBody};
+use crate::service::{Caller, Service};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+#[utoipa::path(post, path = "/api/v1/keys/generate", tag = "keys", request_body = GenerateBody, responses((status = 201, description = "the new key", body = KeyRecord), (status = 503, description = "not enough nodes", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn generate(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    answer(s.generate_key(&caller, &body).await)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    status: Option<String>,
+    label: Option<String>,
+    tag: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/keys", tag = "keys", params(("status" = Option<String>, Query,), ("label" = Option<String>, Query,), ("tag" = Option<String>, Query, description = "k:v or k"), ("limit" = Option<usize>, Query,), ("cursor" = Option<String>, Query,)), responses((status = 200, description = "keys", body = KeyList), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn list_keys(
+    State(s): State<Arc<Service>>,
+    Extension(_caller): Extension<Caller>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let r = (|| {
+        let Query(q) = q.map_err(|e| ApiError::invalid(format!("query: {e}")))?;
+        let status =
+            match q.status.as_deref() {
+                None | Some("") => None,
+                Some(st) => Some(Status::parse(st).ok_or_else(|| {
+                    ApiError::invalid(format!("status `{st}` is not a key status"))
+                })?),
+            };
+        let tag = q.tag.map(|t| match t.split_once(':') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (t, None),
+        });
+        let (keys, next) = s.registry.list(&KeyFilter {
+            status,
+            label: q.label,
+            tag,
+            limit: q.limit.unwrap_or(100),
+            cursor: q.cursor,
+        })?;
+        Ok((
+            200,
+            json!({"keys": keys.iter().map(|k| k.to_json()).collect::<Vec<_>>(), "next_cursor": next}),
+        ))
+    })();
+    answer(r)
+}
+
+#[utoipa::path(get, path = "/api/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path, description = "key id")), responses((status = 200, description = "the key", body = KeyRecord), (status = 404, description = "no such key", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn get_key(
+    State(s): State<Arc<Service>>,
+    Extension(_caller): Extension<Caller>,
+    Path(key_id): Path<String>,
+) -> Response {
+    answer(s.registry.get(&key_id).map(|k| (200, k.to_json())))
+}
+
+#[utoipa::path(put, path = "/api/v1/keys/{key_id}/status", tag = "keys", params(("key_id" = String, Path, description = "key id")), request_body = StatusBody, responses((status = 200, description = "the key after the move", body = KeyRecord), (status = 409, description = "illegal move (INVALID_TRANSITION)", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn set_status(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+    Path(key_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    answer(s.change_status(&caller, &key_id, &body).await)
+}
+
+#[utoipa::path(post, path = "/api/v1/keys/{key_id}/sign", tag = "signing", params(("key_id" = String, Path, description = "key id")), request_body = SignBody, responses((status = 200, description = "SIGNED (or DRY_RUN, or a recorded outcome)", body = SignResponse), (status = 202, description = "PENDING_APPROVAL", body = SignResponse), (status = 404, description = "KEY_NOT_FOUND", body = ErrorBody), (status = 409, description = "KEY_NOT_ACTIVE or REQUEST_ID_REUSED", body = ErrorBody), (status = 413, description = "body over 256 KiB", body = ErrorBody), (status = 503, description = "NODES_UNAVAILABLE", body = ErrorBody), (status = 500, description = "INTERNAL: the audit log could not be written or the nodes' signature did not verify; the signature is withheld", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn sign(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+    Path(key_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    answer(s.sign_request(&caller, &key_id, &body).await)
+}
+
+#[utoipa::path(post, path = "/api/v1/keys/{key_id}/transactions", tag = "signing", params(("key_id" = String, Path, description = "key id")), request_body = TransactionRequest, responses((status = 200, description = "the unsigned transaction", body = TransactionResponse), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn build_tx(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+    Path(key_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    answer(s.build_transaction(&caller, &key_id, &body).await)
+}
+
+#[utoipa::path(post, path = "/api/v1/keys/{key_id}/refresh", tag = "keys", params(("key_id" = String, Path, description = "key id")), responses((status = 200, description = "new shards, same public key", body = KeyRecord), (status = 409, description = "the algorithm cannot refresh, or the key is not active", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn refresh(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+    Path(key_id): Path<String>,
+) -> Response {
+    answer(s.refresh_key(&caller, &key_id).await)
+}
+
+#[utoipa::path(get, path = "/api/v1/requests/{request_id}", tag = "signing", params(("request_id" = String, Path, description = "the request id given when signing")), responses((status = 200, description = "the request", body = SignResponse), (status = 202, description = "pending approval", body = SignResponse), (status = 404, description = "REQUEST_NOT_FOUND", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn get_request(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    answer(s.request_view(&caller, &id))
+}
+
+#[utoipa::path(post, path = "/api/v1/requests/{request_id}/approve", tag = "approvals", params(("request_id" = String, Path, description = "the request id given when signing")), request_body = ApprovalBody, responses((status = 200, description = "quorum reached: SIGNED", body = SignResponse), (status = 202, description = "still pending, or held again: the policy, decided again at quorum, now asks for more approvals", body = SignResponse), (status = 409, description = "not pending, or already approved by this approver", body = ErrorBody), (status = 500, description = "INTERNAL: the audit log could not be written or the nodes' signature did not verify; the signature is withheld", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed (FORBIDDEN), or POLICY_DENIED: the policy, decided again at quorum, now denies; nothing is signed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn approve(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    answer(s.decide_approval(&caller, &id, true, &body).await)
+}
+
+#[utoipa::path(post, path = "/api/v1/requests/{request_id}/reject", tag = "approvals", params(("request_id" = String, Path, description = "the request id given when signing")), request_body = ApprovalBody, responses((status = 200, description = "REJECTED", body = SignResponse), (status = 409, description = "not pending", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn reject(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    answer(s.decide_approval(&caller, &id, false, &body).await)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AuditQuery {
+    key_id: Option<String>,
+    request_id: Option<String>,
+    operation: Option<String>,
+    after_seq: Option<u64>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(("key_id" = Option<String>, Query,), ("request_id" = Option<String>, Query,), ("operation" = Option<String>, Query,), ("after_seq" = Option<u64>, Query,), ("cursor" = Option<String>, Query,), ("limit" = Option<usize>, Query,)), responses((status = 200, description = "entries", body = AuditList), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn audit_list(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let r = (|| {
+        require_role(&caller.client, &[Role::Auditor, Role::Admin])?;
+        let Query(q) = q.map_err(|e| ApiError::invalid(format!("query: {e}")))?;
+        let after = match (q.after_seq, q.cursor) {
+            (Some(a), _) => Some(a),
+            (None, Some(c)) => Some(
+                c.parse::<u64>()
+                    .map_err(|_| ApiError::invalid("`cursor` is not one this API gave"))?,
+            ),
+            (None, None) => None,
+        };
+        let (entries, next) = s
+            .audit
+            .query(&AuditFilter {
+                key_id: q.key_id,
+                request_id: q.request_id,
+                operation: q.operation,
+                after_seq: after,
+                limit: q.limit.unwrap_or(100),
+            })
+            ?;
+        Ok((200, json!({"entries": entries, "next_cursor": next})))
+    })();
+    answer(r)
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", responses((status = 200, description = "chain check", body = AuditVerify), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn audit_verify(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let r = (|| {
+        require_role(&caller.client, &[Role::Auditor, Role::Admin])?;
+        let report = s.audit.verify()?;
+        Ok((200, report.to_json()))
+    })();
+    answer(r)
+}
+
+#[utoipa::path(get, path = "/api/v1/plugins", tag = "admin", responses((status = 200, description = "loaded plugins"), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn plugins(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let r = (|| {
+        require_role(&caller.client, &[Role::Admin])?;
+        let list: Vec<Value> = s
+            .runtime
+            .plugins()
+            .map(|p| {
+                json!({"name": p.name, "version": p.info.version, "chain_family": p.info.chain_family,
+                    "networks": p.info.networks, "curve": p.info.curve.as_str(),
+                    "schemes": p.info.schemes.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+                    "wit_version": p.wit_version, "sha256": p.sha256})
+            })
+            .collect();
+        Ok((200, json!({"plugins": list})))
+    })();
+    answer(r)
+}
+
+#[utoipa::path(get, path = "/api/v1/policies", tag = "admin", responses((status = 200, description = "policies in force"), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn policies(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let r = (|| {
+        require_role(&caller.client, &[Role::Admin])?;
+        let snap = s.policy.snapshot();
+        let list: Vec<Value> = snap
+            .policy_ids()
+            .map(|id| json!({"id": id, "file": snap.file_of(id)}))
+            .collect();
+        Ok((
+            200,
+            json!({"dir": s.config.policies_dir.display().to_string(), "count": list.len(), "policies": list}),
+        ))
+    })();
+    answer(r)
+}
+
+#[utoipa::path(post, path = "/api/v1/policies/validate", tag = "admin", responses((status = 200, description = "whether the policy folder validates (nothing is put in force)"), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn policies_validate(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let r = (|| {
+        require_role(&caller.client, &[Role::Admin])?;
+        match custos_policy::load_dir(&s.config.policies_dir) {
+            Ok(snap) => Ok((200, json!({"valid": true, "policies": snap.policy_count()}))),
+            Err(e) => Ok((
+                200,
+                json!({"valid": false, "error": one_line(&e.to_string())}),
+            )),
+        }
+    })();
+    answer(r)
+}
+
+#[utoipa::path(post, path = "/api/v1/policies/reload", tag = "admin", responses((status = 200, description = "the new set is in force"), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn policies_reload(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let r = (|| {
+        require_role(&caller.client, &[Role::Admin])?;
+        s.reload_policies(&caller.client.name, Some(caller.ip))
+            .map(|d| (200, d))
+    })();
+    answer(r)
+}
+
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", responses((status = 200, description = "this document")))]
+pub(crate) async fn openapi() -> Response {
+    Json(super::openapi::document()).into_response()
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the service is up")))]
+pub(crate) async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "enough nodes are up"), (status = 503, description = "not enough nodes")))]
+pub(crate) async fn readyz(State(s): State<Arc<Service>>) -> Response {
+    let (up, down) = s.survey_nodes().await;
+    // Ready when a default key (3 shards) can still be created: 3 nodes up.
+    let ready = up.len() >= 3;
+    let body =
+        json!({"ready": ready, "nodes_up": up, "nodes_down": down});
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition")))]
+pub(crate) async fn metrics(State(s): State<Arc<Service>>, _h: HeaderMap) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    with_status(
+        ApiError::invalid("no such endpoint; see /api/v1/openapi.json"),
+        StatusCode::NOT_FOUND,
+    )
+        
+}
+

@@ -1,0 +1,278 @@
+//! The running service: what every request needs, its start-up, and its background duties
+//! (node health, erasing destroyed keys' shards on nodes that were down, policy reloads on
+//! SIGHUP), which stop when the service is told to stop.
+//!
+//! What requests do with it lives beside it: `keys.rs` (key lifecycle), `sign/` (the sign
+//! path and approvals), `http/` (routes, authentication gate, `Service::run`).
+
+use crate::audit::{AuditLog, AuditResult, NewEntry};
+use crate::auth::{Authenticator, Client, Clients};
+use crate::clock;
+use crate::config::ServiceConfig;
+use crate::db::Db;
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::requests::Requests;
+use crate::velocity::DurableVelocity;
+use anyhow::Context;
+use custos_coordinator::{Coordinator, TlsFiles};
+use custos_plugin_runtime::{PluginRuntime, RuntimeConfig};
+use custos_policy::PolicyEngine;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Who is calling, from where, when: what the HTTP gate established for an authenticated
+/// request, and what every operation of the service takes as its caller.
+#[derive(Clone)]
+pub(crate) struct Caller {
+    pub client: Arc<Client>,
+    pub ip: IpAddr,
+    /// Unix seconds, read once when the request arrived.
+    pub now: i64,
+}
+
+/// How often the background duties run.
+const BACKGROUND_EVERY: Duration = Duration::from_secs(5);
+
+/// The running service: everything a request needs.
+pub struct Service {
+    pub(crate) config: ServiceConfig,
+    /// The host store (public for tests, which fail and tamper with it).
+    pub db: Arc<Db>,
+    pub(crate) audit: AuditLog,
+    pub(crate) auth: Authenticator,
+    pub(crate) runtime: PluginRuntime,
+    pub(crate) policy: PolicyEngine,
+    /// The node group (public for tests, which tamper with relayed messages).
+    pub coord: Coordinator,
+    pub(crate) registry: Registry,
+    pub(crate) requests: Requests,
+    pub(crate) velocity: DurableVelocity,
+    pub(crate) metrics: Metrics,
+    /// Per-wallet lock held while deciding and reserving velocity (not while signing).
+    wallet_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Names of clients by access key, for audit entries written on their behalf.
+    client_names: HashMap<String, String>,
+    /// Turns which of a key's holders are asked first, request by request (`sign/`).
+    pub(crate) sign_rotation: AtomicUsize,
+}
+
+impl Service {
+    /// Opens the store, loads plugins, policies and clients, connects to the node group,
+    /// and resolves requests a crash left in progress.
+    pub async fn start(config: &ServiceConfig) -> anyhow::Result<Arc<Service>> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating `{}`", config.data_dir.display()))?;
+        let db = Arc::new(Db::open(&config.data_dir)?);
+        let audit = AuditLog::open(db.clone()).context("opening the audit log")?;
+        let clients = Clients::load(&config.clients_file)
+            .with_context(|| format!("loading clients from `{}`", config.clients_file.display()))?;
+        let client_names = clients
+            .iter()
+            .map(|c| (c.access_key.clone(), c.name.clone()))
+            .collect();
+        let auth = Authenticator::new(clients, db.clone(), config.auth_window_secs);
+        let mut runtime = PluginRuntime::new(RuntimeConfig::default()).context("plugin runtime")?;
+        let manifest = config
+            .plugins_manifest
+            .clone()
+            .unwrap_or_else(custos_plugin_artifacts::manifest_path);
+        runtime
+            .load_manifest(&manifest)
+            .with_context(|| format!("loading plugins from `{}`", manifest.display()))?;
+        let policy = PolicyEngine::load(&config.policies_dir).with_context(|| {
+            format!("loading policies from `{}`", config.policies_dir.display())
+        })?;
+        let coord = Coordinator::new(
+            &config.group_file,
+            &TlsFiles {
+                ca_cert: config.tls.ca_cert.clone(),
+                cert: config.tls.cert.clone(),
+                key: config.tls.key.clone(),
+            },
+        )
+        .context("node group")?;
+        let svc = Service {
+            config: config.clone(),
+            registry: Registry::new(db.clone()),
+            requests: Requests::new(db.clone()),
+            velocity: DurableVelocity::new(db.clone()).context("velocity store")?,
+            metrics: Metrics::new(),
+            wallet_locks: Mutex::new(HashMap::new()),
+            client_names,
+            sign_rotation: AtomicUsize::new(0),
+            db,
+            audit,
+            auth,
+            runtime,
+            policy,
+            coord,
+        };
+        svc.audit_start().context("writing the audit log")?;
+        svc.fail_interrupted().context("resolving interrupted requests")?;
+        Ok(Arc::new(svc))
+    }
+
+    fn audit_start(&self) -> ApiResult<()> {
+        let plugins: Vec<Value> = self
+            .runtime
+            .plugins()
+            .map(|p| json!({"name": p.name, "sha256": p.sha256, "version": p.info.version}))
+            .collect();
+        self.audit
+            .append(
+                NewEntry::new("SERVICE_START", AuditResult::Ok).details(json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "plugins": plugins,
+                    "policies": self.policy.snapshot().policy_count(),
+                })),
+            )?;
+        for p in self.runtime.plugins() {
+            self.audit.append(NewEntry::new("PLUGIN_LOAD", AuditResult::Ok).details(
+                json!({"plugin": p.name, "sha256": p.sha256, "wit_version": p.wit_version, "version": p.info.version}),
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// Requests a host stop cut off while signing become FAILED (their signature, if any
+    /// was made, was never returned), each with a KEY_SIGN FAILED entry.
+    fn fail_interrupted(&self) -> ApiResult<()> {
+        for r in self.requests.fail_interrupted(&clock::now_text())? {
+            tracing::warn!(request_id = %r.request_id, key_id = %r.key_id, "request interrupted by a host stop is now FAILED");
+            self.audit.append(
+                NewEntry::new("KEY_SIGN", AuditResult::Failed)
+                    .principal(self.client_name(&r.client))
+                    .key_id(&r.key_id)
+                    .request_id(&r.request_id)
+                    .details(json!({"error": "the host stopped while signing; no signature was returned"})),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The name of the client with `access_key` (the key itself if it is no longer one).
+    pub(crate) fn client_name(&self, access_key: &str) -> String {
+        self.client_names
+            .get(access_key)
+            .cloned()
+            .unwrap_or_else(|| access_key.to_string())
+    }
+
+    pub(crate) fn wallet_lock(&self, key_id: &str) -> Arc<Mutex<()>> {
+        let mut m = self.wallet_locks.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(key_id.to_string()).or_default().clone()
+    }
+
+    /// Loads the policy folder again; an invalid set is refused and the old one stays.
+    /// Audited as POLICY_CHANGE either way.
+    pub(crate) fn reload_policies(&self, by: &str, ip: Option<IpAddr>) -> ApiResult<Value> {
+        let entry = |result, details| {
+            let mut e = NewEntry::new("POLICY_CHANGE", result)
+                .principal(by)
+                .details(details);
+            if let Some(ip) = ip {
+                e = e.client_ip(ip.to_string());
+            }
+            e
+        };
+        match self.policy.reload(&self.config.policies_dir) {
+            Ok(ch) => {
+                let details = json!({"added": ch.added, "removed": ch.removed, "changed": ch.changed,
+                    "policies": self.policy.snapshot().policy_count()});
+                self.audit.append(entry(AuditResult::Ok, details.clone()))?;
+                tracing::info!(by, "policies reloaded");
+                Ok(details)
+            }
+            Err(e) => {
+                let msg = format!("policy set refused, the previous set stays in force: {e}");
+                tracing::warn!(by, error = %e, "policy reload refused");
+                self.audit
+                    .append(entry(AuditResult::Failed, json!({"error": msg})))?;
+                Err(ApiError::invalid(msg))
+            }
+        }
+    }
+
+    /// Node health for metrics and `/readyz`: (up, down).
+    pub(crate) async fn survey_nodes(&self) -> (Vec<u16>, Vec<u16>) {
+        let (up, down) = self.coord.survey().await;
+        let up: Vec<u16> = up.keys().copied().collect();
+        for id in &up {
+            self.metrics.node(*id, true);
+        }
+        for id in &down {
+            self.metrics.node(*id, false);
+        }
+        (up, down)
+    }
+
+    /// The background duties, until `stop` says stop: node health, erasing destroyed
+    /// keys' shards on nodes that were down when the key was destroyed, and (on unix)
+    /// policy reloads on SIGHUP. A step under way is finished, not cut off.
+    pub(crate) async fn background(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            self.survey_nodes().await;
+            self.retry_erasures().await;
+            let sleep = tokio::time::sleep(BACKGROUND_EVERY);
+            tokio::pin!(sleep);
+            loop {
+                #[cfg(unix)]
+                let sighup = async {
+                    match hup.as_mut() {
+                        Some(s) => s.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                #[cfg(not(unix))]
+                let sighup = std::future::pending::<Option<()>>();
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    changed = stop.changed() => {
+                        if changed.is_err() || *stop.borrow() {
+                            return;
+                        }
+                    }
+                    Some(()) = sighup => {
+                        // Refusals are audited and logged by the reload itself.
+                        let _ = self.reload_policies("SIGHUP", None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells the holders of destroyed keys that missed the erase to erase again.
+    async fn retry_erasures(&self) {
+        let Ok(keys) = self.registry.with_erase_pending() else {
+            return;
+        };
+        for k in keys {
+            let missed = self.coord.destroy(&k.key_id, &k.erase_pending).await;
+            if missed.len() < k.erase_pending.len() {
+                let _ = self.registry.set_erase_pending(&k.key_id, missed.clone());
+                let result = if missed.is_empty() {
+                    AuditResult::Ok
+                } else {
+                    AuditResult::Pending
+                };
+                let _ = self.audit.append(
+                    NewEntry::new("KEY_DESTROY", result)
+                        .key_id(&k.key_id)
+                        .details(json!({"pending": missed, "retry": true})),
+                );
+            }
+        }
+    }
+}

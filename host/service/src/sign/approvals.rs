@@ -1,0 +1,269 @@
+//! Approvals of held requests: `POST /requests/{id}/approve` and `/reject`. Reaching the
+//! quorum decides the request again, for its requester, with what holds now; an ALLOW (or
+//! enough approvals) goes on to the same `execute` as a request allowed at once.
+
+use super::decide::Decided;
+use super::{Requester, SignBody};
+use crate::audit::{AuditResult, NewEntry};
+use crate::auth::{Role, require_role};
+use crate::clock;
+use crate::error::{ApiError, ApiResult, Code, bad_json};
+use crate::registry::Status;
+use crate::requests::{Approval, SignRecord, State};
+use crate::service::{Caller, Service};
+use custos_policy::Verdict;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+/// Body of `POST /requests/{id}/approve` and `/reject` (optional).
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ApprovalRequest)]
+pub struct ApprovalBody {
+    comment: Option<String>,
+}
+
+impl Service {
+    /// `POST /requests/{id}/approve` (`approve`) and `/reject`.
+    pub(crate) async fn decide_approval(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        approve: bool,
+        body: &[u8],
+    ) -> ApiResult<(u16, Value)> {
+        require_role(&caller.client, &[Role::Approver])?;
+        let comment = if body.iter().all(|b| b.is_ascii_whitespace()) {
+            None
+        } else {
+            serde_json::from_slice::<ApprovalBody>(body)
+                .map_err(|e| bad_json("body", &e))?
+                .comment
+        };
+        let owner = self.pending_owner(request_id)?;
+        let (quorum, rec) = self.record_approval(caller, &owner, request_id, approve, comment.clone())?;
+        let entry = NewEntry::new(
+            "APPROVAL_RESULT",
+            if approve {
+                AuditResult::Ok
+            } else {
+                AuditResult::Denied
+            },
+        )
+        .principal(&caller.client.name)
+        .key_id(&rec.key_id)
+        .request_id(request_id)
+        .client_ip(caller.ip.to_string())
+        .details(json!({"decision": if approve {"approve"} else {"reject"},
+            "approvals": rec.approvals.len(), "approvals_required": rec.approvals_required,
+            "comment": comment}));
+        self.audit.append(entry)?;
+        if !quorum {
+            return Ok(rec.view());
+        }
+        // Quorum reached: sign as the requester asked, if the key may still sign. Any
+        // failure before signing starts ends the request as FAILED.
+        let fail = |e: ApiError| {
+            let _ = self.requests.update(&owner, request_id, |r| {
+                r.state = State::Failed;
+                r.outcome = Some((e.code.status().as_u16(), e.body()));
+                Ok(())
+            });
+            e
+        };
+        let (requester, decided) = self.decide_at_quorum(caller, &owner, &rec).map_err(fail)?;
+        match decided.decision.verdict {
+            Verdict::Deny => return self.deny_at_quorum(&requester, &owner, decided),
+            Verdict::NeedsApproval(n) if (rec.approvals.len() as u32) < n => {
+                // The policy now asks for more approvals than were given: held again.
+                let (_, rec) = self.requests.update(&owner, request_id, |r| {
+                    r.state = State::PendingApproval;
+                    r.approvals_required = n;
+                    Ok(())
+                })?;
+                return Ok(rec.view());
+            }
+            _ => {}
+        }
+        let mut decided = decided;
+        if decided.reservation.is_none() && decided.decision.verdict != Verdict::Allow {
+            // Approved past a NEEDS_APPROVAL: the amount counts from now.
+            decided.reservation = self.reserve(&decided.prepared, caller.now).map_err(fail)?;
+        }
+        // The answer shows the policy as it held the request, and who approved it; the
+        // KEY_SIGN entry names the requester, calling from where the quorum was reached.
+        decided.policy = rec.policy.clone();
+        let signer = Requester {
+            ip: caller.ip,
+            ..requester
+        };
+        let (status, mut body) = self.execute(&signer, decided).await?;
+        body["approvals"] = json!(rec.approvals);
+        let _ = self.requests.update(&owner, request_id, |r| {
+            r.outcome = Some((status, body.clone()));
+            Ok(())
+        });
+        Ok((status, body))
+    }
+
+    /// Adds the caller's approval (or rejection) to the pending request; returns whether
+    /// the quorum is now reached (the record is then `IN_PROGRESS`) and the record.
+    fn record_approval(
+        &self,
+        caller: &Caller,
+        owner: &str,
+        request_id: &str,
+        approve: bool,
+        comment: Option<String>,
+    ) -> ApiResult<(bool, SignRecord)> {
+        let me = caller.client.access_key.clone();
+        let at = clock::rfc3339(caller.now);
+        self.requests.update(owner, request_id, |r| {
+            if r.state != State::PendingApproval {
+                return Err(ApiError::new(
+                    Code::InvalidTransition,
+                    format!(
+                        "request `{request_id}` is {}, not pending approval",
+                        r.state.as_str()
+                    ),
+                ));
+            }
+            if r.client == me {
+                return Err(ApiError::forbidden(
+                    "the requester cannot approve or reject its own request",
+                ));
+            }
+            if r.approvals.iter().any(|a| a.by == me) {
+                return Err(ApiError::new(
+                    Code::InvalidTransition,
+                    format!("request `{request_id}` was already approved by this approver"),
+                ));
+            }
+            let a = Approval {
+                by: me.clone(),
+                at: at.clone(),
+                comment,
+            };
+            if !approve {
+                r.state = State::Rejected;
+                r.rejection = Some(a);
+                let mut v = r.view().1;
+                v["status"] = json!("REJECTED");
+                r.outcome = Some((200, v));
+                return Ok(false);
+            }
+            r.approvals.push(a);
+            if r.approvals.len() as u32 >= r.approvals_required {
+                r.state = State::InProgress;
+                return Ok(true);
+            }
+            Ok(false)
+        })
+    }
+
+    /// The stored request prepared and decided again, for the requester, with what holds
+    /// now (the wallet's tags, the policy set, the 24 h figure): approvals release a held
+    /// request, they do not override a DENY that has come since.
+    fn decide_at_quorum(
+        &self,
+        caller: &Caller,
+        owner: &str,
+        rec: &SignRecord,
+    ) -> ApiResult<(Requester, Decided)> {
+        let body = SignBody::deserialize(&rec.request)
+            .map_err(|e| ApiError::internal(format!("stored request does not decode: {e}")))?;
+        let key = self.registry.get(&rec.key_id)?;
+        if key.status != Status::Active {
+            return Err(ApiError::new(
+                Code::KeyNotActive,
+                format!(
+                    "key `{}` is {}, only ACTIVE keys sign",
+                    key.key_id,
+                    key.status.as_str()
+                ),
+            ));
+        }
+        let prepared = self.prepare(key, body, rec.request.clone(), rec.body_hash.clone())?;
+        let client = self.auth.clients().get(owner).ok_or_else(|| {
+            ApiError::forbidden(format!(
+                "the requester `{owner}` is no longer a client; nothing was signed"
+            ))
+        })?;
+        let ip = rec
+            .client_ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok())
+            .unwrap_or(caller.ip);
+        let requester = Requester::new(&client, ip, caller.now);
+        let decided = self.decide(&requester, prepared, true)?;
+        Ok((requester, decided))
+    }
+
+    fn deny_at_quorum(
+        &self,
+        requester: &Requester,
+        owner: &str,
+        d: Decided,
+    ) -> ApiResult<(u16, Value)> {
+        let request_id = d.prepared.body.request_id.as_str();
+        let decision = &d.decision;
+        let err = ApiError::new(
+            Code::PolicyDenied,
+            format!(
+                "denied by policy at approval: {}",
+                if decision.policies.is_empty() {
+                    "no policy permits this request any more".to_string()
+                } else {
+                    decision.policies.join(", ")
+                }
+            ),
+        )
+        .with("policies", json!(decision.policies))
+        .with("request_id", json!(request_id));
+        let _ = self.requests.update(owner, request_id, |r| {
+            r.state = State::Denied;
+            r.outcome = Some((403, err.body()));
+            Ok(())
+        });
+        self.audit.append(
+            NewEntry::new("KEY_SIGN", AuditResult::Denied)
+                .principal(&requester.name)
+                .key_id(&d.prepared.key.key_id)
+                .request_id(request_id)
+                .client_ip(requester.ip.to_string())
+                .details(json!({"at": "approval quorum", "policy": {
+                    "decision": "DENY", "policies": decision.policies,
+                    "errors": decision.errors}})),
+        )?;
+        Err(err)
+    }
+
+    /// The client whose request `request_id` is pending (approvers address requests by id).
+    fn pending_owner(&self, request_id: &str) -> ApiResult<String> {
+        let owners = self.requests.clients_of(request_id)?;
+        let mut pending = Vec::new();
+        for o in &owners {
+            if let Some(r) = self.requests.get(o, request_id)?
+                && r.state == State::PendingApproval
+            {
+                pending.push(o.clone());
+            }
+        }
+        match (pending.as_slice(), owners.as_slice()) {
+            ([one], _) => Ok(one.clone()),
+            ([], [only]) => Ok(only.clone()),
+            ([], []) => Err(ApiError::new(
+                Code::RequestNotFound,
+                format!("no request `{request_id}`"),
+            )),
+            ([], _) => Err(ApiError::new(
+                Code::InvalidTransition,
+                format!("request `{request_id}` is not pending approval"),
+            )),
+            _ => Err(ApiError::invalid(format!(
+                "more than one client has a pending request `{request_id}`"
+            ))),
+        }
+    }
+}

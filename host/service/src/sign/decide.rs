@@ -1,0 +1,100 @@
+//! Second stage: the policy decides for the requester, over the intent and the wallet's
+//! 24 h figure; an ALLOW also reserves the transfer in the velocity store, under the
+//! wallet's lock, so concurrent requests see each other.
+
+use super::Requester;
+use super::prepare::Prepared;
+use crate::error::{ApiError, ApiResult};
+use crate::service::Service;
+use custos_policy::velocity::VelocityKey;
+use custos_policy::{ClientRef, Decision, DecisionRequest, RequestFacts, Verdict, WalletRef};
+use serde_json::Value;
+
+/// A prepared request with its decision.
+pub(crate) struct Decided {
+    pub prepared: Prepared,
+    pub decision: Decision,
+    /// The `policy` block of the answer (and of the request record).
+    pub policy: Value,
+    /// The velocity entry reserved for this request, released if it does not sign.
+    pub reservation: Option<Vec<u8>>,
+}
+
+impl Service {
+    /// Decides `p` for `requester`; with `reserve`, an ALLOW reserves its amount.
+    pub(crate) fn decide(
+        &self,
+        requester: &Requester,
+        p: Prepared,
+        reserve: bool,
+    ) -> ApiResult<Decided> {
+        let key = &p.key;
+        let lock = self.wallet_lock(&key.key_id);
+        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let velocity = custos_policy::velocity::velocity_for(
+            &self.velocity,
+            &key.key_id,
+            &p.intent,
+            requester.now,
+        )
+        .map_err(|e| ApiError::internal(format!("{e}; nothing was signed")))?;
+        let tags = key.policy_tags();
+        let groups = key.groups();
+        let addresses: Vec<(String, String)> = key
+            .addresses
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let decision = self.policy.evaluate(&DecisionRequest {
+            principal: ClientRef {
+                id: &requester.access_key,
+                name: &requester.name,
+                roles: &requester.roles,
+            },
+            action: p.action,
+            wallet: WalletRef {
+                id: &key.key_id,
+                label: &key.label,
+                tags: &tags,
+                curve: key.format.curve.as_str(),
+                addresses: &addresses,
+                groups: &groups,
+            },
+            intent: &p.intent,
+            velocity,
+            facts: RequestFacts::at(requester.ip.to_string(), requester.now),
+        });
+        let reservation = if reserve && decision.verdict == Verdict::Allow {
+            self.reserve(&p, requester.now)?
+        } else {
+            None
+        };
+        Ok(Decided {
+            policy: super::policy_block(&decision),
+            prepared: p,
+            decision,
+            reservation,
+        })
+    }
+
+    /// Records the request's transfer in the velocity store (if it moves anything) and
+    /// returns the entry, to release it if the request does not sign.
+    pub(crate) fn reserve(&self, p: &Prepared, now: i64) -> ApiResult<Option<Vec<u8>>> {
+        let Some((vkey, amount)) = VelocityKey::for_intent(&p.key.key_id, &p.intent) else {
+            return Ok(None);
+        };
+        self.velocity
+            .record_entry(&vkey, &amount, now)
+            .map(Some)
+            .map_err(|e| ApiError::internal(format!("{e}; nothing was signed")))
+    }
+
+    /// Gives back a reservation whose request did not sign.
+    pub(crate) fn release(&self, reservation: Option<Vec<u8>>) {
+        if let Some(r) = reservation
+            && let Err(e) = self.velocity.release(&r)
+        {
+            tracing::error!(error = %e, "could not release a velocity reservation; the 24 h figure over-counts until it expires");
+        }
+    }
+}
