@@ -32,6 +32,49 @@ pub fn is_canonical_decimal(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
 }
 
+/// The decimal text of an unsigned 256-bit big-endian integer (an ABI word).
+pub fn u256_to_decimal(v: &[u8; 32]) -> String {
+    let mut n = *v;
+    let mut digits = Vec::with_capacity(78);
+    loop {
+        // n /= 10, collecting the remainder.
+        let mut rem: u32 = 0;
+        for b in n.iter_mut() {
+            let cur = (rem << 8) | u32::from(*b);
+            *b = (cur / 10) as u8;
+            rem = cur % 10;
+        }
+        digits.push(b'0' + rem as u8);
+        if n.iter().all(|b| *b == 0) {
+            break;
+        }
+    }
+    digits.reverse();
+    String::from_utf8(digits).unwrap_or_default()
+}
+
+/// Parses a canonical decimal string (see [`is_canonical_decimal`]) into 256 bits,
+/// big-endian; None if it is not canonical or does not fit.
+pub fn u256_from_decimal(s: &str) -> Option<[u8; 32]> {
+    if !is_canonical_decimal(s) {
+        return None;
+    }
+    let mut n = [0u8; 32];
+    for d in s.bytes() {
+        // n = n * 10 + d
+        let mut carry = u32::from(d - b'0');
+        for b in n.iter_mut().rev() {
+            let cur = u32::from(*b) * 10 + carry;
+            *b = (cur & 0xff) as u8;
+            carry = cur >> 8;
+        }
+        if carry != 0 {
+            return None;
+        }
+    }
+    Some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +103,28 @@ mod tests {
         assert!(!is_canonical_decimal("010"));
         assert!(!is_canonical_decimal("1e3"));
         assert!(!is_canonical_decimal(""));
+    }
+
+    #[test]
+    fn u256_decimal_round_trip() {
+        let max = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
+        assert_eq!(u256_from_decimal(max), Some([0xff; 32]));
+        assert_eq!(u256_to_decimal(&[0xff; 32]), max);
+        // 2^256 does not fit.
+        assert_eq!(
+            u256_from_decimal(
+                "115792089237316195423570985008687907853269984665640564039457584007913129639936"
+            ),
+            None
+        );
+        assert_eq!(u256_to_decimal(&[0; 32]), "0");
+        let mut v = [0u8; 32];
+        v[30] = 0x03;
+        v[31] = 0xe8;
+        assert_eq!(u256_to_decimal(&v), "1000");
+        assert_eq!(u256_from_decimal("1000"), Some(v));
+        assert_eq!(u256_from_decimal("01"), None);
+        assert_eq!(u256_from_decimal("-1"), None);
+        assert_eq!(u256_from_decimal(""), None);
     }
 }

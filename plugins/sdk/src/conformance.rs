@@ -2,12 +2,17 @@
 //! runs through two paths: the plain Rust functions ([`Native`]) and the built component
 //! through the host runtime (`host/plugin-runtime/tests`).
 //!
+//! Also the helpers those tables and the plugins' tests share: reading vector files,
+//! running a table of malformed inputs, and mutating seeds for the "never a panic"
+//! properties.
+//!
 //! Test-only (feature `conformance`); never compiled into a component.
 
 use crate::{
-    Assembled, BuiltTx, Intent, Message, ParsedMessage, Plugin, PluginError, Signature,
+    Assembled, BuiltTx, ErrorCode, Intent, Message, ParsedMessage, Plugin, PluginError, Signature,
     SigningPayload, TransferRequest,
 };
+use serde_json::Value;
 use std::marker::PhantomData;
 
 /// How a call failed: a guest-visible error, or a fault (trap, host problem).
@@ -147,4 +152,122 @@ pub fn expect_plugin_error_in<T: std::fmt::Debug>(
             panic!("{ctx}: expected plugin error {code:?} containing `{needle}`, got {other:?}")
         }
     }
+}
+
+/// A vector file's JSON.
+pub fn json(doc: &str) -> Value {
+    serde_json::from_str(doc).expect("vector json")
+}
+
+/// The `vectors` array of a vector file.
+pub fn vectors(doc: &str) -> Vec<Value> {
+    match json(doc) {
+        Value::Object(mut m) => match m.remove("vectors") {
+            Some(Value::Array(v)) => v,
+            _ => panic!("vector file without a `vectors` array"),
+        },
+        _ => panic!("vector file is not a JSON object"),
+    }
+}
+
+/// A hex string value (`0x` optional) as bytes.
+pub fn hex_bytes(v: &Value) -> Vec<u8> {
+    let s = v.as_str().expect("hex string");
+    hex::decode(s.trim_start_matches("0x")).expect("hex")
+}
+
+/// A string value as it is; any other value as its JSON text.
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A malformed input: what it is, its bytes, and the code and a part of the message of
+/// the error it must give.
+pub type Malformed = (&'static str, Vec<u8>, ErrorCode, &'static str);
+
+/// `parse` refuses each of `cases` with its error (no key, no network), and
+/// `signing_payloads` refuses it too.
+pub fn check_refused(api: &dyn Api, cases: Vec<Malformed>) {
+    for (name, raw, code, needle) in cases {
+        expect_plugin_error_in(name, api.parse(&raw, None, None), code, needle);
+        assert!(
+            matches!(
+                api.signing_payloads(&raw, None, None),
+                Err(Failure::Plugin(_))
+            ),
+            "{name}: payloads must refuse too"
+        );
+    }
+}
+
+/// The bytes of `cases`, as seeds to mutate.
+pub fn inputs(cases: Vec<Malformed>) -> impl Iterator<Item = Vec<u8>> {
+    cases.into_iter().map(|(_, raw, _, _)| raw)
+}
+
+/// `seed` changed by each of `ops` (position, byte, operation) in turn: overwrite, insert
+/// or remove the byte at the position, or truncate there. For the "any input gives Ok or
+/// a plugin error, never a panic" properties, which draw `ops` at random.
+pub fn mutate(seed: &[u8], ops: &[(u16, u8, u8)]) -> Vec<u8> {
+    let mut v = seed.to_vec();
+    for &(pos, byte, op) in ops {
+        let len = v.len().max(1);
+        let at = usize::from(pos) % len;
+        match op % 4 {
+            0 if !v.is_empty() => v[at] = byte,
+            1 => v.insert(at.min(v.len()), byte),
+            2 if !v.is_empty() => {
+                v.remove(at);
+            }
+            _ => v.truncate(at),
+        }
+    }
+    v
+}
+
+/// `derive_address` on `network` refuses a secp256k1 key of the wrong length and one that
+/// is not a curve point.
+#[cfg(feature = "secp256k1")]
+pub fn check_secp256k1_key_shapes(api: &dyn Api, network: &str) {
+    for short in [&[2u8; 20][..], &[2u8; 32]] {
+        expect_plugin_error(
+            api.derive_address(short, network),
+            ErrorCode::InvalidPublicKey,
+            "33-byte",
+        );
+    }
+    let mut not_a_point = vec![0xff; 33];
+    not_a_point[0] = 0x02; // x >= p
+    expect_plugin_error(
+        api.derive_address(&not_a_point, network),
+        ErrorCode::InvalidPublicKey,
+        "not a point",
+    );
+}
+
+/// The compressed SEC1 form of a test key's public key.
+#[cfg(feature = "secp256k1")]
+pub fn compressed(sk: &k256::ecdsa::SigningKey) -> Vec<u8> {
+    sk.verifying_key()
+        .to_encoded_point(true)
+        .as_bytes()
+        .to_vec()
+}
+
+/// Runs each listed check of a plugin's vector table through its `Native` path as a
+/// `#[test]` of its own: `native_tests!(conformance; eip191 => check_eip191, ...)`, where
+/// `conformance` is the plugin's table module in scope.
+#[macro_export]
+macro_rules! native_tests {
+    ($table:ident; $($test:ident => $check:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                $table::$check(&$table::Native);
+            }
+        )+
+    };
 }

@@ -1,9 +1,14 @@
 //! Plain-Rust mirror of the `custos:chain` WIT types, shared by the plugins (compiled
-//! natively for unit tests and to wasm32 for the component) and by the host.
+//! natively for unit tests and to wasm32 for the component) and by the host, and the
+//! logic the chain plugins would otherwise each repeat.
 //!
 //! Owns: the intent and payload types, the plugin error type, and the intent's JSON form
-//! (DESIGN §7, field names fixed). Must not: depend on wasmtime, wit-bindgen or anything
-//! that does I/O — this crate runs inside the sandbox.
+//! (DESIGN §7, field names fixed); for the plugins, the checks every chain makes the same
+//! way (one signature, known `build` fields), exact amounts ([`amount`]), ERC-20 / TRC-20
+//! call data ([`abi`]), secp256k1 keys and signature shapes ([`secp256k1`], feature
+//! `secp256k1`), and the helpers of the plugins' vector tables and tests (`conformance`,
+//! feature `conformance`, never in a component). Must not: depend on wasmtime,
+//! wit-bindgen or anything that does I/O — this crate runs inside the sandbox.
 
 // Lets the generated bindings name this crate by its public path from inside it too.
 extern crate self as custos_plugin_sdk;
@@ -11,12 +16,15 @@ extern crate self as custos_plugin_sdk;
 use serde_json::{Map, Value, json};
 use std::fmt;
 
+pub mod abi;
 pub mod amount;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod from_json;
 #[cfg(target_arch = "wasm32")]
 pub mod guest;
+#[cfg(feature = "secp256k1")]
+pub mod secp256k1;
 
 /// What a chain plugin implements: the WIT `adapter` interface in plain Rust. The
 /// component wrapper (`export_plugin!`, wasm32 only) adapts it to the generated bindings,
@@ -57,6 +65,67 @@ pub trait Plugin {
     }
 }
 
+/// Implements [`Plugin`] for `$ty` with the free functions of the same names in the
+/// calling module (`info`, `derive_address`, `parse`, `signing_payloads`, `assemble`,
+/// `build`), so a plugin's functions stay callable as plain Rust and the trait adds no
+/// second copy of their signatures. With `messages`, also `parse_message` and
+/// `assemble_message_signature`; without, the trait's defaults refuse messages.
+#[macro_export]
+macro_rules! plugin_from_fns {
+    (@messages) => {
+        fn parse_message(
+            message: &$crate::Message,
+            network: Option<&str>,
+            public_key: Option<&[u8]>,
+        ) -> $crate::PluginResult<$crate::ParsedMessage> {
+            parse_message(message, network, public_key)
+        }
+        fn assemble_message_signature(
+            payload: &$crate::SigningPayload,
+            public_key: &[u8],
+            signature: &$crate::Signature,
+        ) -> $crate::PluginResult<Vec<u8>> {
+            assemble_message_signature(payload, public_key, signature)
+        }
+    };
+    ($ty:ty $(, $messages:ident)?) => {
+        impl $crate::Plugin for $ty {
+            fn info() -> $crate::PluginInfo {
+                info()
+            }
+            fn derive_address(public_key: &[u8], network: &str) -> $crate::PluginResult<String> {
+                derive_address(public_key, network)
+            }
+            fn parse(
+                raw: &[u8],
+                network: Option<&str>,
+                public_key: Option<&[u8]>,
+            ) -> $crate::PluginResult<$crate::Intent> {
+                parse(raw, network, public_key)
+            }
+            fn signing_payloads(
+                raw: &[u8],
+                network: Option<&str>,
+                public_key: Option<&[u8]>,
+            ) -> $crate::PluginResult<Vec<$crate::SigningPayload>> {
+                signing_payloads(raw, network, public_key)
+            }
+            fn assemble(
+                raw: &[u8],
+                network: Option<&str>,
+                public_key: &[u8],
+                signatures: &[$crate::Signature],
+            ) -> $crate::PluginResult<$crate::Assembled> {
+                assemble(raw, network, public_key, signatures)
+            }
+            fn build(request: &$crate::TransferRequest) -> $crate::PluginResult<$crate::BuiltTx> {
+                build(request)
+            }
+            $($crate::plugin_from_fns!(@$messages);)?
+        }
+    };
+}
+
 /// The WIT package version these types mirror.
 pub const WIT_VERSION: &str = "0.1.0";
 
@@ -90,6 +159,14 @@ impl SignatureScheme {
             SignatureScheme::Ed25519 => "ed25519",
         }
     }
+
+    /// The curve the scheme signs on.
+    pub fn curve(self) -> Curve {
+        match self {
+            SignatureScheme::EcdsaSecp256k1 | SignatureScheme::SchnorrBip340 => Curve::Secp256k1,
+            SignatureScheme::Ed25519 => Curve::Ed25519,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +177,27 @@ pub struct PluginInfo {
     pub curve: Curve,
     pub schemes: Vec<SignatureScheme>,
     pub version: String,
+}
+
+impl PluginInfo {
+    /// A plugin that signs with one scheme (on that scheme's curve); `version` is the
+    /// plugin crate's (`env!("CARGO_PKG_VERSION")`).
+    pub fn new(
+        name: &str,
+        chain_family: &str,
+        networks: &[&str],
+        scheme: SignatureScheme,
+        version: &str,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            chain_family: chain_family.into(),
+            networks: networks.iter().map(|s| s.to_string()).collect(),
+            curve: scheme.curve(),
+            schemes: vec![scheme],
+            version: version.into(),
+        }
+    }
 }
 
 /// Stable plugin error codes (mirror of WIT `error-code`).
@@ -436,10 +534,34 @@ pub struct SigningPayload {
     pub digest: Vec<u8>,
 }
 
+/// The one payload of a transaction signed once: index 0.
+pub fn one_payload(scheme: SignatureScheme, digest: Vec<u8>) -> Vec<SigningPayload> {
+    vec![SigningPayload {
+        index: 0,
+        scheme,
+        digest,
+    }]
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Signature {
     pub index: u32,
     pub bytes: Vec<u8>,
+}
+
+/// The one signature of a transaction signed once (for payload 0).
+pub fn one_signature(signatures: &[Signature]) -> PluginResult<&Signature> {
+    match signatures {
+        [s] if s.index == 0 => Ok(s),
+        [s] => Err(PluginError::signature(format!(
+            "expected a signature for payload 0, got one for payload {}",
+            s.index
+        ))),
+        _ => Err(PluginError::signature(format!(
+            "expected exactly 1 signature, got {}",
+            signatures.len()
+        ))),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -476,6 +598,45 @@ impl TransferRequest {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The named chain-specific field, which must be present.
+    pub fn required_field(&self, name: &str) -> PluginResult<&str> {
+        self.field(name)
+            .ok_or_else(|| PluginError::request(format!("field `{name}` is required")))
+    }
+
+    /// Refuses a field the chain does not know, so a misspelt option is an error rather
+    /// than a default silently used.
+    pub fn check_fields(&self, known: &[&str]) -> PluginResult<()> {
+        match self
+            .fields
+            .iter()
+            .find(|(k, _)| !known.contains(&k.as_str()))
+        {
+            Some((k, _)) => Err(PluginError::request(format!(
+                "unknown field `{k}`; known fields: {}",
+                known.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A decimal field of a request (`name` in errors): canonical (digits only, no leading
+/// zeros) and within `T`; `too_big` says how the error describes a value that is not.
+pub fn decimal_field<T: std::str::FromStr>(
+    value: &str,
+    name: &str,
+    too_big: &str,
+) -> PluginResult<T> {
+    if !amount::is_canonical_decimal(value) {
+        return Err(PluginError::request(format!(
+            "field `{name}` must be a decimal integer, got `{value}`"
+        )));
+    }
+    value
+        .parse::<T>()
+        .map_err(|_| PluginError::request(format!("field `{name}` {too_big}: `{value}`")))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
