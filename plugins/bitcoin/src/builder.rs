@@ -16,7 +16,7 @@ use bitcoin::{
     Witness,
 };
 use custos_plugin_sdk::amount::is_canonical_decimal;
-use custos_plugin_sdk::{BuiltTx, PluginError, PluginResult, TransferRequest};
+use custos_plugin_sdk::{BuiltTx, PluginError, PluginResult, TransferRequest, decimal_field};
 use std::str::FromStr;
 
 const BUILD_FIELDS: &[&str] = &[
@@ -63,13 +63,7 @@ fn field<'a>(req: &'a TransferRequest, name: &str) -> Option<&'a str> {
 }
 
 fn parse_u64(v: &str, name: &str) -> PluginResult<u64> {
-    if !is_canonical_decimal(v) {
-        return Err(PluginError::request(format!(
-            "field `{name}` must be a decimal integer, got `{v}`"
-        )));
-    }
-    v.parse::<u64>()
-        .map_err(|_| PluginError::request(format!("field `{name}` is too large: `{v}`")))
+    decimal_field(v, name, "is too large")
 }
 
 /// A fee rate in sat/vB with up to 3 decimals, as milli-sat per vB.
@@ -151,16 +145,7 @@ struct Coin {
 
 /// Builds an unsigned PSBT v0 paying `to` from the key's P2WPKH UTXOs.
 pub fn build(req: &TransferRequest) -> PluginResult<BuiltTx> {
-    if let Some((k, _)) = req
-        .fields
-        .iter()
-        .find(|(k, _)| !BUILD_FIELDS.contains(&k.as_str()))
-    {
-        return Err(PluginError::request(format!(
-            "unknown field `{k}`; known fields: {}",
-            BUILD_FIELDS.join(", ")
-        )));
-    }
+    req.check_fields(BUILD_FIELDS)?;
     let (network, network_name) = keys::parse_network(Some(&req.network))?;
     let key: Key = keys::parse_public_key(&req.public_key)?;
     if let Some(asset) = &req.asset {

@@ -26,8 +26,9 @@ use serde_json::Value;
 use std::str::FromStr;
 
 pub use custos_plugin_sdk::conformance::{
-    Api, Failure, Res, expect_plugin_error, expect_plugin_error_in, ok,
+    Api, Failure, Malformed, Res, compressed, expect_plugin_error, expect_plugin_error_in, ok,
 };
+use custos_plugin_sdk::conformance::{check_secp256k1_key_shapes, hex_bytes, inputs, json, text};
 
 /// The native path.
 #[allow(non_upper_case_globals)]
@@ -38,32 +39,9 @@ pub const BIP143_P2WPKH: &str = include_str!("../tests/vectors/bip143_p2wpkh.jso
 pub const BIP174: &str = include_str!("../tests/vectors/bip174.json");
 pub const BIP173_ADDRESSES: &str = include_str!("../tests/vectors/bip173_addresses.json");
 
-fn j(s: &str) -> Value {
-    serde_json::from_str(s).expect("vector json")
-}
-
-fn h(v: &Value) -> Vec<u8> {
-    let s = v.as_str().expect("hex string");
-    hex::decode(s.trim_start_matches("0x")).expect("hex")
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// A test key from a 32-byte secret.
 pub fn test_key(secret: &[u8]) -> SigningKey {
     SigningKey::from_slice(secret).expect("test secret")
-}
-
-pub fn compressed(sk: &SigningKey) -> Vec<u8> {
-    sk.verifying_key()
-        .to_encoded_point(true)
-        .as_bytes()
-        .to_vec()
 }
 
 fn uncompressed(sk: &SigningKey) -> Vec<u8> {
@@ -128,37 +106,37 @@ pub fn psbt_of(tx: Transaction, utxos: &[Option<TxOut>]) -> Psbt {
 
 /// The BIP-143 native P2WPKH example as a PSBT (input 0 finalized, input 1 to sign).
 pub fn bip143_vector_psbt() -> Psbt {
-    bip143_psbt(&j(BIP143_P2WPKH))
+    bip143_psbt(&json(BIP143_P2WPKH))
 }
 
 fn bip143_psbt(v: &Value) -> Psbt {
-    let tx: Transaction = deserialize(&h(&v["unsigned_tx"])).unwrap();
+    let tx: Transaction = deserialize(&hex_bytes(&v["unsigned_tx"])).unwrap();
     let mut psbt = psbt_of(
         tx,
         &[
             Some(txout(
                 v["input0_amount_sat"].as_u64().unwrap(),
-                ScriptBuf::from(h(&v["input0_script_pubkey"])),
+                ScriptBuf::from(hex_bytes(&v["input0_script_pubkey"])),
             )),
             Some(txout(
                 v["input1_amount_sat"].as_u64().unwrap(),
-                ScriptBuf::from(h(&v["input1_script_pubkey"])),
+                ScriptBuf::from(hex_bytes(&v["input1_script_pubkey"])),
             )),
         ],
     );
     // Input 0 is someone else's (a P2PK spend), already finalized.
-    psbt.inputs[0].final_script_sig = Some(ScriptBuf::from(h(&v["input0_script_sig"])));
+    psbt.inputs[0].final_script_sig = Some(ScriptBuf::from(hex_bytes(&v["input0_script_sig"])));
     psbt
 }
 
 /// BIP-143 native P2WPKH example: the payload is the BIP's sighash, and the RFC 6979
 /// signature assembles to the BIP's signed transaction byte for byte.
 pub fn check_bip143_example(api: &dyn Api) {
-    let v = j(BIP143_P2WPKH);
+    let v = json(BIP143_P2WPKH);
     let raw = bip143_psbt(&v).serialize();
-    let sk = test_key(&h(&v["input1_private_key"]));
+    let sk = test_key(&hex_bytes(&v["input1_private_key"]));
     let pk = compressed(&sk);
-    assert_eq!(pk, h(&v["input1_public_key"]), "the BIP's key pair");
+    assert_eq!(pk, hex_bytes(&v["input1_public_key"]), "the BIP's key pair");
 
     let payloads = ok(
         api.signing_payloads(&raw, None, Some(&pk)),
@@ -172,7 +150,7 @@ pub fn check_bip143_example(api: &dyn Api) {
     );
     assert_eq!(
         hex::encode(&payloads[0].digest),
-        s(&v["input1_sighash"]),
+        text(&v["input1_sighash"]),
         "BIP-143 sighash of input 1"
     );
 
@@ -185,7 +163,7 @@ pub fn check_bip143_example(api: &dyn Api) {
         .as_array()
         .unwrap()
         .iter()
-        .map(s)
+        .map(text)
         .collect();
     assert_eq!(
         intent
@@ -228,15 +206,15 @@ pub fn check_bip143_example(api: &dyn Api) {
     );
     assert_eq!(
         hex::encode(&out.signed_tx),
-        s(&v["signed_tx"]),
+        text(&v["signed_tx"]),
         "the BIP's signed transaction"
     );
-    let mut der = h(&v["input1_signature_der"]);
+    let mut der = hex_bytes(&v["input1_signature_der"]);
     der.push(0x01);
     assert_eq!(out.signatures.len(), 1);
     assert_eq!(out.signatures[0].index, 1);
     assert_eq!(out.signatures[0].bytes, der, "DER + SIGHASH_ALL");
-    let expected: Transaction = deserialize(&h(&v["signed_tx"])).unwrap();
+    let expected: Transaction = deserialize(&hex_bytes(&v["signed_tx"])).unwrap();
     assert_eq!(out.tx_hash, expected.compute_txid().to_string());
     assert_eq!(out.tx_hash.len(), 64);
     verify_signed(&out.signed_tx, &bip143_psbt(&v), &[1]);
@@ -406,10 +384,13 @@ pub fn check_independent_verification(api: &dyn Api) {
 
 /// BIP-174 role vectors: amounts from non_witness_utxo (txid-checked) and witness_utxo.
 pub fn check_bip174_vectors(api: &dyn Api) {
-    let v = j(BIP174);
-    let net = s(&v["network"]);
+    let v = json(BIP174);
+    let net = text(&v["network"]);
     let u = &v["updater"];
-    for raw in [h(&u["psbt"]), h(&v["updater_sighash_all"]["psbt"])] {
+    for raw in [
+        hex_bytes(&u["psbt"]),
+        hex_bytes(&v["updater_sighash_all"]["psbt"]),
+    ] {
         let intent = ok(api.parse(&raw, Some(&net), None), "bip174 updater");
         assert_eq!(intent.network, "testnet");
         assert_eq!(intent.from, "");
@@ -417,7 +398,7 @@ pub fn check_bip174_vectors(api: &dyn Api) {
             .as_array()
             .unwrap()
             .iter()
-            .map(s)
+            .map(text)
             .collect();
         let got: Vec<String> = intent.transfers.iter().map(|t| t.amount.clone()).collect();
         assert_eq!(got, want);
@@ -431,7 +412,7 @@ pub fn check_bip174_vectors(api: &dyn Api) {
                 .unwrap()
                 .require_network(Network::Testnet)
                 .unwrap();
-            assert_eq!(addr.script_pubkey().to_bytes(), h(script));
+            assert_eq!(addr.script_pubkey().to_bytes(), hex_bytes(script));
         }
         let ins: u64 = u["input_amounts_sat"]
             .as_array()
@@ -446,7 +427,7 @@ pub fn check_bip174_vectors(api: &dyn Api) {
             .map(|x| x.as_u64().unwrap())
             .sum();
         assert_eq!(intent.fee_max, Some((ins - outs).to_string()));
-        let inputs: Vec<String> = u["inputs"].as_array().unwrap().iter().map(s).collect();
+        let inputs: Vec<String> = u["inputs"].as_array().unwrap().iter().map(text).collect();
         assert!(intent.extra.contains(&("inputs".into(), inputs.join(","))));
         assert!(
             intent
@@ -462,12 +443,12 @@ pub fn check_bip174_vectors(api: &dyn Api) {
         );
     }
     expect_plugin_error(
-        api.parse(&h(&v["creator"]["psbt"]), Some(&net), None),
+        api.parse(&hex_bytes(&v["creator"]["psbt"]), Some(&net), None),
         ErrorCode::ParseError,
         "input 0 has no witness_utxo",
     );
     expect_plugin_error(
-        api.parse(&h(&v["invalid_network_tx"]["hex"]), None, None),
+        api.parse(&hex_bytes(&v["invalid_network_tx"]["hex"]), None, None),
         ErrorCode::ParseError,
         "magic",
     );
@@ -475,10 +456,10 @@ pub fn check_bip174_vectors(api: &dyn Api) {
 
 /// BIP-173 P2WPKH addresses of the generator point's key on each network.
 pub fn check_derive_address(api: &dyn Api) {
-    let v = j(BIP173_ADDRESSES);
-    let pk = h(&v["public_key"]);
+    let v = json(BIP173_ADDRESSES);
+    let pk = hex_bytes(&v["public_key"]);
     for (net, addr) in v["addresses"].as_object().unwrap() {
-        assert_eq!(ok(api.derive_address(&pk, net), net), s(addr), "{net}");
+        assert_eq!(ok(api.derive_address(&pk, net), net), text(addr), "{net}");
     }
     let sk = test_key(&[0x11; 32]);
     assert_eq!(
@@ -497,18 +478,7 @@ pub fn check_derive_address(api: &dyn Api) {
         ErrorCode::InvalidNetwork,
         "unknown network `bitcoin`",
     );
-    expect_plugin_error(
-        api.derive_address(&pk[..32], "mainnet"),
-        ErrorCode::InvalidPublicKey,
-        "33-byte",
-    );
-    let mut not_a_point = vec![0xff; 33];
-    not_a_point[0] = 0x02;
-    expect_plugin_error(
-        api.derive_address(&not_a_point, "mainnet"),
-        ErrorCode::InvalidPublicKey,
-        "not a point",
-    );
+    check_secp256k1_key_shapes(api, "mainnet");
 }
 
 fn request(
@@ -1036,7 +1006,7 @@ pub fn check_signature_rules(api: &dyn Api) {
 
 /// Malformed inputs: each must give a plugin-error with the right code and a message
 /// saying what was wrong. (name, raw psbt, expected code, message fragment)
-pub fn malformed_psbts() -> Vec<(&'static str, Vec<u8>, ErrorCode, &'static str)> {
+pub fn malformed_psbts() -> Vec<Malformed> {
     let pk = compressed(&test_key(&[0x11; 32]));
     let good = simple_psbt(&pk);
     let raw = good.serialize();
@@ -1064,7 +1034,7 @@ pub fn malformed_psbts() -> Vec<(&'static str, Vec<u8>, ErrorCode, &'static str)
         input: vec![txin(txid(5), 0)],
         output: vec![txout(60_000, p2wpkh_script(&pk))],
     });
-    let v = j(BIP174);
+    let v = json(BIP174);
     vec![
         ("empty", vec![], ErrorCode::ParseError, "empty psbt"),
         ("bad magic", bad_magic, ErrorCode::ParseError, "magic"),
@@ -1119,13 +1089,13 @@ pub fn malformed_psbts() -> Vec<(&'static str, Vec<u8>, ErrorCode, &'static str)
         ),
         (
             "bip174 creator (no utxos)",
-            h(&v["creator"]["psbt"]),
+            hex_bytes(&v["creator"]["psbt"]),
             ErrorCode::ParseError,
             "no witness_utxo",
         ),
         (
             "bip174 network tx",
-            h(&v["invalid_network_tx"]["hex"]),
+            hex_bytes(&v["invalid_network_tx"]["hex"]),
             ErrorCode::ParseError,
             "magic",
         ),
@@ -1173,13 +1143,13 @@ pub fn check_all(api: &dyn Api) {
 /// Inputs for the "never a trap" property: valid PSBTs to mutate at random.
 pub fn seeds() -> Vec<Vec<u8>> {
     let pk = compressed(&test_key(&[0x11; 32]));
-    let v = j(BIP174);
+    let v = json(BIP174);
     let mut out = vec![
-        bip143_psbt(&j(BIP143_P2WPKH)).serialize(),
+        bip143_psbt(&json(BIP143_P2WPKH)).serialize(),
         simple_psbt(&pk).serialize(),
-        h(&v["updater"]["psbt"]),
-        h(&v["updater_sighash_all"]["psbt"]),
+        hex_bytes(&v["updater"]["psbt"]),
+        hex_bytes(&v["updater_sighash_all"]["psbt"]),
     ];
-    out.extend(malformed_psbts().into_iter().map(|(_, raw, _, _)| raw));
+    out.extend(inputs(malformed_psbts()));
     out
 }

@@ -1,9 +1,11 @@
-//! Networks, secp256k1 public keys, P2WPKH scripts / addresses and signature checks.
+//! Networks, secp256k1 public keys, P2WPKH scripts / addresses and signature checks (the
+//! key and signature shapes are the SDK's, `custos_plugin_sdk::secp256k1`).
 
 use bitcoin::{Address, CompressedPublicKey, Network, ScriptBuf};
+use custos_plugin_sdk::secp256k1::{self, VerifyingKey};
 use custos_plugin_sdk::{PluginError, PluginResult, Signature};
+use k256::ecdsa::Signature as EcdsaSignature;
 use k256::ecdsa::signature::hazmat::PrehashVerifier;
-use k256::ecdsa::{Signature as EcdsaSignature, VerifyingKey};
 
 /// The network names this plugin accepts, in the order `info()` lists them.
 pub const NETWORKS: &[&str] = &["mainnet", "testnet", "testnet4", "signet", "regtest"];
@@ -54,14 +56,7 @@ impl Key {
 /// Parses a SEC1 public key (33-byte compressed or 65-byte uncompressed); P2WPKH always
 /// uses the compressed form of the point.
 pub fn parse_public_key(bytes: &[u8]) -> PluginResult<Key> {
-    if bytes.len() != 33 && bytes.len() != 65 {
-        return Err(PluginError::public_key(format!(
-            "expected a 33-byte compressed or 65-byte uncompressed secp256k1 public key, got {} bytes",
-            bytes.len()
-        )));
-    }
-    let point = VerifyingKey::from_sec1_bytes(bytes)
-        .map_err(|_| PluginError::public_key("public key is not a point on secp256k1"))?;
+    let point = secp256k1::parse_public_key(bytes)?;
     let encoded = point.to_encoded_point(true);
     let compressed = CompressedPublicKey::from_slice(encoded.as_bytes())
         .map_err(|_| PluginError::internal("compressed public key refused by rust-bitcoin"))?;
@@ -75,28 +70,7 @@ pub fn check_signature(
     digest: &[u8; 32],
     key: &Key,
 ) -> PluginResult<EcdsaSignature> {
-    let bytes: &[u8; 65] = sig.bytes.as_slice().try_into().map_err(|_| {
-        PluginError::signature(format!(
-            "signature {} must be 65 bytes (r || s || recovery id), got {}",
-            sig.index,
-            sig.bytes.len()
-        ))
-    })?;
-    let (rs, v) = bytes.split_at(64);
-    let v = v.first().copied().unwrap_or(0xff);
-    if v > 1 {
-        return Err(PluginError::signature(format!(
-            "signature {}: recovery id must be 0 or 1, got {v}",
-            sig.index
-        )));
-    }
-    let parsed = EcdsaSignature::from_slice(rs).map_err(|_| {
-        PluginError::signature(format!(
-            "signature {}: r or s is zero or not below the curve order",
-            sig.index
-        ))
-    })?;
-    let low = parsed.normalize_s().unwrap_or(parsed);
+    let low = secp256k1::normalise_signature(sig)?.signature;
     key.point.verify_prehash(digest, &low).map_err(|_| {
         PluginError::signature(format!(
             "signature {} does not verify against the public key and the sighash of input {}",

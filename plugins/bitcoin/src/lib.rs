@@ -24,7 +24,7 @@ mod component;
 use bitcoin::consensus::encode::serialize;
 use bitcoin::{Address, Network, Witness};
 use custos_plugin_sdk::{
-    Assembled, Asset, BuiltTx, Curve, Intent, IntentKind, PluginError, PluginInfo, PluginResult,
+    Assembled, Asset, BuiltTx, Intent, IntentKind, PluginError, PluginInfo, PluginResult,
     Signature, SignatureScheme, SigningPayload, Transfer, TransferRequest,
 };
 use keys::Key;
@@ -32,14 +32,13 @@ use keys::Key;
 pub const PLUGIN_NAME: &str = "bitcoin";
 
 pub fn info() -> PluginInfo {
-    PluginInfo {
-        name: PLUGIN_NAME.into(),
-        chain_family: "bitcoin".into(),
-        networks: keys::NETWORKS.iter().map(|s| s.to_string()).collect(),
-        curve: Curve::Secp256k1,
-        schemes: vec![SignatureScheme::EcdsaSecp256k1],
-        version: env!("CARGO_PKG_VERSION").into(),
-    }
+    PluginInfo::new(
+        PLUGIN_NAME,
+        "bitcoin",
+        keys::NETWORKS,
+        SignatureScheme::EcdsaSecp256k1,
+        env!("CARGO_PKG_VERSION"),
+    )
 }
 
 fn btc() -> Asset {
@@ -237,35 +236,8 @@ pub fn build(req: &TransferRequest) -> PluginResult<BuiltTx> {
     builder::build(req)
 }
 
-/// The Bitcoin plugin as a [`custos_plugin_sdk::Plugin`] (what the component exports).
+/// The Bitcoin plugin as a [`custos_plugin_sdk::Plugin`] (what the component exports):
+/// the functions above.
 pub struct Bitcoin;
 
-impl custos_plugin_sdk::Plugin for Bitcoin {
-    fn info() -> PluginInfo {
-        info()
-    }
-    fn derive_address(public_key: &[u8], network: &str) -> PluginResult<String> {
-        derive_address(public_key, network)
-    }
-    fn parse(raw: &[u8], network: Option<&str>, public_key: Option<&[u8]>) -> PluginResult<Intent> {
-        parse(raw, network, public_key)
-    }
-    fn signing_payloads(
-        raw: &[u8],
-        network: Option<&str>,
-        public_key: Option<&[u8]>,
-    ) -> PluginResult<Vec<SigningPayload>> {
-        signing_payloads(raw, network, public_key)
-    }
-    fn assemble(
-        raw: &[u8],
-        network: Option<&str>,
-        public_key: &[u8],
-        signatures: &[Signature],
-    ) -> PluginResult<Assembled> {
-        assemble(raw, network, public_key, signatures)
-    }
-    fn build(request: &TransferRequest) -> PluginResult<BuiltTx> {
-        build(request)
-    }
-}
+custos_plugin_sdk::plugin_from_fns!(Bitcoin);

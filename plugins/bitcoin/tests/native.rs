@@ -1,46 +1,18 @@
 //! The shared vector table through the native path (the component path can run the same
 //! table through the host runtime).
 
-use custos_plugin_bitcoin::conformance::{self, Native};
+use custos_plugin_bitcoin::conformance;
 
-#[test]
-fn bip143_native_p2wpkh_example() {
-    conformance::check_bip143_example(&Native);
-}
-
-#[test]
-fn bip174_vectors() {
-    conformance::check_bip174_vectors(&Native);
-}
-
-#[test]
-fn signed_tx_verifies_independently() {
-    conformance::check_independent_verification(&Native);
-}
-
-#[test]
-fn derive_address_bip173() {
-    conformance::check_derive_address(&Native);
-}
-
-#[test]
-fn build_transfers() {
-    conformance::check_build(&Native);
-}
-
-#[test]
-fn signature_rules() {
-    conformance::check_signature_rules(&Native);
-}
-
-#[test]
-fn malformed_input_is_a_plugin_error() {
-    conformance::check_malformed(&Native);
-}
-
-#[test]
-fn check_all_runs_every_check() {
-    conformance::check_all(&Native);
+custos_plugin_sdk::native_tests! {
+    conformance;
+    bip143_native_p2wpkh_example => check_bip143_example,
+    bip174_vectors => check_bip174_vectors,
+    signed_tx_verifies_independently => check_independent_verification,
+    derive_address_bip173 => check_derive_address,
+    build_transfers => check_build,
+    signature_rules => check_signature_rules,
+    malformed_input_is_a_plugin_error => check_malformed,
+    check_all_runs_every_check => check_all,
 }
 
 #[test]

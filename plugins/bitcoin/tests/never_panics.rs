@@ -2,25 +2,9 @@
 
 use custos_plugin_bitcoin as btc;
 use custos_plugin_bitcoin::conformance;
+use custos_plugin_sdk::conformance::mutate;
 use custos_plugin_sdk::{Signature, TransferRequest, Utxo};
 use proptest::prelude::*;
-
-fn mutate(seed: &[u8], ops: &[(u16, u8, u8)]) -> Vec<u8> {
-    let mut v = seed.to_vec();
-    for &(pos, byte, op) in ops {
-        let len = v.len().max(1);
-        let at = usize::from(pos) % len;
-        match op % 4 {
-            0 if !v.is_empty() => v[at] = byte,
-            1 => v.insert(at.min(v.len()), byte),
-            2 if !v.is_empty() => {
-                v.remove(at);
-            }
-            _ => v.truncate(at),
-        }
-    }
-    v
-}
 
 fn key() -> Vec<u8> {
     conformance::compressed(&conformance::test_key(&[0x11; 32]))

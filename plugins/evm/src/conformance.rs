@@ -7,10 +7,12 @@
 use alloy_primitives::{Address, U256, hex, keccak256};
 use custos_plugin_sdk::{ErrorCode, IntentKind, Message, Signature, TransferRequest};
 use k256::ecdsa::{RecoveryId, Signature as EcdsaSignature, SigningKey, VerifyingKey};
-use serde_json::Value;
 
 pub use custos_plugin_sdk::conformance::{
-    Api, Failure, Res, expect_plugin_error, expect_plugin_error_in, ok,
+    Api, Failure, Malformed, Res, expect_plugin_error, expect_plugin_error_in, ok,
+};
+use custos_plugin_sdk::conformance::{
+    check_refused, check_secp256k1_key_shapes, compressed, hex_bytes, inputs, json, text, vectors,
 };
 
 /// The native path.
@@ -22,22 +24,6 @@ pub const EIP155_EXAMPLE: &str = include_str!("../tests/vectors/eip155_example.j
 pub const TRANSACTIONS: &str = include_str!("../tests/vectors/transactions.json");
 pub const EIP712_MAIL: &str = include_str!("../tests/vectors/eip712_mail.json");
 
-fn j(s: &str) -> Value {
-    serde_json::from_str(s).expect("vector json")
-}
-
-fn h(v: &Value) -> Vec<u8> {
-    let s = v.as_str().expect("hex string");
-    hex::decode(s.trim_start_matches("0x")).expect("hex")
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// The compressed public key that made signature (r, s, recovery id) over `digest`.
 pub fn recover(digest: &[u8], r: &[u8], s_: &[u8], recid: u8) -> Vec<u8> {
     let mut rs = [0u8; 64];
@@ -48,13 +34,6 @@ pub fn recover(digest: &[u8], r: &[u8], s_: &[u8], recid: u8) -> Vec<u8> {
         VerifyingKey::recover_from_prehash(digest, &sig, RecoveryId::from_byte(recid).unwrap())
             .expect("recover");
     key.to_encoded_point(true).as_bytes().to_vec()
-}
-
-fn compressed(sk: &SigningKey) -> Vec<u8> {
-    sk.verifying_key()
-        .to_encoded_point(true)
-        .as_bytes()
-        .to_vec()
 }
 
 fn sig65(r: &[u8], s_: &[u8], recid: u8) -> Vec<u8> {
@@ -71,9 +50,9 @@ fn same_address(a: &str, b: &str) -> bool {
 
 /// EIP-155 worked example: signing hash, sender, signed tx and hash, through `api`.
 pub fn check_eip155_example(api: &dyn Api) {
-    let v = j(EIP155_EXAMPLE);
-    let unsigned = h(&v["unsigned"]);
-    let sk = SigningKey::from_slice(&h(&v["private_key"])).unwrap();
+    let v = json(EIP155_EXAMPLE);
+    let unsigned = hex_bytes(&v["unsigned"]);
+    let sk = SigningKey::from_slice(&hex_bytes(&v["private_key"])).unwrap();
     let pk = compressed(&sk);
     let payloads = ok(
         api.signing_payloads(&unsigned, Some("1"), Some(&pk)),
@@ -82,11 +61,11 @@ pub fn check_eip155_example(api: &dyn Api) {
     assert_eq!(payloads.len(), 1);
     assert_eq!(
         payloads[0].digest,
-        h(&v["signing_hash"]),
+        hex_bytes(&v["signing_hash"]),
         "eip155 signing hash"
     );
     let intent = ok(api.parse(&unsigned, Some("1"), Some(&pk)), "eip155 parse");
-    assert_eq!(intent.from, s(&v["sender"]));
+    assert_eq!(intent.from, text(&v["sender"]));
     assert_eq!(intent.kind, IntentKind::Transfer);
     assert_eq!(intent.nonce.as_deref(), Some("9"));
     assert_eq!(intent.transfers.len(), 1);
@@ -98,12 +77,12 @@ pub fn check_eip155_example(api: &dyn Api) {
     assert_eq!(intent.fee_max.as_deref(), Some("420000000000000"));
     assert_eq!(
         ok(api.derive_address(&pk, "1"), "derive"),
-        s(&v["sender"]),
+        text(&v["sender"]),
         "EIP-55 address of the key"
     );
     let sig = sig65(
-        &h(&v["r_hex"]),
-        &h(&v["s_hex"]),
+        &hex_bytes(&v["r_hex"]),
+        &hex_bytes(&v["s_hex"]),
         v["recovery_id"].as_u64().unwrap() as u8,
     );
     let out = ok(
@@ -118,23 +97,22 @@ pub fn check_eip155_example(api: &dyn Api) {
         ),
         "eip155 assemble",
     );
-    assert_eq!(out.signed_tx, h(&v["signed"]), "eip155 signed tx");
-    assert_eq!(out.tx_hash, s(&v["tx_hash"]));
+    assert_eq!(out.signed_tx, hex_bytes(&v["signed"]), "eip155 signed tx");
+    assert_eq!(out.tx_hash, text(&v["tx_hash"]));
     assert_eq!(out.signatures[0].bytes, sig);
 }
 
 /// The sample of public transaction vectors: sender, signing hash, signed bytes, hash.
 pub fn check_transaction_vectors(api: &dyn Api) {
-    let all = j(TRANSACTIONS);
-    let vectors = all["vectors"].as_array().unwrap();
+    let vectors = vectors(TRANSACTIONS);
     assert!(vectors.len() >= 9);
-    for v in vectors {
-        let name = s(&v["name"]);
-        let unsigned = h(&v["unsigned"]);
-        let chain = s(&v["chain_id"]);
+    for v in &vectors {
+        let name = text(&v["name"]);
+        let unsigned = hex_bytes(&v["unsigned"]);
+        let chain = text(&v["chain_id"]);
         let (r, s_, recid) = (
-            h(&v["r"]),
-            h(&v["s"]),
+            hex_bytes(&v["r"]),
+            hex_bytes(&v["s"]),
             v["recovery_id"].as_u64().unwrap() as u8,
         );
         let payloads = ok(api.signing_payloads(&unsigned, Some(&chain), None), &name);
@@ -145,15 +123,15 @@ pub fn check_transaction_vectors(api: &dyn Api) {
             "{name}: signing hash"
         );
         if let Some(sh) = v.get("signing_hash") {
-            assert_eq!(payloads[0].digest, h(sh), "{name}: signing hash");
+            assert_eq!(payloads[0].digest, hex_bytes(sh), "{name}: signing hash");
         }
         let pk = recover(&payloads[0].digest, &r, &s_, recid);
         let intent = ok(api.parse(&unsigned, Some(&chain), Some(&pk)), &name);
         assert!(
-            same_address(&intent.from, &s(&v["sender"])),
+            same_address(&intent.from, &text(&v["sender"])),
             "{name}: sender {} vs {}",
             intent.from,
-            s(&v["sender"])
+            text(&v["sender"])
         );
         assert_eq!(intent.network, chain, "{name}");
         let expected_type = ["legacy", "eip2930", "eip1559"][v["type"].as_u64().unwrap() as usize];
@@ -180,31 +158,39 @@ pub fn check_transaction_vectors(api: &dyn Api) {
         );
         assert_eq!(
             hex::encode(&out.signed_tx),
-            hex::encode(h(&v["signed"])),
+            hex::encode(hex_bytes(&v["signed"])),
             "{name}: signed tx"
         );
-        assert_eq!(out.tx_hash, s(&v["hash"]).to_lowercase(), "{name}: tx hash");
+        assert_eq!(
+            out.tx_hash,
+            text(&v["hash"]).to_lowercase(),
+            "{name}: tx hash"
+        );
     }
 }
 
 /// EIP-712 "Mail": digest, parsed domain / primary type / message, final signature.
 pub fn check_eip712_mail(api: &dyn Api) {
-    let v = j(EIP712_MAIL);
+    let v = json(EIP712_MAIL);
     let json = v["typed_data"].to_string();
-    let sk = SigningKey::from_slice(&h(&v["private_key"])).unwrap();
+    let sk = SigningKey::from_slice(&hex_bytes(&v["private_key"])).unwrap();
     let pk = compressed(&sk);
     let parsed = ok(
         api.parse_message(&Message::TypedDataJson(json), Some("1"), Some(&pk)),
         "eip712 mail",
     );
-    assert_eq!(parsed.payload.digest, h(&v["digest"]), "eip712 digest");
+    assert_eq!(
+        parsed.payload.digest,
+        hex_bytes(&v["digest"]),
+        "eip712 digest"
+    );
     assert_eq!(
         hex::encode(&parsed.payload.digest),
         "be609aee343fb3c4b28e1df9e632fca64fcfaede20f02e86244efddf30957bd2"
     );
     let i = &parsed.intent;
     assert_eq!(i.kind, IntentKind::TypedData);
-    assert_eq!(i.from, s(&v["sender"]));
+    assert_eq!(i.from, text(&v["sender"]));
     let td = i.typed_data.as_ref().expect("typed data");
     assert_eq!(td.primary_type, "Mail");
     assert_eq!(td.domain.name.as_deref(), Some("Ether Mail"));
@@ -220,7 +206,7 @@ pub fn check_eip712_mail(api: &dyn Api) {
         "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB"
     );
     assert_eq!(json["typed_data"]["message"]["contents"], "Hello, Bob!");
-    let sig = h(&v["signature"]);
+    let sig = hex_bytes(&v["signature"]);
     let mut raw = sig[..64].to_vec();
     raw.push(v["recovery_id"].as_u64().unwrap() as u8);
     let out = ok(
@@ -577,12 +563,12 @@ pub fn check_build(api: &dyn Api) {
 /// High-s signatures are normalised (EIP-2) and malformed ones refused. (Whose signature
 /// it is, is checked by the host before `assemble`: host/service/src/verify.rs.)
 pub fn check_signature_rules(api: &dyn Api) {
-    let v = j(EIP155_EXAMPLE);
-    let unsigned = h(&v["unsigned"]);
-    let sk = SigningKey::from_slice(&h(&v["private_key"])).unwrap();
+    let v = json(EIP155_EXAMPLE);
+    let unsigned = hex_bytes(&v["unsigned"]);
+    let sk = SigningKey::from_slice(&hex_bytes(&v["private_key"])).unwrap();
     let pk = compressed(&sk);
-    let r = h(&v["r_hex"]);
-    let s_low = U256::from_be_slice(&h(&v["s_hex"]));
+    let r = hex_bytes(&v["r_hex"]);
+    let s_low = U256::from_be_slice(&hex_bytes(&v["s_hex"]));
     let n = U256::from_str_radix(
         "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
         16,
@@ -604,7 +590,7 @@ pub fn check_signature_rules(api: &dyn Api) {
     );
     assert_eq!(
         out.signed_tx,
-        h(&v["signed"]),
+        hex_bytes(&v["signed"]),
         "normalised to the low-s form"
     );
     expect_plugin_error(
@@ -625,18 +611,7 @@ pub fn check_signature_rules(api: &dyn Api) {
         ErrorCode::InvalidSignature,
         "exactly 1 signature",
     );
-    let mut not_a_point = vec![0xff; 33];
-    not_a_point[0] = 0x02; // x >= p
-    expect_plugin_error(
-        api.derive_address(&not_a_point, "1"),
-        ErrorCode::InvalidPublicKey,
-        "not a point",
-    );
-    expect_plugin_error(
-        api.derive_address(&[2; 20], "1"),
-        ErrorCode::InvalidPublicKey,
-        "33-byte",
-    );
+    check_secp256k1_key_shapes(api, "1");
 }
 
 fn legacy_from_items(items: &[&[u8]]) -> Vec<u8> {
@@ -654,7 +629,7 @@ fn legacy_from_items(items: &[&[u8]]) -> Vec<u8> {
 
 /// Malformed inputs: each must give a plugin-error with the right code and a message
 /// saying what was wrong. (name, raw tx, expected code, message fragment)
-pub fn malformed_transactions() -> Vec<(&'static str, Vec<u8>, ErrorCode, &'static str)> {
+pub fn malformed_transactions() -> Vec<Malformed> {
     let example = hex::decode("ec098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080018080").unwrap();
     let mut trailing = example.clone();
     trailing.push(0x00);
@@ -844,16 +819,7 @@ pub fn malformed_typed_data() -> Vec<(&'static str, String, &'static str)> {
 }
 
 pub fn check_malformed(api: &dyn Api) {
-    for (name, raw, code, needle) in malformed_transactions() {
-        expect_plugin_error_in(name, api.parse(&raw, None, None), code, needle);
-        assert!(
-            matches!(
-                api.signing_payloads(&raw, None, None),
-                Err(Failure::Plugin(_))
-            ),
-            "{name}: payloads must refuse too"
-        );
-    }
+    check_refused(api, malformed_transactions());
     for (name, doc, needle) in malformed_typed_data() {
         let r = api.parse_message(&Message::TypedDataJson(doc), None, None);
         expect_plugin_error_in(name, r, ErrorCode::ParseError, needle);
@@ -886,17 +852,10 @@ pub fn check_all(api: &dyn Api) {
 
 /// Inputs for the "never a trap" property: valid transactions mutated at random.
 pub fn seeds() -> Vec<Vec<u8>> {
-    let all = j(TRANSACTIONS);
-    let mut out: Vec<Vec<u8>> = all["vectors"]
-        .as_array()
-        .unwrap()
+    let mut out: Vec<Vec<u8>> = vectors(TRANSACTIONS)
         .iter()
-        .map(|v| h(&v["unsigned"]))
+        .map(|v| hex_bytes(&v["unsigned"]))
         .collect();
-    out.extend(
-        malformed_transactions()
-            .into_iter()
-            .map(|(_, raw, _, _)| raw),
-    );
+    out.extend(inputs(malformed_transactions()));
     out
 }

@@ -21,27 +21,23 @@ mod component;
 
 use alloy_primitives::{Address, U256, hex, keccak256};
 use custos_plugin_sdk::{
-    Assembled, Asset, AssetKind, BuiltTx, ContractCall, Curve, Intent, IntentKind, Message,
-    ParsedMessage, PluginError, PluginInfo, PluginResult, Signature, SignatureScheme,
-    SigningPayload, Transfer, TransferRequest, amount::is_canonical_decimal,
+    Assembled, Asset, AssetKind, BuiltTx, ContractCall, Intent, IntentKind, Message, ParsedMessage,
+    PluginError, PluginInfo, PluginResult, Signature, SignatureScheme, SigningPayload, Transfer,
+    TransferRequest, abi, amount::is_canonical_decimal, decimal_field, one_payload, one_signature,
 };
 use tx::{TxType, UnsignedTx};
 
 pub const PLUGIN_NAME: &str = "evm";
 
 pub fn info() -> PluginInfo {
-    PluginInfo {
-        name: PLUGIN_NAME.into(),
-        chain_family: "ethereum".into(),
+    PluginInfo::new(
+        PLUGIN_NAME,
+        "ethereum",
         // Any EIP-155 chain id; these are the ones named in docs and policies.
-        networks: ["1", "10", "56", "137", "8453", "42161", "11155111", "17000"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        curve: Curve::Secp256k1,
-        schemes: vec![SignatureScheme::EcdsaSecp256k1],
-        version: env!("CARGO_PKG_VERSION").into(),
-    }
+        &["1", "10", "56", "137", "8453", "42161", "11155111", "17000"],
+        SignatureScheme::EcdsaSecp256k1,
+        env!("CARGO_PKG_VERSION"),
+    )
 }
 
 /// Native asset symbol per chain id (all EVM native assets have 18 decimals).
@@ -155,10 +151,6 @@ fn intent_of(tx: &UnsignedTx<'_>, from: String) -> PluginResult<Intent> {
         Some(to) => {
             let to_s = to.to_checksum(None);
             let erc20 = calldata::decode_erc20(tx.input)?;
-            let selector = match calldata::selector(tx.input) {
-                Some(s) => format!("0x{}", hex::encode(s)),
-                None => format!("0x{}", hex::encode(tx.input)),
-            };
             if !tx.value.is_zero() {
                 transfers.push(Transfer {
                     to: to_s.clone(),
@@ -167,39 +159,21 @@ fn intent_of(tx: &UnsignedTx<'_>, from: String) -> PluginResult<Intent> {
                     is_change: false,
                 });
             }
-            match &erc20 {
-                Some(
-                    calldata::Erc20::Transfer { to: rcpt, amount }
-                    | calldata::Erc20::TransferFrom {
-                        to: rcpt, amount, ..
-                    },
-                ) => {
-                    let known = calldata::known_token(chain_id, to);
-                    transfers.push(Transfer {
-                        to: rcpt.to_checksum(None),
-                        amount: amount.to_string(),
-                        asset: Asset {
-                            kind: AssetKind::Token,
-                            symbol: known.map(|(s, _)| s.to_string()),
-                            contract: Some(to_s.clone()),
-                            decimals: known.map(|(_, d)| d),
-                        },
-                        is_change: false,
-                    });
-                }
-                _ => kind = IntentKind::ContractCall,
+            let known = calldata::known_token(chain_id, to);
+            match erc20
+                .as_ref()
+                .and_then(|e| e.token_transfer(&to_s, known, calldata::checksummed))
+            {
+                Some(t) => transfers.push(t),
+                None => kind = IntentKind::ContractCall,
             }
-            call = Some(ContractCall {
-                to: to_s,
-                selector,
-                method: match &erc20 {
-                    Some(e) => Some(e.method().to_string()),
-                    None => calldata::selector(tx.input)
-                        .and_then(calldata::known_method)
-                        .map(String::from),
-                },
-                args: erc20.map(|e| e.args()).unwrap_or_default(),
-            });
+            call = Some(abi::contract_call(
+                to_s,
+                tx.input,
+                erc20.as_ref(),
+                calldata::MORE_METHODS,
+                calldata::checksummed,
+            ));
         }
     }
     Ok(Intent {
@@ -234,25 +208,10 @@ pub fn signing_payloads(
     }
     // `decode` accepted only the canonical encoding, so the signing hash is the hash of
     // exactly the bytes received.
-    Ok(vec![SigningPayload {
-        index: 0,
-        scheme: SignatureScheme::EcdsaSecp256k1,
-        digest: keccak256(raw).to_vec(),
-    }])
-}
-
-fn one_signature(signatures: &[Signature]) -> PluginResult<&Signature> {
-    match signatures {
-        [s] if s.index == 0 => Ok(s),
-        [s] => Err(PluginError::signature(format!(
-            "expected a signature for payload 0, got one for payload {}",
-            s.index
-        ))),
-        _ => Err(PluginError::signature(format!(
-            "expected exactly 1 signature, got {}",
-            signatures.len()
-        ))),
-    }
+    Ok(one_payload(
+        SignatureScheme::EcdsaSecp256k1,
+        keccak256(raw).to_vec(),
+    ))
 }
 
 pub fn assemble(
@@ -267,34 +226,31 @@ pub fn assemble(
     // checked against it by the host (see `keys::normalise_signature`).
     keys::parse_public_key(public_key)?;
     let sig = one_signature(signatures)?;
-    let checked = keys::normalise_signature(sig)?;
-    let signed = tx::encode_signed(&tx, checked.recovery_id, checked.r, checked.s);
+    let low = keys::normalise_signature(sig)?;
+    let (r, s) = low.signature.split_bytes();
+    let signed = tx::encode_signed(
+        &tx,
+        low.recovery_id,
+        U256::from_be_slice(&r),
+        U256::from_be_slice(&s),
+    );
     let hash = keccak256(&signed);
     Ok(Assembled {
         signed_tx: signed,
         tx_hash: format!("0x{}", hex::encode(hash)),
         signatures: vec![Signature {
             index: 0,
-            bytes: checked.bytes.to_vec(),
+            bytes: low.to_bytes().to_vec(),
         }],
     })
 }
 
 fn req_u256(req: &TransferRequest, name: &str) -> PluginResult<U256> {
-    let v = req
-        .field(name)
-        .ok_or_else(|| PluginError::request(format!("field `{name}` is required")))?;
-    parse_u256(v, name)
+    parse_u256(req.required_field(name)?, name)
 }
 
 fn parse_u256(v: &str, name: &str) -> PluginResult<U256> {
-    if !is_canonical_decimal(v) {
-        return Err(PluginError::request(format!(
-            "field `{name}` must be a decimal integer, got `{v}`"
-        )));
-    }
-    v.parse::<U256>()
-        .map_err(|_| PluginError::request(format!("field `{name}` is too large: `{v}`")))
+    decimal_field(v, name, "is too large")
 }
 
 fn opt_u64(req: &TransferRequest, name: &str, default: Option<u64>) -> PluginResult<u64> {
@@ -333,16 +289,7 @@ const BUILD_FIELDS: &[&str] = &[
 /// Builds an unsigned native or ERC-20 transfer.
 pub fn build(req: &TransferRequest) -> PluginResult<BuiltTx> {
     use alloy_rlp::{Encodable, Header};
-    if let Some((k, _)) = req
-        .fields
-        .iter()
-        .find(|(k, _)| !BUILD_FIELDS.contains(&k.as_str()))
-    {
-        return Err(PluginError::request(format!(
-            "unknown field `{k}`; known fields: {}",
-            BUILD_FIELDS.join(", ")
-        )));
-    }
+    req.check_fields(BUILD_FIELDS)?;
     let chain_id = parse_network(&req.network)?;
     let key = keys::parse_public_key(&req.public_key)?;
     let to = parse_address(&req.to, "to")?;
@@ -353,7 +300,7 @@ pub fn build(req: &TransferRequest) -> PluginResult<BuiltTx> {
         Some(token) => (
             parse_address(token, "asset")?,
             U256::ZERO,
-            calldata::encode_transfer(to, amount),
+            abi::encode_transfer(&to.0.0, &amount.to_be_bytes::<32>()),
         ),
     };
     let gas_limit = opt_u64(
@@ -440,57 +387,15 @@ pub fn assemble_message_signature(
             payload.digest.len()
         )));
     }
-    let checked = keys::normalise_signature(signature)?;
-    let mut out = checked.bytes.to_vec();
+    let mut out = keys::normalise_signature(signature)?.to_bytes().to_vec();
     if let Some(v) = out.last_mut() {
         *v += 27;
     }
     Ok(out)
 }
 
-/// The EVM plugin as a [`custos_plugin_sdk::Plugin`] (what the component exports).
+/// The EVM plugin as a [`custos_plugin_sdk::Plugin`] (what the component exports): the
+/// functions above.
 pub struct Evm;
 
-impl custos_plugin_sdk::Plugin for Evm {
-    fn info() -> PluginInfo {
-        info()
-    }
-    fn derive_address(public_key: &[u8], network: &str) -> PluginResult<String> {
-        derive_address(public_key, network)
-    }
-    fn parse(raw: &[u8], network: Option<&str>, public_key: Option<&[u8]>) -> PluginResult<Intent> {
-        parse(raw, network, public_key)
-    }
-    fn signing_payloads(
-        raw: &[u8],
-        network: Option<&str>,
-        public_key: Option<&[u8]>,
-    ) -> PluginResult<Vec<SigningPayload>> {
-        signing_payloads(raw, network, public_key)
-    }
-    fn assemble(
-        raw: &[u8],
-        network: Option<&str>,
-        public_key: &[u8],
-        signatures: &[Signature],
-    ) -> PluginResult<Assembled> {
-        assemble(raw, network, public_key, signatures)
-    }
-    fn build(request: &TransferRequest) -> PluginResult<BuiltTx> {
-        build(request)
-    }
-    fn parse_message(
-        message: &Message,
-        network: Option<&str>,
-        public_key: Option<&[u8]>,
-    ) -> PluginResult<ParsedMessage> {
-        parse_message(message, network, public_key)
-    }
-    fn assemble_message_signature(
-        payload: &SigningPayload,
-        public_key: &[u8],
-        signature: &Signature,
-    ) -> PluginResult<Vec<u8>> {
-        assemble_message_signature(payload, public_key, signature)
-    }
-}
+custos_plugin_sdk::plugin_from_fns!(Evm, messages);

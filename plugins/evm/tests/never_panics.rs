@@ -3,24 +3,8 @@
 use custos_plugin_evm as evm;
 use custos_plugin_evm::conformance;
 use custos_plugin_sdk::Message;
+use custos_plugin_sdk::conformance::mutate;
 use proptest::prelude::*;
-
-fn mutate(seed: &[u8], ops: &[(u16, u8, u8)]) -> Vec<u8> {
-    let mut v = seed.to_vec();
-    for &(pos, byte, op) in ops {
-        let len = v.len().max(1);
-        let at = usize::from(pos) % len;
-        match op % 4 {
-            0 if !v.is_empty() => v[at] = byte,
-            1 => v.insert(at.min(v.len()), byte),
-            2 if !v.is_empty() => {
-                v.remove(at);
-            }
-            _ => v.truncate(at),
-        }
-    }
-    v
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]

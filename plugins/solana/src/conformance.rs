@@ -14,8 +14,9 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde_json::Value;
 
 pub use custos_plugin_sdk::conformance::{
-    Api, Failure, Res, expect_plugin_error, expect_plugin_error_in, ok,
+    Api, Failure, Malformed, Res, expect_plugin_error, expect_plugin_error_in, ok,
 };
+use custos_plugin_sdk::conformance::{check_refused, inputs, text, vectors};
 
 /// The native path.
 #[allow(non_upper_case_globals)]
@@ -31,17 +32,6 @@ const ATA: &str = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL";
 const COMPUTE_BUDGET: &str = "ComputeBudget111111111111111111111111111111";
 const MEMO: &str = "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr";
 const BLOCKHASH: &str = "EETubP5AKHgjPAhzPAFcb8BAY1hMH639CWCFTqi3hq1k";
-
-fn j(s: &str) -> Value {
-    serde_json::from_str(s).expect("vector json")
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
 
 fn b58(b: &[u8]) -> String {
     bs58::encode(b).into_string()
@@ -115,10 +105,10 @@ fn check_transfers(name: &str, i: &Intent, want: &Value) {
     let want = want.as_array().expect("transfers");
     assert_eq!(i.transfers.len(), want.len(), "{name}: transfers {i:?}");
     for (t, w) in i.transfers.iter().zip(want) {
-        assert_eq!(t.to, s(&w["to"]), "{name}: to");
-        assert_eq!(t.amount, s(&w["amount"]), "{name}: amount");
+        assert_eq!(t.to, text(&w["to"]), "{name}: to");
+        assert_eq!(t.amount, text(&w["amount"]), "{name}: amount");
         assert!(!t.is_change);
-        match s(&w["kind"]).as_str() {
+        match text(&w["kind"]).as_str() {
             "native" => {
                 assert_eq!(t.asset.kind, AssetKind::Native, "{name}");
                 assert_eq!(t.asset.symbol.as_deref(), Some("SOL"), "{name}");
@@ -145,7 +135,7 @@ fn check_transfers(name: &str, i: &Intent, want: &Value) {
 
 fn fields(v: &Value) -> Vec<(String, String)> {
     v.as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), s(v))).collect())
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
         .unwrap_or_default()
 }
 
@@ -153,12 +143,11 @@ fn fields(v: &Value) -> Vec<(String, String)> {
 /// message, assembly reproducing the source's wire bytes, fixed-seed keys reproducing
 /// the source's signatures, and `build` reproducing the source's message bytes.
 pub fn check_transaction_vectors(api: &dyn Api) {
-    let all = j(TRANSACTIONS);
-    let vectors = all["vectors"].as_array().unwrap();
+    let vectors = vectors(TRANSACTIONS);
     assert!(vectors.len() >= 9);
     let (mut legacy, mut v0) = (0, 0);
-    for v in vectors {
-        let name = s(&v["name"]);
+    for v in &vectors {
+        let name = text(&v["name"]);
         let name = name.as_str();
         let signed = v["wire_base64"].as_str().map(base64);
         let unsigned = v["unsigned_wire_base64"].as_str().map(base64);
@@ -171,7 +160,7 @@ pub fn check_transaction_vectors(api: &dyn Api) {
             );
             assert!(zero.iter().all(|z| z == &[0u8; 64]), "{name}");
         }
-        match s(&v["version"]).as_str() {
+        match text(&v["version"]).as_str() {
             "legacy" => legacy += 1,
             _ => v0 += 1,
         }
@@ -188,11 +177,11 @@ pub fn check_transaction_vectors(api: &dyn Api) {
         let keys = message_keys(&msg, n_sig);
         let fee_payer = b58(&keys[0]);
         if !expect("fee_payer").is_null() {
-            assert_eq!(fee_payer, s(&expect("fee_payer")), "{name}: fee payer");
+            assert_eq!(fee_payer, text(&expect("fee_payer")), "{name}: fee payer");
         }
         if let Some(signers) = stated["signers"].as_array() {
             let got: Vec<String> = keys.iter().map(|k| b58(k)).collect();
-            let want: Vec<String> = signers.iter().map(s).collect();
+            let want: Vec<String> = signers.iter().map(text).collect();
             assert_eq!(got, want, "{name}: signers");
         }
         // The source's signatures are made over exactly this message.
@@ -213,37 +202,37 @@ pub fn check_transaction_vectors(api: &dyn Api) {
         assert_eq!(extra(&intent, "fee_payer"), Some(fee_payer.as_str()));
         assert_eq!(
             extra(&intent, "version"),
-            Some(s(&v["version"]).as_str()),
+            Some(text(&v["version"]).as_str()),
             "{name}"
         );
         assert_eq!(
             extra(&intent, "recent_blockhash"),
-            Some(s(&expect("recent_blockhash")).as_str()),
+            Some(text(&expect("recent_blockhash")).as_str()),
             "{name}"
         );
-        assert_eq!(intent.nonce, Some(s(&expect("recent_blockhash"))));
-        let kind = match s(&computed["kind"]).as_str() {
+        assert_eq!(intent.nonce, Some(text(&expect("recent_blockhash"))));
+        let kind = match text(&computed["kind"]).as_str() {
             "transfer" => IntentKind::Transfer,
             _ => IntentKind::ContractCall,
         };
         assert_eq!(intent.kind, kind, "{name}");
         assert_eq!(
             intent.fee_max.as_deref(),
-            Some(s(&computed["fee_max"]).as_str()),
+            Some(text(&computed["fee_max"]).as_str()),
             "{name}: fee"
         );
         check_transfers(name, &intent, &expect("transfers"));
         if let Some(tables) = stated["lookup_tables"].as_array() {
             for (k, t) in tables.iter().enumerate() {
                 let line = extra(&intent, &format!("lookup_table_{k}")).unwrap_or_default();
-                assert!(line.starts_with(&s(t)), "{name}: lookup {k}: {line}");
+                assert!(line.starts_with(&text(t)), "{name}: lookup {k}: {line}");
             }
         }
         if let Some(lookups) = computed["lookups"].as_array() {
             for (k, l) in lookups.iter().enumerate() {
                 let want = format!(
                     "{} writable={} readonly={}",
-                    s(&l["table"]),
+                    text(&l["table"]),
                     l["writable"].to_string().replace(',', ", "),
                     l["readonly"].to_string().replace(',', ", ")
                 );
@@ -260,10 +249,10 @@ pub fn check_transaction_vectors(api: &dyn Api) {
         if let Some(to) = computed["call_to"].as_str() {
             let call = intent.call.as_ref().expect("call");
             assert_eq!(call.to, to, "{name}");
-            assert_eq!(call.selector, s(&computed["call_selector"]), "{name}");
+            assert_eq!(call.selector, text(&computed["call_selector"]), "{name}");
             if let Some(first) = computed["call_first_accounts"].as_array() {
                 let accounts = &call.args[0].value;
-                let want: Vec<String> = first.iter().map(s).collect();
+                let want: Vec<String> = first.iter().map(text).collect();
                 assert!(
                     accounts.starts_with(&want.join(",")),
                     "{name}: call accounts {accounts}"
@@ -358,8 +347,8 @@ pub fn check_transaction_vectors(api: &dyn Api) {
             let req = TransferRequest {
                 network: "mainnet".into(),
                 public_key: pk0.clone(),
-                to: s(&b["to"]),
-                amount: s(&b["amount"]),
+                to: text(&b["to"]),
+                amount: text(&b["amount"]),
                 asset: b["asset"].as_str().map(String::from),
                 fields: fields(&b["fields"]),
                 utxos: vec![],
@@ -377,10 +366,9 @@ pub fn check_transaction_vectors(api: &dyn Api) {
 
 /// The @solana/kit codec layouts: structurally fine, semantically refused.
 pub fn check_kit_layouts(api: &dyn Api) {
-    let all = j(KIT_LAYOUT);
-    for v in all["vectors"].as_array().unwrap() {
-        let name = s(&v["name"]);
-        let raw = hex::decode(s(&v["hex"])).unwrap();
+    for v in vectors(KIT_LAYOUT) {
+        let name = text(&v["name"]);
+        let raw = hex::decode(text(&v["hex"])).unwrap();
         let r = api.parse(&raw, None, None);
         expect_plugin_error_in(
             &name,
@@ -871,7 +859,7 @@ pub fn check_build(api: &dyn Api) {
 
 /// Malformed messages: each must give a plugin-error with the right code and a message
 /// saying what was wrong. (name, raw message, expected code, message fragment)
-pub fn malformed_messages() -> Vec<(&'static str, Vec<u8>, ErrorCode, &'static str)> {
+pub fn malformed_messages() -> Vec<Malformed> {
     let good = sample_transfer([7; 32], 49);
     let raw = good.encode();
     let with = |f: &dyn Fn(&mut Raw)| {
@@ -1026,16 +1014,7 @@ pub fn malformed_messages() -> Vec<(&'static str, Vec<u8>, ErrorCode, &'static s
 }
 
 pub fn check_malformed(api: &dyn Api) {
-    for (name, raw, code, needle) in malformed_messages() {
-        expect_plugin_error_in(name, api.parse(&raw, None, None), code, needle);
-        assert!(
-            matches!(
-                api.signing_payloads(&raw, None, None),
-                Err(Failure::Plugin(_))
-            ),
-            "{name}: payloads must refuse too"
-        );
-    }
+    check_refused(api, malformed_messages());
     let sk = test_key(0x42);
     let pk = sk.verifying_key().to_bytes();
     let msg = sample_transfer([7; 32], 49).encode();
@@ -1162,10 +1141,7 @@ pub fn check_all(api: &dyn Api) {
 
 /// Inputs for the "never a trap" property: valid messages mutated at random.
 pub fn seeds() -> Vec<Vec<u8>> {
-    let all = j(TRANSACTIONS);
-    let mut out: Vec<Vec<u8>> = all["vectors"]
-        .as_array()
-        .unwrap()
+    let mut out: Vec<Vec<u8>> = vectors(TRANSACTIONS)
         .iter()
         .map(|v| {
             let wire = v["wire_base64"]
@@ -1175,9 +1151,9 @@ pub fn seeds() -> Vec<Vec<u8>> {
             split_wire(&base64(wire)).1
         })
         .collect();
-    for v in j(KIT_LAYOUT)["vectors"].as_array().unwrap() {
-        out.push(hex::decode(s(&v["hex"])).unwrap());
+    for v in vectors(KIT_LAYOUT) {
+        out.push(hex::decode(text(&v["hex"])).unwrap());
     }
-    out.extend(malformed_messages().into_iter().map(|(_, raw, _, _)| raw));
+    out.extend(inputs(malformed_messages()));
     out
 }

@@ -39,8 +39,8 @@ pub mod programs;
 mod component;
 
 use custos_plugin_sdk::{
-    Assembled, BuiltTx, Curve, Intent, IntentKind, PluginError, PluginInfo, PluginResult,
-    Signature, SignatureScheme, SigningPayload, TransferRequest, amount::is_canonical_decimal,
+    Assembled, BuiltTx, Intent, IntentKind, PluginError, PluginInfo, PluginResult, Signature,
+    SignatureScheme, SigningPayload, TransferRequest, decimal_field, one_payload, one_signature,
 };
 use ed25519_dalek::VerifyingKey;
 use message::{Key, Message, Meta, NewInstruction, b58};
@@ -50,14 +50,13 @@ pub const NETWORKS: &[&str] = &["mainnet", "devnet", "testnet"];
 const DEFAULT_NETWORK: &str = "mainnet";
 
 pub fn info() -> PluginInfo {
-    PluginInfo {
-        name: PLUGIN_NAME.into(),
-        chain_family: "solana".into(),
-        networks: NETWORKS.iter().map(|s| s.to_string()).collect(),
-        curve: Curve::Ed25519,
-        schemes: vec![SignatureScheme::Ed25519],
-        version: env!("CARGO_PKG_VERSION").into(),
-    }
+    PluginInfo::new(
+        PLUGIN_NAME,
+        "solana",
+        NETWORKS,
+        SignatureScheme::Ed25519,
+        env!("CARGO_PKG_VERSION"),
+    )
 }
 
 /// A network argument: one of [`NETWORKS`].
@@ -216,25 +215,7 @@ pub fn signing_payloads(
     let msg = message::decode(raw)?;
     single_signer(&msg, network, public_key)?;
     // `decode` accepted only the canonical form, so the bytes signed are the bytes shown.
-    Ok(vec![SigningPayload {
-        index: 0,
-        scheme: SignatureScheme::Ed25519,
-        digest: raw.to_vec(),
-    }])
-}
-
-fn one_signature(signatures: &[Signature]) -> PluginResult<&Signature> {
-    match signatures {
-        [s] if s.index == 0 => Ok(s),
-        [s] => Err(PluginError::signature(format!(
-            "expected a signature for payload 0, got one for payload {}",
-            s.index
-        ))),
-        _ => Err(PluginError::signature(format!(
-            "expected exactly 1 signature, got {}",
-            signatures.len()
-        ))),
-    }
+    Ok(one_payload(SignatureScheme::Ed25519, raw.to_vec()))
 }
 
 pub fn assemble(
@@ -295,19 +276,8 @@ pub fn parse_address(s: &str, name: &str) -> PluginResult<Key> {
     Ok(key)
 }
 
-fn req_field<'r>(req: &'r TransferRequest, name: &str) -> PluginResult<&'r str> {
-    req.field(name)
-        .ok_or_else(|| PluginError::request(format!("field `{name}` is required")))
-}
-
 fn parse_u64(v: &str, name: &str) -> PluginResult<u64> {
-    if !is_canonical_decimal(v) {
-        return Err(PluginError::request(format!(
-            "field `{name}` must be a decimal integer, got `{v}`"
-        )));
-    }
-    v.parse::<u64>()
-        .map_err(|_| PluginError::request(format!("field `{name}` does not fit 64 bits: `{v}`")))
+    decimal_field(v, name, "does not fit 64 bits")
 }
 
 const BUILD_FIELDS: &[&str] = &[
@@ -329,16 +299,7 @@ fn program_key(b58_id: &str) -> PluginResult<Key> {
 /// `spl-token-2022`). Optional `compute_unit_limit` / `compute_unit_price`
 /// (micro-lamports) add compute budget instructions first.
 pub fn build(req: &TransferRequest) -> PluginResult<BuiltTx> {
-    if let Some((k, _)) = req
-        .fields
-        .iter()
-        .find(|(k, _)| !BUILD_FIELDS.contains(&k.as_str()))
-    {
-        return Err(PluginError::request(format!(
-            "unknown field `{k}`; known fields: {}",
-            BUILD_FIELDS.join(", ")
-        )));
-    }
+    req.check_fields(BUILD_FIELDS)?;
     if !req.utxos.is_empty() {
         return Err(PluginError::request("solana transfers take no utxos"));
     }
@@ -346,7 +307,7 @@ pub fn build(req: &TransferRequest) -> PluginResult<BuiltTx> {
     let payer = parse_public_key(&req.public_key)?;
     let to = parse_address(&req.to, "to")?;
     let amount = parse_u64(&req.amount, "amount")?;
-    let blockhash = parse_address(req_field(req, "recent_blockhash")?, "recent_blockhash")?;
+    let blockhash = parse_address(req.required_field("recent_blockhash")?, "recent_blockhash")?;
     let mut ixs = Vec::new();
     let budget = program_key(programs::COMPUTE_BUDGET)?;
     if let Some(v) = req.field("compute_unit_limit") {
@@ -409,10 +370,10 @@ pub fn build(req: &TransferRequest) -> PluginResult<BuiltTx> {
         Some(mint) => {
             let mint = parse_address(mint, "asset")?;
             let source = parse_address(
-                req_field(req, "source_token_account")?,
+                req.required_field("source_token_account")?,
                 "source_token_account",
             )?;
-            let dv = req_field(req, "decimals")?;
+            let dv = req.required_field("decimals")?;
             let decimals = u8::try_from(parse_u64(dv, "decimals")?).map_err(|_| {
                 PluginError::request(format!("field `decimals` must fit 8 bits, got `{dv}`"))
             })?;
@@ -465,35 +426,8 @@ pub fn build(req: &TransferRequest) -> PluginResult<BuiltTx> {
     Ok(BuiltTx { raw, intent })
 }
 
-/// The Solana plugin as a [`custos_plugin_sdk::Plugin`] (what the component exports).
+/// The Solana plugin as a [`custos_plugin_sdk::Plugin`] (what the component exports):
+/// the functions above.
 pub struct Solana;
 
-impl custos_plugin_sdk::Plugin for Solana {
-    fn info() -> PluginInfo {
-        info()
-    }
-    fn derive_address(public_key: &[u8], network: &str) -> PluginResult<String> {
-        derive_address(public_key, network)
-    }
-    fn parse(raw: &[u8], network: Option<&str>, public_key: Option<&[u8]>) -> PluginResult<Intent> {
-        parse(raw, network, public_key)
-    }
-    fn signing_payloads(
-        raw: &[u8],
-        network: Option<&str>,
-        public_key: Option<&[u8]>,
-    ) -> PluginResult<Vec<SigningPayload>> {
-        signing_payloads(raw, network, public_key)
-    }
-    fn assemble(
-        raw: &[u8],
-        network: Option<&str>,
-        public_key: &[u8],
-        signatures: &[Signature],
-    ) -> PluginResult<Assembled> {
-        assemble(raw, network, public_key, signatures)
-    }
-    fn build(request: &TransferRequest) -> PluginResult<BuiltTx> {
-        build(request)
-    }
-}
+custos_plugin_sdk::plugin_from_fns!(Solana);

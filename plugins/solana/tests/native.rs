@@ -1,39 +1,15 @@
 //! The shared vector table through the native path (the component path can run the same
 //! table from host/plugin-runtime/tests).
 
-use custos_plugin_solana::conformance::{self, Native};
+use custos_plugin_solana::conformance;
 
-#[test]
-fn public_transaction_vectors() {
-    conformance::check_transaction_vectors(&Native);
-}
-
-#[test]
-fn kit_codec_layouts_are_refused() {
-    conformance::check_kit_layouts(&Native);
-}
-
-#[test]
-fn sign_then_assemble_verifies_independently() {
-    conformance::check_sign_and_assemble(&Native);
-}
-
-#[test]
-fn instruction_intents() {
-    conformance::check_intents(&Native);
-}
-
-#[test]
-fn build_transfers() {
-    conformance::check_build(&Native);
-}
-
-#[test]
-fn malformed_input_is_a_plugin_error() {
-    conformance::check_malformed(&Native);
-}
-
-#[test]
-fn all_in_order() {
-    conformance::check_all(&Native);
+custos_plugin_sdk::native_tests! {
+    conformance;
+    public_transaction_vectors => check_transaction_vectors,
+    kit_codec_layouts_are_refused => check_kit_layouts,
+    sign_then_assemble_verifies_independently => check_sign_and_assemble,
+    instruction_intents => check_intents,
+    build_transfers => check_build,
+    malformed_input_is_a_plugin_error => check_malformed,
+    all_in_order => check_all,
 }

@@ -1,26 +1,10 @@
 //! Property: any bytes give Ok or a plugin-error — never a panic.
 
 use custos_plugin_sdk::Signature;
+use custos_plugin_sdk::conformance::mutate;
 use custos_plugin_solana as sol;
 use custos_plugin_solana::conformance;
 use proptest::prelude::*;
-
-fn mutate(seed: &[u8], ops: &[(u16, u8, u8)]) -> Vec<u8> {
-    let mut v = seed.to_vec();
-    for &(pos, byte, op) in ops {
-        let len = v.len().max(1);
-        let at = usize::from(pos) % len;
-        match op % 4 {
-            0 if !v.is_empty() => v[at] = byte,
-            1 => v.insert(at.min(v.len()), byte),
-            2 if !v.is_empty() => {
-                v.remove(at);
-            }
-            _ => v.truncate(at),
-        }
-    }
-    v
-}
 
 /// The fee payer of a seed message when it still reads, else 32 bytes of the input.
 fn some_key(raw: &[u8]) -> Vec<u8> {

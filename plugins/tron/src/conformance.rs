@@ -12,7 +12,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub use custos_plugin_sdk::conformance::{
-    Api, Failure, Res, expect_plugin_error, expect_plugin_error_in, ok,
+    Api, Failure, Malformed, Res, expect_plugin_error, expect_plugin_error_in, ok,
+};
+use custos_plugin_sdk::conformance::{
+    check_refused, check_secp256k1_key_shapes, hex_bytes, inputs, json, text, vectors,
 };
 
 /// The native path.
@@ -22,22 +25,6 @@ pub const Native: custos_plugin_sdk::conformance::Native<crate::Tron> =
 
 pub const WALLET_CORE: &str = include_str!("../tests/vectors/wallet_core.json");
 pub const TREZOR: &str = include_str!("../tests/vectors/trezor.json");
-
-fn j(s: &str) -> Value {
-    serde_json::from_str(s).expect("vector json")
-}
-
-fn h(v: &Value) -> Vec<u8> {
-    let s = v.as_str().expect("hex string");
-    hex::decode(s.trim_start_matches("0x")).expect("hex")
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
 
 fn sha256(b: &[u8]) -> Vec<u8> {
     Sha256::digest(b).to_vec()
@@ -96,17 +83,17 @@ fn extra<'a>(i: &'a custos_plugin_sdk::Intent, k: &str) -> Option<&'a str> {
 /// Compares an intent with a vector's `expect` block.
 fn check_expect(name: &str, i: &custos_plugin_sdk::Intent, e: &Value) {
     assert_eq!(i.chain, "tron", "{name}");
-    let kind = match s(&e["kind"]).as_str() {
+    let kind = match text(&e["kind"]).as_str() {
         "transfer" => IntentKind::Transfer,
         _ => IntentKind::ContractCall,
     };
     assert_eq!(i.kind, kind, "{name}: kind");
     let t = i.transfers.last().expect("a transfer");
     assert_eq!(i.transfers.len(), 1, "{name}: one transfer");
-    assert_eq!(t.to, s(&e["to"]), "{name}: recipient");
-    assert_eq!(t.amount, s(&e["amount"]), "{name}: amount");
+    assert_eq!(t.to, text(&e["to"]), "{name}: recipient");
+    assert_eq!(t.amount, text(&e["amount"]), "{name}: amount");
     assert!(!t.is_change);
-    match s(&e["asset"]).as_str() {
+    match text(&e["asset"]).as_str() {
         "native" => {
             assert_eq!(t.asset.kind, AssetKind::Native, "{name}");
             assert_eq!(t.asset.symbol.as_deref(), Some("TRX"), "{name}");
@@ -118,20 +105,24 @@ fn check_expect(name: &str, i: &custos_plugin_sdk::Intent, e: &Value) {
             assert_eq!(t.asset.kind, AssetKind::Token, "{name}");
             assert_eq!(
                 t.asset.contract.as_deref(),
-                Some(s(&e["contract"]).as_str())
+                Some(text(&e["contract"]).as_str())
             );
             let call = i.call.as_ref().expect("call");
-            assert_eq!(call.to, s(&e["contract"]), "{name}");
+            assert_eq!(call.to, text(&e["contract"]), "{name}");
             assert_eq!(call.selector, "0xa9059cbb", "{name}");
             assert_eq!(call.method.as_deref(), Some("transfer(address,uint256)"));
             let json = i.to_json();
-            assert_eq!(json["call"]["args"]["to"], s(&e["to"]), "{name}");
-            assert_eq!(json["call"]["args"]["amount"], s(&e["amount"]), "{name}");
+            assert_eq!(json["call"]["args"]["to"], text(&e["to"]), "{name}");
+            assert_eq!(json["call"]["args"]["amount"], text(&e["amount"]), "{name}");
         }
     }
     if let Some(fee) = e.get("fee_limit") {
-        assert_eq!(i.fee_max.as_deref(), Some(s(fee).as_str()), "{name}: fee");
-        assert_eq!(extra(i, "fee_limit"), Some(s(fee).as_str()), "{name}");
+        assert_eq!(
+            i.fee_max.as_deref(),
+            Some(text(fee).as_str()),
+            "{name}: fee"
+        );
+        assert_eq!(extra(i, "fee_limit"), Some(text(fee).as_str()), "{name}");
     } else {
         assert_eq!(i.fee_max, None, "{name}: no fee_limit, no fee ceiling");
     }
@@ -142,20 +133,20 @@ fn check_expect(name: &str, i: &custos_plugin_sdk::Intent, e: &Value) {
         "ref_block_hash",
     ] {
         if let Some(v) = e.get(k) {
-            assert_eq!(extra(i, k), Some(s(v).as_str()), "{name}: extra {k}");
+            assert_eq!(extra(i, k), Some(text(v).as_str()), "{name}: extra {k}");
         }
     }
     if let Some(d) = e.get("data_hex") {
-        assert_eq!(extra(i, "memo_hex"), Some(s(d).as_str()), "{name}: memo");
+        assert_eq!(extra(i, "memo_hex"), Some(text(d).as_str()), "{name}: memo");
     }
 }
 
 /// Trust Wallet wallet-core: private key, txID and RFC 6979 signature.
 pub fn check_wallet_core_vectors(api: &dyn Api) {
-    let all = j(WALLET_CORE);
-    let sk = SigningKey::from_slice(&h(&all["private_key"])).unwrap();
+    let all = json(WALLET_CORE);
+    let sk = SigningKey::from_slice(&hex_bytes(&all["private_key"])).unwrap();
     let pk = compressed(sk.verifying_key());
-    let address = s(&all["address"]);
+    let address = text(&all["address"]);
     assert_eq!(
         ok(api.derive_address(&pk, "mainnet"), "derive"),
         address,
@@ -173,15 +164,15 @@ pub fn check_wallet_core_vectors(api: &dyn Api) {
     let vectors = all["vectors"].as_array().unwrap();
     assert_eq!(vectors.len(), 3);
     for v in vectors {
-        let name = s(&v["name"]);
-        let raw = h(&v["raw_data_hex"]);
-        let txid = h(&v["txid"]);
+        let name = text(&v["name"]);
+        let raw = hex_bytes(&v["raw_data_hex"]);
+        let txid = hex_bytes(&v["txid"]);
         assert_eq!(sha256(&raw), txid, "{name}: txID = sha256(raw_data)");
         // RFC 6979 with the vector's key reproduces the vector's signature.
         let (sig, rid) = sk.sign_prehash_recoverable(&txid).unwrap();
         let mut mine = sig.to_bytes().to_vec();
         mine.push(rid.to_byte());
-        let want = h(&v["signature"]);
+        let want = hex_bytes(&v["signature"]);
         assert_eq!(hex::encode(&mine), hex::encode(&want), "{name}: signature");
         if v["expect"].get("refused").is_some() {
             expect_plugin_error_in(
@@ -202,7 +193,7 @@ pub fn check_wallet_core_vectors(api: &dyn Api) {
         assert_eq!(intent.network, "mainnet");
         check_expect(&name, &intent, &v["expect"]);
         let out = ok(api.assemble(&raw, None, &pk, &sig0(want.clone())), &name);
-        assert_eq!(out.tx_hash, s(&v["txid"]), "{name}: tx hash");
+        assert_eq!(out.tx_hash, text(&v["txid"]), "{name}: tx hash");
         let mut placed = want.clone();
         placed[64] += 27;
         assert_eq!(out.signatures[0].bytes, placed, "{name}: placed signature");
@@ -222,14 +213,14 @@ pub fn check_wallet_core_vectors(api: &dyn Api) {
 
 /// trezor-firmware fixtures: raw_data, txID and final signature (v = 27/28), no private key.
 pub fn check_trezor_vectors(api: &dyn Api) {
-    let all = j(TREZOR);
-    let owner = s(&all["owner"]);
+    let all = json(TREZOR);
+    let owner = text(&all["owner"]);
     let vectors = all["vectors"].as_array().unwrap();
     assert!(vectors.len() >= 7);
     for v in vectors {
-        let name = s(&v["name"]);
-        let raw = h(&v["raw_data_hex"]);
-        let txid = h(&v["txid"]);
+        let name = text(&v["name"]);
+        let raw = hex_bytes(&v["raw_data_hex"]);
+        let txid = hex_bytes(&v["txid"]);
         assert_eq!(sha256(&raw), txid, "{name}: txID = sha256(raw_data)");
         let payloads = ok(api.signing_payloads(&raw, Some("mainnet"), None), &name);
         assert_eq!(payloads[0].digest, txid, "{name}: payload");
@@ -240,7 +231,7 @@ pub fn check_trezor_vectors(api: &dyn Api) {
         let Some(sig) = v.get("signature") else {
             continue;
         };
-        let sig = h(sig);
+        let sig = hex_bytes(sig);
         let key = recover(&txid, &to_recid(&sig));
         let pk = compressed(&key);
         assert_eq!(
@@ -253,7 +244,7 @@ pub fn check_trezor_vectors(api: &dyn Api) {
             api.assemble(&raw, Some("mainnet"), &pk, &sig0(to_recid(&sig))),
             &name,
         );
-        assert_eq!(out.tx_hash, s(&v["txid"]), "{name}: tx hash");
+        assert_eq!(out.tx_hash, text(&v["txid"]), "{name}: tx hash");
         assert_eq!(
             out.signatures[0].bytes, sig,
             "{name}: the fixture's signature"
@@ -266,12 +257,12 @@ pub fn check_trezor_vectors(api: &dyn Api) {
     }
     // The fixture's account-mismatch case: signed by m/44'/195'/0'/0/1.
     let w = &all["wrong_signer"];
-    let raw = h(&w["raw_data_hex"]);
-    let sig = h(&w["signature"]);
+    let raw = hex_bytes(&w["raw_data_hex"]);
+    let sig = hex_bytes(&w["signature"]);
     let other = compressed(&recover(&sha256(&raw), &to_recid(&sig)));
     assert_eq!(
         ok(api.derive_address(&other, "mainnet"), "derive"),
-        s(&w["signer_address"])
+        text(&w["signer_address"])
     );
     expect_plugin_error(
         api.parse(&raw, None, Some(&other)),
@@ -297,12 +288,12 @@ fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 fn t_addr(api: &dyn Api, hex21: &str) -> String {
     // The T-form of a fixture's hex address, through a known-good vector: the JSON holds
     // both forms, so look the pair up rather than re-implementing base58check here.
-    let all = j(TREZOR);
+    let all = json(TREZOR);
     for v in all["vectors"].as_array().unwrap() {
         let e = &v["expect"];
         for (hk, tk) in [("to_hex", "to"), ("contract_hex", "contract")] {
-            if e.get(hk).map(s).as_deref() == Some(hex21) {
-                return s(&e[tk]);
+            if e.get(hk).map(text).as_deref() == Some(hex21) {
+                return text(&e[tk]);
             }
         }
     }
@@ -312,11 +303,14 @@ fn t_addr(api: &dyn Api, hex21: &str) -> String {
 
 /// `build` reproduces the trezor fixtures' raw data byte for byte.
 pub fn check_build_matches_vectors(api: &dyn Api) {
-    let all = j(TREZOR);
+    let all = json(TREZOR);
     let v = &all["vectors"][0];
-    assert_eq!(s(&v["name"]), "TransferContract");
-    let raw = h(&v["raw_data_hex"]);
-    let pk = compressed(&recover(&sha256(&raw), &to_recid(&h(&v["signature"]))));
+    assert_eq!(text(&v["name"]), "TransferContract");
+    let raw = hex_bytes(&v["raw_data_hex"]);
+    let pk = compressed(&recover(
+        &sha256(&raw),
+        &to_recid(&hex_bytes(&v["signature"])),
+    ));
     let req = TransferRequest {
         network: "mainnet".into(),
         public_key: pk.clone(),
@@ -334,13 +328,13 @@ pub fn check_build_matches_vectors(api: &dyn Api) {
     let built = ok(api.build(&req), "build trx");
     assert_eq!(
         hex::encode(&built.raw),
-        s(&v["raw_data_hex"]),
+        text(&v["raw_data_hex"]),
         "built TRX tx"
     );
     assert_eq!(built.intent, ok(api.parse(&raw, None, Some(&pk)), "parse"));
 
     let v = &all["vectors"][4];
-    assert_eq!(s(&v["name"]), "TriggerSmartContract_USDT_transfer");
+    assert_eq!(text(&v["name"]), "TriggerSmartContract_USDT_transfer");
     let req = TransferRequest {
         to: t_addr(api, "41d093f24888ab06073a4bdffbb8107db1ea9dc0a0"),
         amount: "20690000".into(),
@@ -357,7 +351,7 @@ pub fn check_build_matches_vectors(api: &dyn Api) {
     let built = ok(api.build(&req), "build trc20");
     assert_eq!(
         hex::encode(&built.raw),
-        s(&v["raw_data_hex"]),
+        text(&v["raw_data_hex"]),
         "built TRC-20 tx"
     );
     assert_eq!(built.intent.fee_max.as_deref(), Some("50000000"));
@@ -676,10 +670,10 @@ pub fn check_contract_calls(api: &dyn Api) {
 /// High-s signatures are normalised; malformed signatures are refused.
 pub fn check_signature_rules(api: &dyn Api) {
     use k256::elliptic_curve::PrimeField;
-    let all = j(TREZOR);
+    let all = json(TREZOR);
     let v = &all["vectors"][0];
-    let raw = h(&v["raw_data_hex"]);
-    let sig = h(&v["signature"]);
+    let raw = hex_bytes(&v["raw_data_hex"]);
+    let sig = hex_bytes(&v["signature"]);
     let low = to_recid(&sig);
     let pk = compressed(&recover(&sha256(&raw), &low));
     let s_bytes: [u8; 32] = low[32..64].try_into().unwrap();
@@ -722,18 +716,7 @@ pub fn check_signature_rules(api: &dyn Api) {
             needle,
         );
     }
-    let mut not_a_point = vec![0xff; 33];
-    not_a_point[0] = 0x02;
-    expect_plugin_error(
-        api.derive_address(&not_a_point, "mainnet"),
-        ErrorCode::InvalidPublicKey,
-        "not a point",
-    );
-    expect_plugin_error(
-        api.derive_address(&[2; 20], "mainnet"),
-        ErrorCode::InvalidPublicKey,
-        "33-byte",
-    );
+    check_secp256k1_key_shapes(api, "mainnet");
     expect_plugin_error(
         api.derive_address(&pk, "Mainnet"),
         ErrorCode::InvalidNetwork,
@@ -753,7 +736,7 @@ pub fn check_signature_rules(api: &dyn Api) {
 
 /// Malformed inputs: each must give a plugin-error with the right code and a message
 /// saying what was wrong. (name, raw data, expected code, message fragment)
-pub fn malformed_transactions() -> Vec<(&'static str, Vec<u8>, ErrorCode, &'static str)> {
+pub fn malformed_transactions() -> Vec<Malformed> {
     let good = transfer(5);
     let t = |amount| {
         proto::TransferContract {
@@ -968,16 +951,7 @@ pub fn malformed_transactions() -> Vec<(&'static str, Vec<u8>, ErrorCode, &'stat
 }
 
 pub fn check_malformed(api: &dyn Api) {
-    for (name, raw, code, needle) in malformed_transactions() {
-        expect_plugin_error_in(name, api.parse(&raw, None, None), code, needle);
-        assert!(
-            matches!(
-                api.signing_payloads(&raw, None, None),
-                Err(Failure::Plugin(_))
-            ),
-            "{name}: payloads must refuse too"
-        );
-    }
+    check_refused(api, malformed_transactions());
     // TRON has no off-chain message format here.
     let pk = compressed(SigningKey::from_slice(&[0x46; 32]).unwrap().verifying_key());
     assert!(matches!(
@@ -1001,16 +975,12 @@ pub fn check_all(api: &dyn Api) {
 pub fn seeds() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for doc in [WALLET_CORE, TREZOR] {
-        for v in j(doc)["vectors"].as_array().unwrap() {
-            out.push(h(&v["raw_data_hex"]));
+        for v in vectors(doc) {
+            out.push(hex_bytes(&v["raw_data_hex"]));
         }
     }
     out.push(transfer(5));
     out.push(trigger(3, vec![0xde, 0xad, 0xbe, 0xef]));
-    out.extend(
-        malformed_transactions()
-            .into_iter()
-            .map(|(_, raw, _, _)| raw),
-    );
+    out.extend(inputs(malformed_transactions()));
     out
 }

@@ -1,28 +1,19 @@
-//! secp256k1 public keys, TRON addresses (base58check of 0x41 || keccak-derived 20 bytes)
-//! and signature checks.
+//! TRON addresses (base58check of 0x41 || keccak-derived 20 bytes) of secp256k1 public
+//! keys; key parsing and signature shape checks are the SDK's
+//! (`custos_plugin_sdk::secp256k1`).
 
-use custos_plugin_sdk::{PluginError, PluginResult, Signature};
-use k256::ecdsa::{Signature as EcdsaSignature, VerifyingKey};
+use custos_plugin_sdk::secp256k1::VerifyingKey;
+use custos_plugin_sdk::{PluginError, PluginResult};
 use sha2::{Digest, Sha256};
 use sha3::Keccak256;
+
+pub use custos_plugin_sdk::secp256k1::{normalise_signature, parse_public_key};
 
 /// The version byte of every TRON address (mainnet and the shasta / nile testnets).
 pub const ADDRESS_PREFIX: u8 = 0x41;
 
 /// A TRON address in its 21-byte form: 0x41 || 20 bytes.
 pub type Address = [u8; 21];
-
-/// Parses a SEC1 public key (33-byte compressed or 65-byte uncompressed).
-pub fn parse_public_key(bytes: &[u8]) -> PluginResult<VerifyingKey> {
-    if bytes.len() != 33 && bytes.len() != 65 {
-        return Err(PluginError::public_key(format!(
-            "expected a 33-byte compressed or 65-byte uncompressed secp256k1 public key, got {} bytes",
-            bytes.len()
-        )));
-    }
-    VerifyingKey::from_sec1_bytes(bytes)
-        .map_err(|_| PluginError::public_key("public key is not a point on secp256k1"))
-}
 
 /// 0x41 || the last 20 bytes of keccak256(x || y).
 pub fn address_of(key: &VerifyingKey) -> Address {
@@ -75,46 +66,6 @@ pub fn address_field(bytes: &[u8], field: &str) -> PluginResult<Address> {
             hex::encode(bytes)
         ))),
     }
-}
-
-/// Checks the shape of a 65-byte r || s || recovery-id (0/1) signature and returns it
-/// normalised to low-s (the recovery id flipped with s), still 0/1.
-///
-/// Whether it is the key's signature of the digest is not checked here: the host checks
-/// every signature natively against the key and payload before it calls `assemble`
-/// (`host/service/src/verify.rs`). Recovering the key here as well cost ~1 ms per
-/// signature inside wasm, several times the native check.
-pub fn normalise_signature(sig: &Signature) -> PluginResult<[u8; 65]> {
-    let bytes: &[u8; 65] = sig.bytes.as_slice().try_into().map_err(|_| {
-        PluginError::signature(format!(
-            "signature {} must be 65 bytes (r || s || recovery id), got {}",
-            sig.index,
-            sig.bytes.len()
-        ))
-    })?;
-    let (rs, v) = bytes.split_at(64);
-    let v = v.first().copied().unwrap_or(0xff);
-    if v > 1 {
-        return Err(PluginError::signature(format!(
-            "signature {}: recovery id must be 0 or 1, got {v}",
-            sig.index
-        )));
-    }
-    let parsed = EcdsaSignature::from_slice(rs).map_err(|_| {
-        PluginError::signature(format!(
-            "signature {}: r or s is zero or not below the curve order",
-            sig.index
-        ))
-    })?;
-    let (parsed, flipped) = match parsed.normalize_s() {
-        Some(low) => (low, true),
-        None => (parsed, false),
-    };
-    let recovery_id = if flipped { v ^ 1 } else { v };
-    let mut out = [0u8; 65];
-    out[..64].copy_from_slice(&parsed.to_bytes());
-    out[64] = recovery_id;
-    Ok(out)
 }
 
 #[cfg(test)]

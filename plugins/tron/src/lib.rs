@@ -26,9 +26,9 @@ pub mod trc20;
 mod component;
 
 use custos_plugin_sdk::{
-    Assembled, Asset, AssetKind, BuiltTx, ContractCall, Curve, Intent, IntentKind, PluginError,
-    PluginInfo, PluginResult, Signature, SignatureScheme, SigningPayload, Transfer,
-    TransferRequest, amount::is_canonical_decimal,
+    Assembled, Asset, BuiltTx, Intent, IntentKind, PluginError, PluginInfo, PluginResult,
+    Signature, SignatureScheme, SigningPayload, Transfer, TransferRequest, abi, amount,
+    decimal_field, one_payload, one_signature,
 };
 use keys::{Address, decode_address, encode_address};
 use prost::Message;
@@ -41,14 +41,13 @@ pub const DEFAULT_NETWORK: &str = "mainnet";
 pub const TRX_DECIMALS: u8 = 6;
 
 pub fn info() -> PluginInfo {
-    PluginInfo {
-        name: PLUGIN_NAME.into(),
-        chain_family: "tron".into(),
-        networks: NETWORKS.iter().map(|s| s.to_string()).collect(),
-        curve: Curve::Secp256k1,
-        schemes: vec![SignatureScheme::EcdsaSecp256k1],
-        version: env!("CARGO_PKG_VERSION").into(),
-    }
+    PluginInfo::new(
+        PLUGIN_NAME,
+        "tron",
+        NETWORKS,
+        SignatureScheme::EcdsaSecp256k1,
+        env!("CARGO_PKG_VERSION"),
+    )
 }
 
 /// The network by name; None means mainnet.
@@ -307,42 +306,21 @@ fn intent_of(tx: &Tx, network: &str) -> PluginResult<Intent> {
                 });
             }
             let token = trc20::decode(data)?;
-            match &token {
-                Some(
-                    trc20::Trc20::Transfer { to: rcpt, amount }
-                    | trc20::Trc20::TransferFrom {
-                        to: rcpt, amount, ..
-                    },
-                ) => {
-                    let known = known_token(network, contract);
-                    transfers.push(Transfer {
-                        to: encode_address(rcpt),
-                        amount: trc20::to_decimal(amount),
-                        asset: Asset {
-                            kind: AssetKind::Token,
-                            symbol: known.map(|(s, _)| s.to_string()),
-                            contract: Some(to_s.clone()),
-                            decimals: known.map(|(_, d)| d),
-                        },
-                        is_change: false,
-                    });
-                }
-                _ => kind = IntentKind::ContractCall,
+            let known = known_token(network, contract);
+            match token
+                .as_ref()
+                .and_then(|t| t.token_transfer(&to_s, known, encode_address))
+            {
+                Some(t) => transfers.push(t),
+                None => kind = IntentKind::ContractCall,
             }
-            call = Some(ContractCall {
-                to: to_s,
-                selector: match trc20::selector(data) {
-                    Some(s) => format!("0x{}", hex::encode(s)),
-                    None => format!("0x{}", hex::encode(data)),
-                },
-                method: match &token {
-                    Some(t) => Some(t.method().to_string()),
-                    None => trc20::selector(data)
-                        .and_then(trc20::known_method)
-                        .map(String::from),
-                },
-                args: token.map(|t| t.args()).unwrap_or_default(),
-            });
+            call = Some(abi::contract_call(
+                to_s,
+                data,
+                token.as_ref(),
+                &[],
+                encode_address,
+            ));
         }
     }
     Ok(Intent {
@@ -388,25 +366,10 @@ pub fn signing_payloads(
     // Everything the hash covers must be showable, so the intent is built (and any
     // call data refused) before a payload is handed out.
     intent_of(&tx, network)?;
-    Ok(vec![SigningPayload {
-        index: 0,
-        scheme: SignatureScheme::EcdsaSecp256k1,
-        digest: txid(raw).to_vec(),
-    }])
-}
-
-fn one_signature(signatures: &[Signature]) -> PluginResult<&Signature> {
-    match signatures {
-        [s] if s.index == 0 => Ok(s),
-        [s] => Err(PluginError::signature(format!(
-            "expected a signature for payload 0, got one for payload {}",
-            s.index
-        ))),
-        _ => Err(PluginError::signature(format!(
-            "expected exactly 1 signature, got {}",
-            signatures.len()
-        ))),
-    }
+    Ok(one_payload(
+        SignatureScheme::EcdsaSecp256k1,
+        txid(raw).to_vec(),
+    ))
 }
 
 /// The signed `Transaction{raw_data, signature: [r || s || v]}` with v = 27/28, low-s.
@@ -425,7 +388,7 @@ pub fn assemble(
     keys::parse_public_key(public_key)?;
     let sig = one_signature(signatures)?;
     let id = txid(raw);
-    let mut placed = keys::normalise_signature(sig)?;
+    let mut placed = keys::normalise_signature(sig)?.to_bytes();
     placed[64] += 27;
     let signed = proto::Transaction {
         raw_data: raw.to_vec(),
@@ -450,13 +413,8 @@ const BUILD_FIELDS: &[&str] = &[
     "fee_limit",
 ];
 
-fn field<'a>(req: &'a TransferRequest, name: &str) -> PluginResult<&'a str> {
-    req.field(name)
-        .ok_or_else(|| PluginError::request(format!("field `{name}` is required")))
-}
-
 fn hex_field(req: &TransferRequest, name: &str, len: usize) -> PluginResult<Vec<u8>> {
-    let v = field(req, name)?;
+    let v = req.required_field(name)?;
     let bytes = hex::decode(v.strip_prefix("0x").unwrap_or(v))
         .map_err(|_| PluginError::request(format!("field `{name}` must be hex, got `{v}`")))?;
     if bytes.len() != len {
@@ -468,17 +426,11 @@ fn hex_field(req: &TransferRequest, name: &str, len: usize) -> PluginResult<Vec<
 }
 
 fn i64_text(v: &str, name: &str) -> PluginResult<i64> {
-    if !is_canonical_decimal(v) {
-        return Err(PluginError::request(format!(
-            "field `{name}` must be a decimal integer, got `{v}`"
-        )));
-    }
-    v.parse::<i64>()
-        .map_err(|_| PluginError::request(format!("field `{name}` does not fit 63 bits: `{v}`")))
+    decimal_field(v, name, "does not fit 63 bits")
 }
 
 fn i64_field(req: &TransferRequest, name: &str) -> PluginResult<i64> {
-    i64_text(field(req, name)?, name)
+    i64_text(req.required_field(name)?, name)
 }
 
 fn address_text(s: &str, name: &str) -> PluginResult<Address> {
@@ -489,16 +441,7 @@ fn address_text(s: &str, name: &str) -> PluginResult<Address> {
 /// TriggerSmartContract) transfer. Reference block, expiration and timestamp come from
 /// the caller: the plugin has no clock and no node.
 pub fn build(req: &TransferRequest) -> PluginResult<BuiltTx> {
-    if let Some((k, _)) = req
-        .fields
-        .iter()
-        .find(|(k, _)| !BUILD_FIELDS.contains(&k.as_str()))
-    {
-        return Err(PluginError::request(format!(
-            "unknown field `{k}`; known fields: {}",
-            BUILD_FIELDS.join(", ")
-        )));
-    }
+    req.check_fields(BUILD_FIELDS)?;
     let network = parse_network(Some(&req.network))?;
     let owner = keys::address_of(&keys::parse_public_key(&req.public_key)?);
     let to = address_text(&req.to, "to")?;
@@ -531,7 +474,7 @@ pub fn build(req: &TransferRequest) -> PluginResult<BuiltTx> {
         }
         Some(token) => {
             let contract = address_text(token, "asset")?;
-            let amount = trc20::from_decimal(&req.amount).ok_or_else(|| {
+            let amount = amount::u256_from_decimal(&req.amount).ok_or_else(|| {
                 PluginError::request(format!(
                     "field `amount` must be a decimal integer below 2^256, got `{}`",
                     req.amount
@@ -583,36 +526,9 @@ pub fn build(req: &TransferRequest) -> PluginResult<BuiltTx> {
     Ok(BuiltTx { raw, intent })
 }
 
-/// The TRON plugin as a [`custos_plugin_sdk::Plugin`] (what the component exports).
-/// TRON has no off-chain message format here: the trait's defaults refuse them.
+/// The TRON plugin as a [`custos_plugin_sdk::Plugin`] (what the component exports): the
+/// functions above. TRON has no off-chain message format here: the trait's defaults
+/// refuse them.
 pub struct Tron;
 
-impl custos_plugin_sdk::Plugin for Tron {
-    fn info() -> PluginInfo {
-        info()
-    }
-    fn derive_address(public_key: &[u8], network: &str) -> PluginResult<String> {
-        derive_address(public_key, network)
-    }
-    fn parse(raw: &[u8], network: Option<&str>, public_key: Option<&[u8]>) -> PluginResult<Intent> {
-        parse(raw, network, public_key)
-    }
-    fn signing_payloads(
-        raw: &[u8],
-        network: Option<&str>,
-        public_key: Option<&[u8]>,
-    ) -> PluginResult<Vec<SigningPayload>> {
-        signing_payloads(raw, network, public_key)
-    }
-    fn assemble(
-        raw: &[u8],
-        network: Option<&str>,
-        public_key: &[u8],
-        signatures: &[Signature],
-    ) -> PluginResult<Assembled> {
-        assemble(raw, network, public_key, signatures)
-    }
-    fn build(request: &TransferRequest) -> PluginResult<BuiltTx> {
-        build(request)
-    }
-}
+custos_plugin_sdk::plugin_from_fns!(Tron);

@@ -1,44 +1,16 @@
 //! The shared vector table through the native path (the component path can run the same
 //! table through the host runtime).
 
-use custos_plugin_tron::conformance::{self, Native};
+use custos_plugin_tron::conformance;
 
-#[test]
-fn wallet_core_vectors() {
-    conformance::check_wallet_core_vectors(&Native);
-}
-
-#[test]
-fn trezor_vectors() {
-    conformance::check_trezor_vectors(&Native);
-}
-
-#[test]
-fn build_reproduces_vectors() {
-    conformance::check_build_matches_vectors(&Native);
-}
-
-#[test]
-fn build_sign_assemble() {
-    conformance::check_build_and_sign(&Native);
-}
-
-#[test]
-fn contract_calls() {
-    conformance::check_contract_calls(&Native);
-}
-
-#[test]
-fn signature_rules() {
-    conformance::check_signature_rules(&Native);
-}
-
-#[test]
-fn malformed_input_is_a_plugin_error() {
-    conformance::check_malformed(&Native);
-}
-
-#[test]
-fn check_all_runs_everything() {
-    conformance::check_all(&Native);
+custos_plugin_sdk::native_tests! {
+    conformance;
+    wallet_core_vectors => check_wallet_core_vectors,
+    trezor_vectors => check_trezor_vectors,
+    build_reproduces_vectors => check_build_matches_vectors,
+    build_sign_assemble => check_build_and_sign,
+    contract_calls => check_contract_calls,
+    signature_rules => check_signature_rules,
+    malformed_input_is_a_plugin_error => check_malformed,
+    check_all_runs_everything => check_all,
 }

@@ -1,26 +1,10 @@
 //! Property: any bytes give Ok or a plugin-error — never a panic.
 
+use custos_plugin_sdk::conformance::mutate;
 use custos_plugin_sdk::{Signature, TransferRequest};
 use custos_plugin_tron as tron;
 use custos_plugin_tron::conformance;
 use proptest::prelude::*;
-
-fn mutate(seed: &[u8], ops: &[(u16, u8, u8)]) -> Vec<u8> {
-    let mut v = seed.to_vec();
-    for &(pos, byte, op) in ops {
-        let len = v.len().max(1);
-        let at = usize::from(pos) % len;
-        match op % 4 {
-            0 if !v.is_empty() => v[at] = byte,
-            1 => v.insert(at.min(v.len()), byte),
-            2 if !v.is_empty() => {
-                v.remove(at);
-            }
-            _ => v.truncate(at),
-        }
-    }
-    v
-}
 
 const PK: [u8; 33] = [
     0x02, 0x79, 0xbe, 0x66, 0x7e, 0xf9, 0xdc, 0xbb, 0xac, 0x55, 0xa0, 0x62, 0x95, 0xce, 0x87, 0x0b,
