@@ -195,7 +195,7 @@ pub fn open(path: &Path, node: NodeId, passphrase: &[u8]) -> Result<Dek, DekErro
 }
 
 /// The operator's passphrase from the configured source. Never logged.
-pub fn passphrase(src: &crate::config::PassphraseSource) -> anyhow::Result<Zeroizing<String>> {
+pub fn passphrase(src: &custos_wire::PassphraseSource) -> anyhow::Result<Zeroizing<String>> {
     let p =
         match src.source.as_str() {
             "env" => {

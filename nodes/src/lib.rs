@@ -1,11 +1,11 @@
 //! custos TSS node: one process per node holding only its own shards.
 //!
-//! Owns: the node config, the DEK (passphrase-wrapped), the encrypted shard store
-//! (RocksDB), the node's X25519 identity and end-to-end sealing, the threshold engines
-//! (DKLS23, CGGMP21, FROST) and the mTLS gRPC service the host calls. Must not: open any
+//! Owns: the DEK (passphrase-wrapped), the encrypted shard store (RocksDB), the node's
+//! X25519 identity and end-to-end sealing, the threshold engines (DKLS23, CGGMP21, FROST)
+//! and the mTLS gRPC service the host calls. The config file it reads is
+//! `custos_wire::NodeConfig`, shared with the host side that writes it. Must not: open any
 //! outbound connection, reconstruct a private key, log or print a secret.
 
-pub mod config;
 pub mod dek;
 pub mod engine;
 mod fsutil;

@@ -9,12 +9,11 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use custos_node::config::NodeConfig;
 use custos_node::seal::{Identity, Sealer};
 use custos_node::service::{NodeService, State};
 use custos_node::store::Store;
 use custos_node::{dek, engine};
-use custos_wire::GroupFile;
+use custos_wire::{GroupFile, NodeConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -154,7 +154,7 @@ async fn callers_passphrases_tampering_and_plaintext() {
     // No shard scalar or DEK bytes in plaintext anywhere: data dirs, key files, logs.
     cluster.stop(other);
     let (secret, dek) = {
-        let cfg = custos_node::config::NodeConfig::load(&cluster.config(other)).unwrap();
+        let cfg = custos_wire::NodeConfig::load(&cluster.config(other)).unwrap();
         let dek =
             custos_node::dek::open(&cfg.dek_file, other, passphrase(other).as_bytes()).unwrap();
         let store = Store::open(&cfg.data_dir, other, &dek).unwrap();

@@ -2,8 +2,9 @@
 //!
 //! Owns: the frames on a protocol session stream, the envelope the host relays between
 //! nodes, health and destroy messages, and the gRPC service they travel on (postcard
-//! bodies over tonic, mTLS set up by the callers). Must not: hold any secret or any
-//! cryptography — point-to-point payloads are sealed by the nodes before they get here,
+//! bodies over tonic, mTLS set up by the callers); the node config file and the node group
+//! file (`files.rs`), written by the host side and read by the nodes. Must not: hold any
+//! secret or any cryptography — point-to-point payloads are sealed by the nodes before they get here,
 //! and the host only relays them.
 //!
 //! A session: the host opens `Session` on each participating node, sends `Start`, then
@@ -12,10 +13,12 @@
 //! `Abort` to the others when one fails or a deadline passes.
 
 pub mod codec;
+mod files;
 
+pub use files::{
+    CggmpConfig, ConfigError, GroupFile, GroupNode, NodeConfig, PassphraseSource, TlsConfig,
+};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::path::Path;
 
 /// Wire format version; a node refuses a `Start` with another.
 pub const WIRE_VERSION: u16 = 1;
@@ -207,70 +210,6 @@ pub mod rpc {
 
 /// Largest message either side accepts (CGGMP21 rounds carry Paillier proofs).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
-
-/// The node group: every node's id, address and pinned X25519 identity public key. The
-/// host and every node load the same file.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct GroupFile {
-    pub nodes: Vec<GroupNode>,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct GroupNode {
-    pub id: NodeId,
-    /// host:port the node listens on.
-    pub address: String,
-    /// The DNS name in the node's certificate (`tss1`).
-    pub name: String,
-    /// Hex of the node's X25519 identity public key.
-    pub identity: String,
-}
-
-impl GroupFile {
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read group file `{}`: {e}", path.display()))?;
-        let g: GroupFile =
-            toml::from_str(&text).map_err(|e| format!("group file `{}`: {e}", path.display()))?;
-        let mut seen = BTreeMap::new();
-        for n in &g.nodes {
-            if n.id == 0 {
-                return Err(format!(
-                    "group file `{}`: node id 0 is not allowed",
-                    path.display()
-                ));
-            }
-            if seen.insert(n.id, ()).is_some() {
-                return Err(format!(
-                    "group file `{}`: node id {} twice",
-                    path.display(),
-                    n.id
-                ));
-            }
-            n.identity_key()?;
-        }
-        Ok(g)
-    }
-
-    pub fn identities(&self) -> Result<BTreeMap<NodeId, [u8; 32]>, String> {
-        self.nodes
-            .iter()
-            .map(|n| Ok((n.id, n.identity_key()?)))
-            .collect()
-    }
-}
-
-impl GroupNode {
-    pub fn identity_key(&self) -> Result<[u8; 32], String> {
-        let b = hex::decode(&self.identity)
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .ok_or_else(|| format!("node {}: identity must be 64 hex characters", self.id))?;
-        Ok(b)
-    }
-}
 
 #[cfg(test)]
 mod tests {
