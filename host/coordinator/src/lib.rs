@@ -89,7 +89,9 @@ struct NodeHandle {
 type SessionStream =
     futures::stream::BoxStream<'static, (NodeId, Result<NodeFrame, tonic::Status>)>;
 
-/// A test hook that sees (and may alter) every relayed envelope.
+/// A test hook that sees (and may alter) every relayed envelope. Only with the `testing`
+/// feature, which release binaries do not enable.
+#[cfg(feature = "testing")]
 pub type RelayHook = Arc<dyn Fn(&mut Envelope) + Send + Sync>;
 
 pub struct Coordinator {
@@ -98,6 +100,7 @@ pub struct Coordinator {
     pins: BTreeMap<NodeId, [u8; 32]>,
     pub session_timeout: Duration,
     pub health_timeout: Duration,
+    #[cfg(feature = "testing")]
     relay_hook: Mutex<Option<RelayHook>>,
     /// What was last learned of each node: up or not, and when.
     liveness: Mutex<BTreeMap<NodeId, (bool, Instant)>>,
@@ -179,6 +182,7 @@ impl Coordinator {
             pins: group.identities().map_err(CoordError::Config)?,
             session_timeout: Duration::from_secs(120),
             health_timeout: Duration::from_secs(3),
+            #[cfg(feature = "testing")]
             relay_hook: Mutex::new(None),
             liveness: Mutex::new(BTreeMap::new()),
         })
@@ -194,8 +198,8 @@ impl Coordinator {
             .map(|n| (n.name.clone(), n.address.clone()))
     }
 
-    /// Tests only: see or alter every envelope the host relays.
-    #[doc(hidden)]
+    /// Tests only (`testing` feature): see or alter every envelope the host relays.
+    #[cfg(feature = "testing")]
     pub fn set_relay_hook(&self, hook: Option<RelayHook>) {
         *self.relay_hook.lock().unwrap_or_else(|p| p.into_inner()) = hook;
     }
@@ -604,6 +608,7 @@ impl Coordinator {
             }
         };
         let mut done: BTreeMap<NodeId, Output> = BTreeMap::new();
+        #[cfg(feature = "testing")]
         let hook = self
             .relay_hook
             .lock()
@@ -650,7 +655,7 @@ impl Coordinator {
                 }
             };
             match frame {
-                NodeFrame::Send(mut env) => {
+                NodeFrame::Send(env) => {
                     if env.from != node || env.session != session {
                         abort_all(&senders, format!("node {node} sent a mislabelled message"));
                         return Err(CoordError::Failed {
@@ -662,9 +667,14 @@ impl Coordinator {
                             blame: Some(node),
                         });
                     }
-                    if let Some(h) = &hook {
-                        h(&mut env);
-                    }
+                    #[cfg(feature = "testing")]
+                    let env = {
+                        let mut env = env;
+                        if let Some(h) = &hook {
+                            h(&mut env);
+                        }
+                        env
+                    };
                     let to = env.to;
                     let Some(tx) = senders.get(&to) else {
                         abort_all(
