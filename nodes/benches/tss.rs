@@ -44,17 +44,16 @@ where
     let mut cpu: BTreeMap<u16, f64> = BTreeMap::new();
     let mut node_runs = 0usize;
     for i in 0..runs {
-        let before: BTreeMap<u16, f64> = cluster
-            .children
-            .iter()
-            .map(|(id, c)| (*id, cpu_ms(c.id())))
+        let before: BTreeMap<u16, f64> = (1..=4u16)
+            .filter_map(|id| Some((id, cpu_ms(cluster.nodes.pid(id)?))))
             .collect();
         let t0 = Instant::now();
         let nodes = f(i).await;
         times.push(t0.elapsed().as_secs_f64() * 1000.0);
         for id in &nodes {
-            let c = &cluster.children[id];
-            *cpu.entry(*id).or_default() += cpu_ms(c.id()) - before[id];
+            if let (Some(pid), Some(b)) = (cluster.nodes.pid(*id), before.get(id)) {
+                *cpu.entry(*id).or_default() += cpu_ms(pid) - b;
+            }
         }
         node_runs += nodes.len();
     }

@@ -195,7 +195,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         err.to_string().contains("holds no shard of key `k-gone`"),
         "{err}"
     );
-    cluster.stop(holder);
+    cluster.stop(holder).await;
     let probe = &raw[raw.len() - 32..];
     for (path, bytes) in all_files(&cluster.data_dir(holder)) {
         assert!(
@@ -204,8 +204,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
             path.display()
         );
     }
-    cluster.spawn(holder);
-    cluster.wait_up(&coord, &[holder]).await;
+    cluster.restart(holder).await;
 
     // One node down: keygen still works on the other three, signing works for keys
     // whose holders are up, and a key with two holders down fails fast.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Cluster, all_files, contains, passphrase};
+use common::{Cluster, all_files, contains};
 use custos_coordinator::pki;
 use custos_node::store::{Kind, Store};
 use custos_wire::rpc::node_client::NodeClient;
@@ -45,9 +45,9 @@ async fn health_with(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn callers_passphrases_tampering_and_plaintext() {
     let (mut cluster, coord) = Cluster::start(false).await;
-    let certs = cluster.certs();
+    let certs = cluster.layout.certs.clone();
     let ca = pki::ca_cert(&certs);
-    let addr = cluster.addresses[&1].clone();
+    let addr = cluster.address(1).to_string();
     let host = pki::paths(&certs, pki::HOST_NAME);
 
     // The host itself gets in (control).
@@ -114,7 +114,7 @@ async fn callers_passphrases_tampering_and_plaintext() {
     assert!(common.len() >= 2, "{:?} {:?}", a.holders, b.holders);
     let victim = common[0];
     let other = common[1];
-    cluster.stop(victim);
+    cluster.stop(victim).await;
     let mut raw =
         custos_node::store::raw_value(&cluster.data_dir(victim), Kind::Shard, "key-a").unwrap();
     let mid = raw.len() / 2;
@@ -122,17 +122,24 @@ async fn callers_passphrases_tampering_and_plaintext() {
     custos_node::store::raw_put(&cluster.data_dir(victim), Kind::Shard, "key-a", &raw).unwrap();
 
     // Wrong passphrase: the node refuses to start and says why.
-    let mut bad = cluster.spawn_with(victim, "not the passphrase");
-    let status = tokio::task::spawn_blocking(move || bad.wait())
+    let right = cluster.passphrase(victim);
+    std::fs::write(cluster.passphrase_file(victim), "not the passphrase").unwrap();
+    let err = cluster
+        .nodes
+        .start_node(victim)
         .await
-        .unwrap()
-        .unwrap();
-    assert!(!status.success());
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("node {victim} exited while starting")),
+        "{err}"
+    );
     let log = std::fs::read_to_string(cluster.log(victim)).unwrap();
     assert!(log.contains("wrong passphrase"), "{log}");
+    assert!(err.contains("wrong passphrase"), "the log tail is shown: {err}");
 
-    cluster.spawn(victim);
-    cluster.wait_up(&coord, &[victim]).await;
+    std::fs::write(cluster.passphrase_file(victim), right).unwrap();
+    cluster.restart(victim).await;
     let hash = [7u8; 32];
     let err = coord
         .sign_with(Algo::Dkls23, "key-a", &[victim, other], &hash)
@@ -152,11 +159,11 @@ async fn callers_passphrases_tampering_and_plaintext() {
     assert_eq!(s.signature.len(), 64, "the other key keeps working");
 
     // No shard scalar or DEK bytes in plaintext anywhere: data dirs, key files, logs.
-    cluster.stop(other);
+    cluster.stop(other).await;
     let (secret, dek) = {
-        let cfg = custos_wire::NodeConfig::load(&cluster.config(other)).unwrap();
-        let dek =
-            custos_node::dek::open(&cfg.dek_file, other, passphrase(other).as_bytes()).unwrap();
+        let cfg = custos_wire::NodeConfig::load(&cluster.config_file(other)).unwrap();
+        let dek = custos_node::dek::open(&cfg.dek_file, other, cluster.passphrase(other).as_bytes())
+            .unwrap();
         let store = Store::open(&cfg.data_dir, other, &dek).unwrap();
         let rec = store.get_shard("key-b").unwrap().unwrap();
         let party: dkls23::protocols::Party<k256_014::Secp256k1> =

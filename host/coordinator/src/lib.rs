@@ -2,11 +2,14 @@
 //!
 //! Owns: connecting to the node group over mTLS (pinned CA, the host's own client
 //! certificate, each node's certificate name checked), health, choosing nodes for a run,
-//! and running protocol sessions by relaying sealed envelopes between nodes; the dev PKI.
+//! and running protocol sessions by relaying sealed envelopes between nodes; the dev PKI
+//! (`pki`) and local node clusters (`cluster`: the folders and processes of the nodes that
+//! `custos dev`, the tests and the benchmarks run on one machine).
 //! Must not: read or alter a protocol payload (they are sealed node to node), hold any
 //! shard, or hang: every run has a deadline and every failure names the node at fault
 //! when one is known.
 
+pub mod cluster;
 pub mod pki;
 pub mod ports;
 
