@@ -136,7 +136,10 @@ async fn callers_passphrases_tampering_and_plaintext() {
     );
     let log = std::fs::read_to_string(cluster.log(victim)).unwrap();
     assert!(log.contains("wrong passphrase"), "{log}");
-    assert!(err.contains("wrong passphrase"), "the log tail is shown: {err}");
+    assert!(
+        err.contains("wrong passphrase"),
+        "the log tail is shown: {err}"
+    );
 
     std::fs::write(cluster.passphrase_file(victim), right).unwrap();
     cluster.restart(victim).await;
@@ -162,8 +165,9 @@ async fn callers_passphrases_tampering_and_plaintext() {
     cluster.stop(other).await;
     let (secret, dek) = {
         let cfg = custos_wire::NodeConfig::load(&cluster.config_file(other)).unwrap();
-        let dek = custos_node::dek::open(&cfg.dek_file, other, cluster.passphrase(other).as_bytes())
-            .unwrap();
+        let dek =
+            custos_node::dek::open(&cfg.dek_file, other, cluster.passphrase(other).as_bytes())
+                .unwrap();
         let store = Store::open(&cfg.data_dir, other, &dek).unwrap();
         let rec = store.get_shard("key-b").unwrap().unwrap();
         let party: dkls23::protocols::Party<k256_014::Secp256k1> =

@@ -276,7 +276,10 @@ primes_pool = 1
         assert_eq!(c.cggmp21.primes_pool, 1);
 
         for (text, needle) in [
-            (EXAMPLE.replace("id = 1", "id = 1\nlisten_port = 3"), "listen_port"),
+            (
+                EXAMPLE.replace("id = 1", "id = 1\nlisten_port = 3"),
+                "listen_port",
+            ),
             (
                 EXAMPLE.replace("primes_pool = 1", "primes_pool = 1\nprimes = 2"),
                 "primes",
@@ -295,7 +298,10 @@ primes_pool = 1
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("node.toml");
         let e = NodeConfig::load(&p).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("cannot read config `{}`: ", p.display())), "{e}");
+        assert!(
+            e.starts_with(&format!("cannot read config `{}`: ", p.display())),
+            "{e}"
+        );
         std::fs::write(&p, EXAMPLE.replace("id = 1", "id = 0")).unwrap();
         let e = NodeConfig::load(&p).unwrap_err().to_string();
         assert_eq!(

@@ -408,7 +408,10 @@ mod tests {
         assert_eq!(v["passphrase"]["source"].as_str(), Some("file"));
         assert_eq!(v["tls"]["host_name"].as_str(), Some("gateway"));
         assert_eq!(v["cggmp21"]["primes_pool"].as_integer(), Some(1));
-        assert!(Path::new(v["tls"]["cert"].as_str().unwrap()).exists(), "{text}");
+        assert!(
+            Path::new(v["tls"]["cert"].as_str().unwrap()).exists(),
+            "{text}"
+        );
         let expected: BTreeSet<&str> = [
             "id",
             "listen",
@@ -421,7 +424,10 @@ mod tests {
             "cggmp21",
         ]
         .into();
-        assert_eq!(v.keys().map(String::as_str).collect::<BTreeSet<_>>(), expected);
+        assert_eq!(
+            v.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            expected
+        );
         for n in &layout.nodes {
             let p = n.passphrase_file().unwrap();
             assert_eq!(mode(p), 0o600);
@@ -446,8 +452,9 @@ mod tests {
     fn fixtures_name_each_nodes_primes() {
         let tmp = tempfile::tempdir().unwrap();
         let fixtures = tmp.path().join("fixtures");
-        let layout = ClusterLayout::prepare(&tmp.path().join("c"), &Primes::Fixtures(fixtures.clone()))
-            .unwrap();
+        let layout =
+            ClusterLayout::prepare(&tmp.path().join("c"), &Primes::Fixtures(fixtures.clone()))
+                .unwrap();
         for n in &layout.nodes {
             let c = NodeConfig::load(&n.config_file).unwrap().cggmp21;
             assert_eq!(c.primes_pool, 1);
