@@ -10,9 +10,15 @@ use custos_wire::{Algo, FailureKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cggmp21_keygen_sign_and_no_refresh() {
-    let (_cluster, mut coord) = Cluster::start(true).await;
+    let (cluster, mut coord) = Cluster::start(true).await;
     coord.session_timeout = std::time::Duration::from_secs(600);
     let k = coord.keygen(Algo::Cggmp21, "k-cggmp", 2, 3).await.unwrap();
+    cluster.write_shard_fixture_if_asked(
+        k.holders[0],
+        "k-cggmp",
+        &k.public_key,
+        "shard-cggmp21-v1.toml",
+    );
     let hash = [0x42u8; 32];
     let pair = [k.holders[0], k.holders[2]];
     let s = coord

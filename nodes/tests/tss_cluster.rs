@@ -52,6 +52,12 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
     let k = coord.keygen(Algo::Dkls23, "k-dkls", 2, 3).await.unwrap();
     assert_eq!(k.holders.len(), 3);
     assert_eq!(k.public_key.len(), 33);
+    cluster.write_shard_fixture_if_asked(
+        k.holders[0],
+        "k-dkls",
+        &k.public_key,
+        "shard-dkls23-v1.toml",
+    );
     for (n, pair) in pairs(&k.holders).into_iter().enumerate() {
         let hash: [u8; 32] = sha2_digest(format!("dkls message {n}").as_bytes());
         let s = coord
@@ -70,6 +76,12 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
     // FROST ed25519: keygen and signing by every pair, verify_strict.
     let f = coord.keygen(Algo::Frost, "k-frost", 2, 3).await.unwrap();
     assert_eq!(f.public_key.len(), 32);
+    cluster.write_shard_fixture_if_asked(
+        f.holders[0],
+        "k-frost",
+        &f.public_key,
+        "shard-frost-v1.toml",
+    );
     for pair in pairs(&f.holders) {
         let msg = format!("solana message signed by {pair:?}").into_bytes();
         let s = coord

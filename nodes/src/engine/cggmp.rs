@@ -205,12 +205,19 @@ pub async fn keygen(
     Ok((rec, Output::Key { public_key }))
 }
 
+/// A stored share (key share and aux info), decoded: what signing starts from.
+pub fn decode_share(
+    rec: &ShardRecord,
+) -> Result<KeyShare<Secp256k1, SecurityLevel128>, EngineError> {
+    serde_json::from_slice(&rec.secret)
+        .map_err(|e| EngineError::storage(format!("CGGMP21 key share: {e}")))
+}
+
 pub async fn sign(net: &mut Net, rec: &ShardRecord, message: &[u8]) -> Result<Output, EngineError> {
     let hash: [u8; 32] = message
         .try_into()
         .map_err(|_| EngineError::request("CGGMP21 signs a 32-byte prehash"))?;
-    let share: KeyShare<Secp256k1, SecurityLevel128> = serde_json::from_slice(&rec.secret)
-        .map_err(|e| EngineError::storage(format!("CGGMP21 key share: {e}")))?;
+    let share = decode_share(rec)?;
     let signers = net.participants().to_vec();
     let at_keygen: Vec<u16> = signers
         .iter()

@@ -77,7 +77,11 @@ fn record(
     ))
 }
 
-fn load(rec: &ShardRecord, me: NodeId) -> Result<(KeyPackage, PublicKeyPackage), EngineError> {
+/// A stored share, decoded: what signing and refresh start from.
+pub fn decode_share(
+    rec: &ShardRecord,
+    me: NodeId,
+) -> Result<(KeyPackage, PublicKeyPackage), EngineError> {
     let s: Secret = de(&rec.secret, me)?;
     let kp = KeyPackage::deserialize(&s.key_package)
         .map_err(|e| EngineError::storage(format!("FROST key package: {e}")))?;
@@ -152,7 +156,7 @@ pub async fn keygen(
 }
 
 pub async fn sign(net: &mut Net, rec: &ShardRecord, message: &[u8]) -> Result<Output, EngineError> {
-    let (kp, pkp) = load(rec, net.me())?;
+    let (kp, pkp) = decode_share(rec, net.me())?;
     let peers = net.peers();
     let signers = net.participants().to_vec();
     let (nonces, commitments) = frost::round1::commit(kp.signing_share(), &mut OsRng);
@@ -195,7 +199,7 @@ pub async fn refresh(
     net: &mut Net,
     rec: &ShardRecord,
 ) -> Result<(ShardRecord, Output), EngineError> {
-    let (kp, pkp) = load(rec, net.me())?;
+    let (kp, pkp) = decode_share(rec, net.me())?;
     let holders = rec.holders.clone();
     if net.participants() != holders.as_slice() {
         return Err(EngineError::request(

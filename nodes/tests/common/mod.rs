@@ -87,6 +87,54 @@ impl Cluster {
     }
 }
 
+/// Set to write the stored-shard fixtures (`tests/fixtures/shard-*-v1.toml`) from the
+/// keys the cluster tests generate; `tests/stored_shards.rs` reads them. Only when the
+/// stored format changes on purpose — a new version, and the old fixtures are kept:
+/// `CUSTOS_WRITE_FIXTURES=1 .ci/cargo test -p custos-node --test tss_cluster --test tss_cggmp`.
+pub const WRITE_FIXTURES: &str = "CUSTOS_WRITE_FIXTURES";
+
+impl Cluster {
+    /// When [`WRITE_FIXTURES`] is set: writes node `node`'s stored shard of `key_id` as it
+    /// is on disk (the encrypted store record), with the DEK file and the passphrase that
+    /// open it, to `tests/fixtures/{file}`. A throwaway test key, used nowhere else.
+    pub fn write_shard_fixture_if_asked(
+        &self,
+        node: u16,
+        key_id: &str,
+        public_key: &[u8],
+        file: &str,
+    ) {
+        if std::env::var_os(WRITE_FIXTURES).is_none() {
+            return;
+        }
+        let n = self.layout.node(node).unwrap();
+        let record = custos_node::store::raw_value(
+            &n.config.data_dir,
+            custos_node::store::Kind::Shard,
+            key_id,
+        )
+        .expect("the stored shard");
+        let mut t = toml::Table::new();
+        t.insert("node".into(), i64::from(node).into());
+        t.insert("key_id".into(), key_id.into());
+        t.insert("public_key".into(), hex::encode(public_key).into());
+        t.insert("passphrase".into(), self.passphrase(node).into());
+        t.insert(
+            "dek_file".into(),
+            std::fs::read_to_string(&n.config.dek_file).unwrap().into(),
+        );
+        t.insert("record".into(), hex::encode(record).into());
+        let text = format!(
+            "# A stored shard as custos-node {} writes it today (store record v1), with the\n\
+             # DEK file and passphrase that open it: a throwaway test key. Read by\n\
+             # tests/stored_shards.rs; written by {WRITE_FIXTURES}=1 (tests/common/mod.rs).\n{}",
+            env!("CARGO_PKG_VERSION"),
+            toml::to_string(&t).unwrap()
+        );
+        std::fs::write(fixtures().join(file), text).unwrap();
+    }
+}
+
 /// Every file under `dir` (recursively) as (path, bytes).
 pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
