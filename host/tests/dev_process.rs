@@ -6,7 +6,7 @@
 //! killed outright, it still takes its nodes down.
 
 use custos_service::client::{Credentials, CustosClient};
-use custos_service::dev::{self, DevOptions};
+use custos_service::dev::{self, DevOptions, Primes};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -174,25 +174,11 @@ async fn dev_runs_reloads_on_sighup_stops_on_sigterm_and_resumes() {
         policies_dir: policies.clone(),
         node_binary: Some(node_binary()),
     };
-    let layout = tokio::task::spawn_blocking(move || dev::prepare(&opts))
+    let fixtures = Primes::Fixtures(repo().join("nodes/tests/fixtures"));
+    let layout = tokio::task::spawn_blocking(move || dev::prepare_with(&opts, &fixtures))
         .await
         .unwrap()
         .unwrap();
-    for n in &layout.nodes {
-        let text = std::fs::read_to_string(&n.config).unwrap();
-        let head = text.split("[cggmp21]").next().unwrap().to_string();
-        let fixture = repo()
-            .join("nodes/tests/fixtures")
-            .join(format!("primes-{}.json", n.id));
-        std::fs::write(
-            &n.config,
-            format!(
-                "{head}[cggmp21]\nprimes_pool = 1\nprimes_fixture = {:?}\n",
-                fixture.display().to_string()
-            ),
-        )
-        .unwrap();
-    }
 
     let creds = Credentials::load(data.join("credentials.json")).unwrap();
     assert_eq!(creds.base_url.trim_end_matches('/'), url);
@@ -266,12 +252,12 @@ async fn dev_runs_reloads_on_sighup_stops_on_sigterm_and_resumes() {
         "custos dev did not exit cleanly:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    for n in &layout.nodes {
+    for n in layout.nodes() {
         assert!(
-            std::net::TcpStream::connect(&n.address).is_err(),
+            std::net::TcpStream::connect(n.address()).is_err(),
             "node {} still listens on {} after custos dev stopped",
             n.id,
-            n.address
+            n.address()
         );
     }
 
@@ -298,13 +284,13 @@ async fn dev_runs_reloads_on_sighup_stops_on_sigterm_and_resumes() {
     signal(&dev, "-KILL");
     let _ = dev.wait();
     let t0 = Instant::now();
-    for n in &layout.nodes {
-        while std::net::TcpStream::connect(&n.address).is_ok() {
+    for n in layout.nodes() {
+        while std::net::TcpStream::connect(n.address()).is_ok() {
             assert!(
                 t0.elapsed() < Duration::from_secs(30),
                 "node {} still listens on {} 30 s after custos dev was killed",
                 n.id,
-                n.address
+                n.address()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

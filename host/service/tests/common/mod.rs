@@ -1,12 +1,13 @@
 //! A whole custos for tests: the dev folder (PKI, node configs, credentials) from
-//! `custos_service::dev`, 4 real `custos-node` processes over mTLS, and the real service
-//! on a loopback port, called over HTTP with HMAC-signed requests.
+//! `custos_service::dev`, 4 real `custos-node` processes over mTLS started the way
+//! `custos dev` starts them (`custos_coordinator::cluster`), and the real service on a
+//! loopback port, called over HTTP with HMAC-signed requests.
 #![allow(dead_code)]
 
-use custos_service::api::Service;
+use custos_service::Service;
 use custos_service::client::{Credentials, CustosClient};
 use custos_service::config::ServiceConfig;
-use custos_service::dev::{self, DevLayout, DevOptions, NodeProcesses};
+use custos_service::dev::{self, DevLayout, DevOptions, NodeProcesses, Primes};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,13 +22,13 @@ pub fn policies_dir() -> PathBuf {
     .join("../../policies")
 }
 
-fn fixture(id: u16) -> PathBuf {
+/// The nodes' CGGMP21 primes fixtures (`primes-{id}.json`).
+pub fn primes_fixtures() -> PathBuf {
     PathBuf::from(
         std::env::var("CARGO_MANIFEST_DIR")
             .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()),
     )
     .join("../../nodes/tests/fixtures")
-    .join(format!("primes-{id}.json"))
 }
 
 pub struct Harness {
@@ -70,28 +71,20 @@ impl Harness {
         let binary = dev::node_binary(None).expect(
             "custos-node must be built first: `cargo build -p custos-node` (cargo test --workspace does it)",
         );
+        // Tests use pregenerated Paillier primes, as the node tests do.
         let layout = {
             let mut o = opts.clone();
             o.node_binary = Some(binary.clone());
-            tokio::task::spawn_blocking(move || dev::prepare(&o))
-                .await
-                .unwrap()
-                .unwrap()
+            tokio::task::spawn_blocking(move || {
+                dev::prepare_with(&o, &Primes::Fixtures(primes_fixtures()))
+            })
+            .await
+            .unwrap()
+            .unwrap()
         };
-        // Tests use pregenerated Paillier primes, as the node tests do.
-        for n in &layout.nodes {
-            let text = std::fs::read_to_string(&n.config).unwrap();
-            let mut t: toml::Table = toml::from_str(&text).unwrap();
-            let mut c = toml::Table::new();
-            c.insert("primes_pool".into(), toml::Value::Integer(1));
-            c.insert(
-                "primes_fixture".into(),
-                toml::Value::String(fixture(n.id).display().to_string()),
-            );
-            t.insert("cggmp21".into(), toml::Value::Table(c));
-            std::fs::write(&n.config, toml::to_string(&t).unwrap()).unwrap();
-        }
-        let nodes = NodeProcesses::start(&binary, &layout).await.unwrap();
+        let nodes = NodeProcesses::start(&binary, &layout.cluster)
+            .await
+            .unwrap();
         let config = ServiceConfig::load(&layout.host_config).unwrap();
         let creds = Credentials::load(&layout.credentials).unwrap();
         let mut h = Harness {

@@ -1,0 +1,32 @@
+//! `custos dev`: the whole custody service on one machine (DESIGN §5, §7).
+//!
+//! Owns: the dev data folder (`--data-dir`, default `./.custos`) and everything in it — 4
+//! TSS nodes laid out and supervised by `custos_coordinator::cluster` (dev PKI, each node's
+//! config, passphrase file, DEK, identity key, RocksDB and log, the group file), the
+//! service config, the clients file and `credentials.json` — plus the service's lifetime.
+//! Set-up is idempotent: a second run reuses every key, secret, port and shard, and only
+//! `listen` / `policies_dir` follow the command line. Must not: print or log a secret
+//! (it prints where the credentials are, never what), or leave node processes behind
+//! when it stops or fails. Unix only (signals, file modes, process groups).
+//!
+//! ```text
+//! DIR/credentials.json            main client + 2 approvers (DESIGN §7), 0600
+//! DIR/dev.lock                    held by the running `custos dev`
+//! DIR/certs/, DIR/group.toml, DIR/tssN/   the nodes (custos_coordinator::cluster)
+//! DIR/host/host.toml              the service config
+//! DIR/host/clients.json           API clients (access keys, secrets, roles), 0600
+//! DIR/host/data/                  the host's RocksDB
+//! ```
+//!
+//! Layout: `layout.rs` (the folder: what is where, `prepare`), `credentials.rs` (clients
+//! file and credentials), `host_config.rs` (the service config), `run.rs` (`custos dev`
+//! itself: lock, start, serve until a signal, stop).
+
+mod credentials;
+mod host_config;
+mod layout;
+mod run;
+
+pub use custos_coordinator::cluster::{NODES, NodeProcesses, Primes, node_binary};
+pub use layout::{DevLayout, DevOptions, prepare, prepare_with};
+pub use run::{run, shutdown_signal};
