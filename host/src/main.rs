@@ -304,7 +304,7 @@ async fn serve(config: &Path) -> Result<()> {
         .await
         .with_context(|| format!("binding the API to `{}`", cfg.listen))?;
     let addr = listener.local_addr().context("reading the API's address")?;
-    let service = custos_service::api::Service::start(&cfg)
+    let service = custos_service::Service::start(&cfg)
         .await
         .context("starting the service")?;
     eprintln!("custos: serving on http://{addr}");

@@ -34,29 +34,6 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 15] = [
-        Code::Unauthenticated,
-        Code::Forbidden,
-        Code::PolicyDenied,
-        Code::InvalidRequest,
-        Code::UnsupportedChain,
-        Code::ParseError,
-        Code::KeyNotFound,
-        Code::RequestNotFound,
-        Code::KeyNotActive,
-        Code::InvalidTransition,
-        Code::RequestIdReused,
-        Code::PayloadTooLarge,
-        Code::RateLimited,
-        Code::NodesUnavailable,
-        Code::Internal,
-    ];
-
-    /// The code named `s` (e.g. a recorded answer's `error.code`).
-    pub fn parse(s: &str) -> Option<Code> {
-        Code::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Code::Unauthenticated => "UNAUTHENTICATED",
@@ -149,6 +126,8 @@ impl std::fmt::Display for ApiError {
         write!(f, "{}: {}", self.code.as_str(), self.message)
     }
 }
+
+impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -356,7 +356,7 @@ impl Service {
                 format!("chain `{chain}` is not supported"),
             )
         })?;
-        if !key.format.curve.is(plugin.info.curve) {
+        if key.format.curve != plugin.info.curve {
             return Err(ApiError::invalid(format!(
                 "key `{key_id}` is {}; chain `{chain}` needs {}",
                 key.format.curve.as_str(),
@@ -425,7 +425,7 @@ impl Service {
             let Some(p) = self.runtime.plugin(plugin) else {
                 continue;
             };
-            if !key.format.curve.is(p.info.curve) {
+            if key.format.curve != p.info.curve {
                 continue;
             }
             let a = self

@@ -75,6 +75,7 @@ impl Status {
         )
     }
 
+    #[cfg(test)]
     pub const ALL: [Status; 6] = [
         Status::PreActive,
         Status::Active,
@@ -85,30 +86,24 @@ impl Status {
     ];
 }
 
-/// A key's curve, as the API names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub enum Curve {
-    #[serde(rename = "SECP256K1")]
-    Secp256k1,
-    #[serde(rename = "ED25519")]
-    Ed25519,
-}
+/// A key's curve: the plugins' own type, stored and shown as the API names it
+/// (`SECP256K1`, `ED25519`).
+pub use custos_plugin_sdk::Curve;
 
-impl Curve {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Curve::Secp256k1 => "SECP256K1",
-            Curve::Ed25519 => "ED25519",
-        }
+mod curve_name {
+    use super::Curve;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(c: &Curve, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.as_str())
     }
 
-    /// Whether a plugin for `curve` can sign with a key of this curve.
-    pub fn is(self, curve: custos_plugin_sdk::Curve) -> bool {
-        matches!(
-            (self, curve),
-            (Curve::Secp256k1, custos_plugin_sdk::Curve::Secp256k1)
-                | (Curve::Ed25519, custos_plugin_sdk::Curve::Ed25519)
-        )
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Curve, D::Error> {
+        let name = String::deserialize(d)?;
+        [Curve::Secp256k1, Curve::Ed25519]
+            .into_iter()
+            .find(|c| c.as_str() == name)
+            .ok_or_else(|| D::Error::unknown_variant(&name, &["SECP256K1", "ED25519"]))
     }
 }
 
@@ -146,7 +141,8 @@ pub struct KeyFormat {
     #[serde(rename = "type")]
     pub ty: String,
     /// `SECP256K1` | `ED25519`
-    #[schema(inline)]
+    #[serde(with = "curve_name")]
+    #[schema(value_type = String)]
     pub curve: Curve,
     /// `DKLS23` (default for SECP256K1) | `CGGMP21` | `FROST` (ED25519)
     #[schema(inline)]
@@ -375,7 +371,7 @@ impl Registry {
             next.push(0);
             let done = batch.len() < 256;
             for (k, v) in batch {
-                let rec: KeyRecord = serde_json::from_slice(&v)
+                let rec = serde_json::from_slice::<KeyRecord>(&v)
                     .map_err(|_| {
                         ApiError::internal(format!(
                             "stored key record `{}` does not decode",

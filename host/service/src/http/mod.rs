@@ -10,8 +10,6 @@ mod gate;
 mod openapi;
 mod routes;
 
-pub use openapi::document;
-
 use crate::error::{ApiError, ApiResult};
 use crate::service::Service;
 use anyhow::Context;

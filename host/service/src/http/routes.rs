@@ -316,7 +316,7 @@ pub(crate) async fn metrics(State(s): State<Arc<Service>>, _h: HeaderMap) -> Res
         .into_response()
 }
 
-async fn not_found() -> Response {
+pub(super) async fn not_found() -> Response {
     with_status(
         ApiError::invalid("no such endpoint; see /api/v1/openapi.json"),
         StatusCode::NOT_FOUND,

@@ -125,7 +125,8 @@ impl Service {
         let mut holders = key.nodes.clone();
         if !holders.is_empty() {
             let turn = self.sign_rotation.fetch_add(1, Ordering::Relaxed);
-            holders.rotate_left(turn % holders.len());
+            let by = turn % holders.len();
+            holders.rotate_left(by);
         }
         for payload in &p.payloads {
             let out = self

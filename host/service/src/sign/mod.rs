@@ -102,14 +102,15 @@ pub fn decode_hex(field: &str, s: &str) -> ApiResult<Vec<u8>> {
 /// The policy part of an answer: the verdict's name and the deciding policies (and the
 /// evaluation errors, if any).
 fn policy_block(decision: &custos_policy::Decision) -> Value {
-    let mut policy = json!({"decision": verdict_name(decision.verdict), "policies": decision.policies});
+    let mut policy =
+        json!({"decision": verdict_name(&decision.verdict), "policies": decision.policies});
     if !decision.errors.is_empty() {
         policy["errors"] = json!(decision.errors);
     }
     policy
 }
 
-fn verdict_name(v: Verdict) -> &'static str {
+fn verdict_name(v: &Verdict) -> &'static str {
     match v {
         Verdict::Allow => "ALLOW",
         Verdict::Deny => "DENY",
@@ -156,11 +157,11 @@ impl Service {
         let dry_run = body.dry_run;
         let prepared = self.prepare(key, body, value, hash)?;
         let decided = self.decide(&requester, prepared, !dry_run)?;
-        self.metrics.decision(verdict_name(decided.decision.verdict));
+        self.metrics.decision(verdict_name(&decided.decision.verdict));
         if dry_run {
             return self.answer_dry_run(&requester, decided);
         }
-        match decided.decision.verdict {
+        match decided.decision.verdict.clone() {
             Verdict::Deny => self.record_denial(&requester, decided),
             Verdict::NeedsApproval(n) => self.hold_for_approval(&requester, decided, n),
             Verdict::Allow => {

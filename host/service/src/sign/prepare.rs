@@ -65,7 +65,7 @@ impl Service {
                 ),
             )
         })?;
-        if !key.format.curve.is(plugin.info.curve) {
+        if key.format.curve != plugin.info.curve {
             return Err(ApiError::invalid(format!(
                 "key `{}` is {}; chain `{}` needs {}",
                 key.key_id,
