@@ -225,7 +225,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             audit_form(&v).to_string(),
-            r#"{"a":{"b":[{"c":2,"d":1}],"big":18446744073709551615,"e":"1e300","f":"3.0","neg":-5,"y":"0.1"},"z":1}"#
+            r#"{"a":{"b":[{"c":2,"d":1}],"big":18446744073709551615,"e":"1e+300","f":"3.0","neg":-5,"y":"0.1"},"z":1}"#
         );
         // Already in audit form: unchanged.
         assert_eq!(audit_form(&audit_form(&v)), audit_form(&v));

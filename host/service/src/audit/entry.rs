@@ -28,17 +28,6 @@ pub enum AuditResult {
     Pending,
 }
 
-impl AuditResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditResult::Ok => "OK",
-            AuditResult::Denied => "DENIED",
-            AuditResult::Failed => "FAILED",
-            AuditResult::Pending => "PENDING",
-        }
-    }
-}
-
 /// What a caller records; the log adds seq, time and the chain.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewEntry {
@@ -218,13 +207,17 @@ mod tests {
 
     #[test]
     fn results_spell_as_stored() {
-        for r in [
-            AuditResult::Ok,
-            AuditResult::Denied,
-            AuditResult::Failed,
-            AuditResult::Pending,
+        for (r, stored) in [
+            (AuditResult::Ok, "OK"),
+            (AuditResult::Denied, "DENIED"),
+            (AuditResult::Failed, "FAILED"),
+            (AuditResult::Pending, "PENDING"),
         ] {
-            assert_eq!(serde_json::to_value(r).unwrap(), json!(r.as_str()));
+            assert_eq!(serde_json::to_value(r).unwrap(), json!(stored));
+            assert_eq!(
+                serde_json::from_value::<AuditResult>(json!(stored)).unwrap(),
+                r
+            );
         }
     }
 }

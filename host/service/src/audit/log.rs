@@ -100,12 +100,6 @@ impl AuditLog {
         })
     }
 
-    /// The chain's end: seq of the last entry (0 when empty) and its hash.
-    pub fn head(&self) -> (u64, String) {
-        let h = self.lock();
-        (h.seq, h.hash.clone())
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Head> {
         // The guarded head only changes after a successful write, so a panic elsewhere
         // while holding the lock cannot leave it half-updated.
@@ -214,6 +208,15 @@ impl AuditLog {
             (head.clone(), record, last_key)
         };
         chain::check(&self.db, &head, record, last_key)
+    }
+}
+
+#[cfg(test)]
+impl AuditLog {
+    /// The chain's end: seq of the last entry (0 when empty) and its hash.
+    fn head(&self) -> (u64, String) {
+        let h = self.lock();
+        (h.seq, h.hash.clone())
     }
 }
 

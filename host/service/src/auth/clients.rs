@@ -287,14 +287,6 @@ impl Clients {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Client>> {
         self.order.iter()
     }
-
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
 }
 
 impl fmt::Debug for Clients {
@@ -411,7 +403,6 @@ mod tests {
                 burst: 7
             }
         );
-        assert_eq!(c.len(), 1);
         assert_eq!(c.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a"]);
     }
 

@@ -123,10 +123,6 @@ impl Authenticator {
         &self.clients
     }
 
-    pub fn window_secs(&self) -> u64 {
-        self.window_secs
-    }
-
     /// The client a request comes from, or why it is refused: 401 for anything about the
     /// signed headers, 403 for an address outside the client's allowlist, 429 over the rate
     /// limit. The nonce is recorded only once the signature verifies.
