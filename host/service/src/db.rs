@@ -136,8 +136,9 @@ pub enum DbError {
     Failing(&'static str),
 }
 
-/// A JSON decoding problem without serde's wording (which names Rust types).
-fn json_problem(e: &serde_json::Error) -> String {
+/// A JSON decoding problem without serde's wording (which names Rust types): what kind,
+/// and where. For every stored record that does not decode.
+pub(crate) fn json_problem(e: &serde_json::Error) -> String {
     let what = match e.classify() {
         serde_json::error::Category::Io => "read error",
         serde_json::error::Category::Syntax => "syntax error",

@@ -268,6 +268,7 @@ mod tests {
     #[test]
     fn bad_json_names_json_not_rust_types() {
         #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
         #[allow(dead_code)]
         struct SignBody {
             n: u16,

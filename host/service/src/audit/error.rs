@@ -41,13 +41,4 @@ pub enum HeadProblem {
     Undecodable(String),
 }
 
-/// A JSON decoding problem without serde's wording, which names Rust types.
-pub(super) fn json_problem(e: &serde_json::Error) -> String {
-    let what = match e.classify() {
-        serde_json::error::Category::Io => "read error",
-        serde_json::error::Category::Syntax => "syntax error",
-        serde_json::error::Category::Data => "unexpected content",
-        serde_json::error::Category::Eof => "unexpected end",
-    };
-    format!("{what} at line {} column {}", e.line(), e.column())
-}
+pub(super) use crate::db::json_problem;
