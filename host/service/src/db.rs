@@ -288,15 +288,13 @@ impl Db {
     pub fn get_json<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> DbResult<Option<T>> {
         match self.get(cf, key)? {
             None => Ok(None),
-            Some(v) => {
-                serde_json::from_slice(&v)
-                    .map(Some)
-                    .map_err(|source| DbError::Decode {
-                        family: cf.name(),
-                        key: String::from_utf8_lossy(key).replace('\0', "/"),
-                        source,
-                    })
-            }
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|source| DbError::Decode {
+                    family: cf.name(),
+                    key: String::from_utf8_lossy(key).replace('\0', "/"),
+                    source,
+                }),
         }
     }
 

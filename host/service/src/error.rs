@@ -215,12 +215,18 @@ fn without_type_names(msg: &str) -> String {
         match w {
             "struct" | "map" if words.peek().is_some() => {
                 let name = words.next().unwrap_or_default();
-                let tail: String = name.chars().skip_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                let tail: String = name
+                    .chars()
+                    .skip_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
                 out.push(format!("a JSON object{tail}"));
             }
             "enum" if words.peek().is_some() => {
                 let name = words.next().unwrap_or_default();
-                let tail: String = name.chars().skip_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                let tail: String = name
+                    .chars()
+                    .skip_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
                 out.push(format!("one of the listed values{tail}"));
             }
             other => {

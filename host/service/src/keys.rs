@@ -64,7 +64,11 @@ pub struct StatusBody {
 }
 
 impl Service {
-    pub(crate) async fn generate_key(&self, caller: &Caller, body: &[u8]) -> ApiResult<(u16, Value)> {
+    pub(crate) async fn generate_key(
+        &self,
+        caller: &Caller,
+        body: &[u8],
+    ) -> ApiResult<(u16, Value)> {
         require_role(&caller.client, &[Role::Signer, Role::Admin])?;
         let b: GenerateBody = if body.iter().all(|c| c.is_ascii_whitespace()) {
             GenerateBody::default()
@@ -216,7 +220,12 @@ impl Service {
         Ok((201, rec.to_json()))
     }
 
-    pub(crate) async fn change_status(&self, caller: &Caller, key_id: &str, body: &[u8]) -> ApiResult<(u16, Value)> {
+    pub(crate) async fn change_status(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        body: &[u8],
+    ) -> ApiResult<(u16, Value)> {
         require_role(&caller.client, &[Role::Admin])?;
         let b: StatusBody =
             serde_json::from_slice(body).map_err(|e| bad_json("status request", &e))?;
@@ -247,15 +256,15 @@ impl Service {
                 return Err(e);
             }
         };
-        self.audit
-            .append(
-                NewEntry::new("STATUS_CHANGE", AuditResult::Ok)
-                    .principal(&caller.client.name)
-                    .key_id(key_id)
-                    .client_ip(caller.ip.to_string())
-                    .details(json!({"from": before.status.as_str(), "to": to.as_str(), "reason": b.reason})),
-            )
-            ?;
+        self.audit.append(
+            NewEntry::new("STATUS_CHANGE", AuditResult::Ok)
+                .principal(&caller.client.name)
+                .key_id(key_id)
+                .client_ip(caller.ip.to_string())
+                .details(
+                    json!({"from": before.status.as_str(), "to": to.as_str(), "reason": b.reason}),
+                ),
+        )?;
         if to == Status::Destroyed {
             let missed = self.coord.destroy(key_id, &after.nodes).await;
             self.registry.set_erase_pending(key_id, missed.clone())?;
@@ -273,7 +282,11 @@ impl Service {
         Ok((200, self.registry.get(key_id)?.to_json()))
     }
 
-    pub(crate) async fn refresh_key(&self, caller: &Caller, key_id: &str) -> ApiResult<(u16, Value)> {
+    pub(crate) async fn refresh_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> ApiResult<(u16, Value)> {
         require_role(&caller.client, &[Role::Admin])?;
         let key = self.registry.get(key_id)?;
         if !matches!(key.status, Status::Active | Status::Frozen) {
@@ -377,8 +390,8 @@ impl Service {
                         amount: u64,
                         script_pubkey: String,
                     }
-                    let list: Vec<U> = serde_json::from_value(val.clone())
-                        .map_err(|e| bad_json("`utxos`", &e))?;
+                    let list: Vec<U> =
+                        serde_json::from_value(val.clone()).map_err(|e| bad_json("`utxos`", &e))?;
                     for u in list {
                         utxos.push(custos_plugin_sdk::Utxo {
                             txid: u.txid,

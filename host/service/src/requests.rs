@@ -209,12 +209,12 @@ impl Requests {
         }
         let body = encode(rec)?;
         self.db.write(vec![
-                (Cf::Requests, rkey(&rec.client, &rec.request_id), Some(body)),
-                (
-                    Cf::Requests,
-                    ikey(&rec.request_id, &rec.client),
-                    Some(vec![]),
-                ),
+            (Cf::Requests, rkey(&rec.client, &rec.request_id), Some(body)),
+            (
+                Cf::Requests,
+                ikey(&rec.request_id, &rec.client),
+                Some(vec![]),
+            ),
         ])?;
         Ok(Found::New)
     }

@@ -115,7 +115,8 @@ impl Service {
             coord,
         };
         svc.audit_start().context("writing the audit log")?;
-        svc.fail_interrupted().context("resolving interrupted requests")?;
+        svc.fail_interrupted()
+            .context("resolving interrupted requests")?;
         Ok(Arc::new(svc))
     }
 
@@ -125,14 +126,13 @@ impl Service {
             .plugins()
             .map(|p| json!({"name": p.name, "sha256": p.sha256, "version": p.info.version}))
             .collect();
-        self.audit
-            .append(
-                NewEntry::new("SERVICE_START", AuditResult::Ok).details(json!({
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "plugins": plugins,
-                    "policies": self.policy.snapshot().policy_count(),
-                })),
-            )?;
+        self.audit.append(
+            NewEntry::new("SERVICE_START", AuditResult::Ok).details(json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "plugins": plugins,
+                "policies": self.policy.snapshot().policy_count(),
+            })),
+        )?;
         for p in self.runtime.plugins() {
             self.audit.append(NewEntry::new("PLUGIN_LOAD", AuditResult::Ok).details(
                 json!({"plugin": p.name, "sha256": p.sha256, "wit_version": p.wit_version, "version": p.info.version}),

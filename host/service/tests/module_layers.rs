@@ -33,7 +33,12 @@ fn code_of(text: &str) -> &str {
 /// the crate root.
 fn module_of(src: &Path, file: &Path) -> Option<String> {
     let rel = file.strip_prefix(src).unwrap();
-    let first = rel.components().next()?.as_os_str().to_string_lossy().into_owned();
+    let first = rel
+        .components()
+        .next()?
+        .as_os_str()
+        .to_string_lossy()
+        .into_owned();
     match first.strip_suffix(".rs") {
         Some("lib") => None,
         Some(m) => Some(m.to_string()),
@@ -148,7 +153,10 @@ fn no_module_reaches_itself_and_no_file_is_over_600_lines() {
     let mut done = BTreeSet::new();
     for m in graph.keys() {
         if let Some(cycle) = visit(m, &graph, &mut Vec::new(), &mut done) {
-            panic!("modules import each other in a loop: {}", cycle.join(" -> "));
+            panic!(
+                "modules import each other in a loop: {}",
+                cycle.join(" -> ")
+            );
         }
     }
     // The bottom layer imports nothing from the layers above it.

@@ -24,7 +24,11 @@ fn route_of(req: &Request) -> String {
 }
 
 /// Counts the request in metrics (unauthenticated routes).
-pub(super) async fn count_only(State(svc): State<Arc<Service>>, req: Request, next: Next) -> Response {
+pub(super) async fn count_only(
+    State(svc): State<Arc<Service>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().to_string();
     let route = route_of(&req);
     let resp = next.run(req).await;

@@ -40,7 +40,10 @@ impl Service {
             .route("/api/v1/keys/{key_id}/transactions", post(routes::build_tx))
             .route("/api/v1/keys/{key_id}/refresh", post(routes::refresh))
             .route("/api/v1/requests/{request_id}", get(routes::get_request))
-            .route("/api/v1/requests/{request_id}/approve", post(routes::approve))
+            .route(
+                "/api/v1/requests/{request_id}/approve",
+                post(routes::approve),
+            )
             .route("/api/v1/requests/{request_id}/reject", post(routes::reject))
             .route("/api/v1/audit", get(routes::audit_list))
             .route("/api/v1/audit/verify", get(routes::audit_verify))
@@ -54,7 +57,10 @@ impl Service {
             .route("/healthz", get(routes::healthz))
             .route("/readyz", get(routes::readyz))
             .route("/metrics", get(routes::metrics))
-            .route_layer(middleware::from_fn_with_state(self.clone(), gate::count_only));
+            .route_layer(middleware::from_fn_with_state(
+                self.clone(),
+                gate::count_only,
+            ));
         api.merge(open)
             .fallback(routes::not_found)
             .with_state(self.clone())

@@ -165,7 +165,10 @@ pub fn shape(doc: &Value) -> Value {
     let mut paths = serde_json::Map::new();
     if let Some(ps) = doc["paths"].as_object() {
         for (p, ops) in ps {
-            let mut methods: Vec<&String> = ops.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+            let mut methods: Vec<&String> = ops
+                .as_object()
+                .map(|o| o.keys().collect())
+                .unwrap_or_default();
             methods.sort();
             paths.insert(p.clone(), serde_json::json!(methods));
         }
@@ -194,10 +197,8 @@ mod tests {
     /// build's `GET /api/v1/openapi.json`).
     #[test]
     fn same_paths_and_schemas_as_before() {
-        let want: Value = serde_json::from_str(include_str!(
-            "../../tests/fixtures/openapi-shape.json"
-        ))
-        .unwrap();
+        let want: Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/openapi-shape.json")).unwrap();
         assert_eq!(shape(&document()), want);
     }
 

@@ -11,8 +11,8 @@ use crate::auth::{Role, require_role};
 use crate::error::{ApiError, one_line};
 use crate::keys::{GenerateBody, StatusBody};
 use crate::registry::{KeyFilter, KeyRecord, Status};
-use crate::sign::{ApprovalBody, SignBody};
 use crate::service::{Caller, Service};
+use crate::sign::{ApprovalBody, SignBody};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -178,16 +178,13 @@ pub(crate) async fn audit_list(
             ),
             (None, None) => None,
         };
-        let (entries, next) = s
-            .audit
-            .query(&AuditFilter {
-                key_id: q.key_id,
-                request_id: q.request_id,
-                operation: q.operation,
-                after_seq: after,
-                limit: q.limit.unwrap_or(100),
-            })
-            ?;
+        let (entries, next) = s.audit.query(&AuditFilter {
+            key_id: q.key_id,
+            request_id: q.request_id,
+            operation: q.operation,
+            after_seq: after,
+            limit: q.limit.unwrap_or(100),
+        })?;
         Ok((200, json!({"entries": entries, "next_cursor": next})))
     })();
     answer(r)
@@ -294,8 +291,7 @@ pub(crate) async fn readyz(State(s): State<Arc<Service>>) -> Response {
     let (up, down) = s.survey_nodes().await;
     // Ready when a default key (3 shards) can still be created: 3 nodes up.
     let ready = up.len() >= 3;
-    let body =
-        json!({"ready": ready, "nodes_up": up, "nodes_down": down});
+    let body = json!({"ready": ready, "nodes_up": up, "nodes_down": down});
     let status = if ready {
         StatusCode::OK
     } else {
@@ -321,6 +317,4 @@ pub(super) async fn not_found() -> Response {
         ApiError::invalid("no such endpoint; see /api/v1/openapi.json"),
         StatusCode::NOT_FOUND,
     )
-        
 }
-

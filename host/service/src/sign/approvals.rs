@@ -42,7 +42,8 @@ impl Service {
                 .comment
         };
         let owner = self.pending_owner(request_id)?;
-        let (quorum, rec) = self.record_approval(caller, &owner, request_id, approve, comment.clone())?;
+        let (quorum, rec) =
+            self.record_approval(caller, &owner, request_id, approve, comment.clone())?;
         let entry = NewEntry::new(
             "APPROVAL_RESULT",
             if approve {

@@ -51,7 +51,8 @@ impl Service {
         let error = match result {
             Ok((mut body, _)) => {
                 body["policy"] = policy;
-                let entry = entry.details(json!({"chain": p.body.chain, "data_type": p.body.data_type,
+                let entry = entry
+                    .details(json!({"chain": p.body.chain, "data_type": p.body.data_type,
                     "intent": p.intent.to_json(), "tx_hash": body.get("tx_hash")}));
                 // The KEY_SIGN entry and the record that says SIGNED are one atomic
                 // write: a crash or a failed write cannot leave the log saying signed

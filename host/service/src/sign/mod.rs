@@ -157,7 +157,8 @@ impl Service {
         let dry_run = body.dry_run;
         let prepared = self.prepare(key, body, value, hash)?;
         let decided = self.decide(&requester, prepared, !dry_run)?;
-        self.metrics.decision(verdict_name(&decided.decision.verdict));
+        self.metrics
+            .decision(verdict_name(&decided.decision.verdict));
         if dry_run {
             return self.answer_dry_run(&requester, decided);
         }
@@ -201,7 +202,13 @@ impl Service {
     }
 
     /// An audit entry about this request, with what every sign entry carries.
-    fn sign_entry(&self, requester: &Requester, d: &Decided, op: &str, result: AuditResult) -> NewEntry {
+    fn sign_entry(
+        &self,
+        requester: &Requester,
+        d: &Decided,
+        op: &str,
+        result: AuditResult,
+    ) -> NewEntry {
         let p = &d.prepared;
         NewEntry::new(op, result)
             .principal(&requester.name)
@@ -253,7 +260,12 @@ impl Service {
         Err(err)
     }
 
-    fn hold_for_approval(&self, requester: &Requester, d: Decided, n: u32) -> ApiResult<(u16, Value)> {
+    fn hold_for_approval(
+        &self,
+        requester: &Requester,
+        d: Decided,
+        n: u32,
+    ) -> ApiResult<(u16, Value)> {
         let mut rec = self.new_record(requester, &d, State::PendingApproval);
         rec.approvals_required = n;
         if let Found::Replay(r) = self.requests.insert_new(&rec)? {
@@ -270,7 +282,11 @@ impl Service {
 
     /// `GET /requests/{request_id}`: the caller's own request, or for approvers, admins
     /// and auditors the one request of that id.
-    pub(crate) fn request_view(&self, caller: &Caller, request_id: &str) -> ApiResult<(u16, Value)> {
+    pub(crate) fn request_view(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+    ) -> ApiResult<(u16, Value)> {
         if let Some(r) = self.requests.get(&caller.client.access_key, request_id)? {
             return Ok(r.view());
         }

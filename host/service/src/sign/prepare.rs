@@ -116,9 +116,9 @@ impl Service {
                         }
                     }
                 };
-                let parsed = self
-                    .runtime
-                    .parse_message(&body.chain, &message, network, Some(pk))?;
+                let parsed =
+                    self.runtime
+                        .parse_message(&body.chain, &message, network, Some(pk))?;
                 (
                     parsed.intent,
                     vec![parsed.payload],
