@@ -337,16 +337,13 @@ fn one_line(e: &dyn std::fmt::Display) -> String {
 /// Loads `custos.cedarschema`, every `*.cedar` and every `*.entities.json` in `dir`,
 /// and validates the policies against the schema in strict mode.
 pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, PolicyError> {
-    let schema_path = dir.join("custos.cedarschema");
-    let (schema, _warnings) =
-        Schema::from_cedarschema_str(&read(&schema_path)?).map_err(|e| PolicyError::Schema {
-            path: schema_path.display().to_string(),
-            message: one_line(&e),
-        })?;
-    context::check_flat_hierarchy(&schema).map_err(|message| PolicyError::Schema {
-        path: schema_path.display().to_string(),
-        message,
-    })?;
+    load_files(&read_dir_files(dir)?, &dir.display().to_string())
+}
+
+/// The files of a policy folder that make a policy set, by name: the schema
+/// (`custos.cedarschema`), every `*.cedar` and every `*.entities.json`. Sub-folders (the
+/// policy tests) are not part of it.
+pub fn read_dir_files(dir: &Path) -> Result<BTreeMap<String, String>, PolicyError> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| PolicyError::Read {
             path: dir.display().to_string(),
@@ -355,18 +352,54 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, PolicyError> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();
+    let mut out = BTreeMap::new();
+    for path in &entries {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name == "custos.cedarschema" || name.ends_with(".cedar") || name.ends_with(".entities.json")
+        {
+            out.insert(name.to_string(), read(path)?);
+        }
+    }
+    if !out.contains_key("custos.cedarschema") {
+        // Read it once more for the usual "cannot read" error naming the path.
+        read(&dir.join("custos.cedarschema"))?;
+    }
+    Ok(out)
+}
+
+/// Loads a policy set from its files (name -> text), as [`read_dir_files`] gives them or
+/// as a signed policy bundle carries them. `origin` names where they came from in errors.
+pub fn load_files(
+    files_in: &BTreeMap<String, String>,
+    origin: &str,
+) -> Result<PolicySnapshot, PolicyError> {
+    let shown_of = |name: &str| format!("{origin}/{name}");
+    let schema_path = shown_of("custos.cedarschema");
+    let schema_text = files_in
+        .get("custos.cedarschema")
+        .ok_or_else(|| PolicyError::Read {
+            path: schema_path.clone(),
+            message: "missing".into(),
+        })?;
+    let (schema, _warnings) =
+        Schema::from_cedarschema_str(schema_text).map_err(|e| PolicyError::Schema {
+            path: schema_path.clone(),
+            message: one_line(&e),
+        })?;
+    context::check_flat_hierarchy(&schema).map_err(|message| PolicyError::Schema {
+        path: schema_path.clone(),
+        message,
+    })?;
     let mut policies = PolicySet::new();
     let mut files: BTreeMap<String, String> = BTreeMap::new();
     let mut approvals = BTreeMap::new();
     let mut static_entities = Vec::new();
-    for path in &entries {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let shown = path.display().to_string();
+    for (name, text) in files_in {
+        let name = name.as_str();
+        let shown = shown_of(name);
         if name.ends_with(".cedar") {
-            let text = read(path)?;
             let parsed: PolicySet =
                 text.parse()
                     .map_err(|e: cedar_policy::ParseErrors| PolicyError::Syntax {
@@ -419,7 +452,7 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, PolicyError> {
                 files.insert(id, shown.clone());
             }
         } else if name.ends_with(".entities.json") {
-            let ents = Entities::from_json_str(&read(path)?, Some(&schema)).map_err(|e| {
+            let ents = Entities::from_json_str(text, Some(&schema)).map_err(|e| {
                 PolicyError::Entities {
                     path: shown.clone(),
                     message: one_line(&e),
@@ -432,7 +465,7 @@ pub fn load_dir(dir: &Path) -> Result<PolicySnapshot, PolicyError> {
     books
         .add(static_entities, &schema)
         .map_err(|message| PolicyError::Entities {
-            path: dir.display().to_string(),
+            path: origin.to_string(),
             message,
         })?;
     let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
@@ -475,9 +508,14 @@ pub struct PolicyEngine {
 
 impl PolicyEngine {
     pub fn load(dir: &Path) -> Result<Self, PolicyError> {
-        Ok(Self {
-            current: RwLock::new(Arc::new(load_dir(dir)?)),
-        })
+        Ok(Self::with(load_dir(dir)?))
+    }
+
+    /// An engine deciding with `snap` (e.g. a signed bundle's set).
+    pub fn with(snap: PolicySnapshot) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(snap)),
+        }
     }
 
     pub fn snapshot(&self) -> Arc<PolicySnapshot> {
@@ -490,7 +528,11 @@ impl PolicyEngine {
     /// Loads `dir` and, only if it validates, puts it in force. On error the previous
     /// set keeps deciding.
     pub fn reload(&self, dir: &Path) -> Result<Changes, PolicyError> {
-        let new = load_dir(dir)?;
+        Ok(self.replace(load_dir(dir)?))
+    }
+
+    /// Puts `new` in force and says what changed.
+    pub fn replace(&self, new: PolicySnapshot) -> Changes {
         let old = self.snapshot();
         let text = |s: &PolicySnapshot, id: &str| {
             s.policies.policy(&PolicyId::new(id)).map(|p| p.to_string())
@@ -513,7 +555,7 @@ impl PolicyEngine {
             Err(poisoned) => poisoned.into_inner(),
         };
         *g = Arc::new(new);
-        Ok(changes)
+        changes
     }
 
     /// Decides one request. Fails closed: any problem building the request, and any

@@ -1,11 +1,11 @@
-//! Canonical JSON: the one form in which the service hashes a JSON value, so two texts
-//! that mean the same value hash the same.
+//! Canonical JSON: the one form in which custos hashes a JSON value, so two texts that
+//! mean the same value hash the same.
 //!
-//! Two uses, both frozen because their hashes are stored: the audit log hashes
-//! [`audit_form`] (inside each entry's hash), and the sign path hashes [`text`] (a sign
-//! request's `body_hash`, kept in its request record, and the audit `data_hash`).
-//! Must not: depend on any other module of the service (it is a leaf), or change the bytes
-//! of either form.
+//! Uses, all frozen because their hashes are stored or signed: the host's audit log hashes
+//! [`audit_form`] (inside each entry's hash); [`text`] is hashed for a sign request's
+//! `body_hash` (kept in its request record), the audit `data_hash`, the request hash an
+//! approval statement names, a policy bundle's signed digest and the node journal's
+//! intent hash. Must not: depend on any other module, or change the bytes of either form.
 //!
 //! serde_json's `preserve_order` is on in this workspace (utoipa turns it on), so a `Map`
 //! keeps insertion order and serializes in it: every object here is rebuilt with its keys
