@@ -6,9 +6,12 @@
 //! `custos_wire::NodeConfig`, shared with the host side that writes it. Must not: open any
 //! outbound connection, reconstruct a private key, log or print a secret.
 
+pub mod authority;
 pub mod dek;
 pub mod engine;
 mod fsutil;
+pub mod journal;
+pub mod ledger;
 pub mod net;
 pub mod seal;
 pub mod service;

@@ -32,6 +32,16 @@ fn main() {
             )
             .build(),
         )
+        .method(
+            method(
+                "install_bundle",
+                "InstallBundle",
+                "crate::InstallBundle",
+                "crate::BundleInstalled",
+            )
+            .build(),
+        )
+        .method(method("journal", "Journal", "crate::JournalRequest", "crate::JournalPage").build())
         .build();
     Builder::new().compile(&[svc]);
     println!("cargo:rerun-if-changed=build.rs");

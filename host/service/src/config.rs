@@ -3,10 +3,15 @@
 //! ```toml
 //! listen = "127.0.0.1:8080"
 //! data_dir = "/var/lib/custos/host"       # the host's RocksDB
-//! policies_dir = "/etc/custos/policies"
+//! # policies_dir = "/etc/custos/policies"  # unsigned policies: policy development only
 //! clients_file = "/etc/custos/clients.json"
 //! group_file = "/etc/custos/group.toml"   # the node group (shared with the nodes)
 //! # plugins_manifest = "…/plugins.toml"    # default: the set this build produced
+//!
+//! [authority]                 # the signed policy bundle the nodes also decide (DESIGN §3a)
+//! policy_bundle = "/etc/custos/policy-bundle.json"
+//! policy_admins = "/etc/custos/policy-admins.json"   # admin public keys + threshold
+//! approvers = "/etc/custos/approvers.json"           # approver ids (client names) + keys
 //!
 //! [tls]                                   # the host's client identity towards the nodes
 //! ca_cert = "/etc/custos/certs/ca.cert"
@@ -22,7 +27,11 @@ use std::path::{Path, PathBuf};
 pub struct ServiceConfig {
     pub listen: String,
     pub data_dir: PathBuf,
-    pub policies_dir: PathBuf,
+    /// Unsigned policies (policy development only); exactly one of this and `authority`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies_dir: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<HostAuthority>,
     pub clients_file: PathBuf,
     pub group_file: PathBuf,
     #[serde(default)]
@@ -35,6 +44,16 @@ pub struct ServiceConfig {
 
 fn default_window() -> u64 {
     300
+}
+
+/// Where the host reads the signed policy bundle and the pins it checks it and approval
+/// statements against (the same files the nodes pin).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostAuthority {
+    pub policy_bundle: PathBuf,
+    pub policy_admins: PathBuf,
+    pub approvers: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -53,23 +72,38 @@ impl ServiceConfig {
             .map_err(|e| anyhow::anyhow!("config `{}`: {e}", path.display()))?;
         // Relative paths are relative to the config file.
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [
+        let mut paths = vec![
             &mut cfg.data_dir,
-            &mut cfg.policies_dir,
             &mut cfg.clients_file,
             &mut cfg.group_file,
             &mut cfg.tls.ca_cert,
             &mut cfg.tls.cert,
             &mut cfg.tls.key,
-        ] {
+        ];
+        if let Some(a) = cfg.authority.as_mut() {
+            paths.extend([&mut a.policy_bundle, &mut a.policy_admins, &mut a.approvers]);
+        }
+        if let Some(p) = cfg.policies_dir.as_mut() {
+            paths.push(p);
+        }
+        if let Some(m) = cfg.plugins_manifest.as_mut() {
+            paths.push(m);
+        }
+        for p in paths {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         }
-        if let Some(m) = cfg.plugins_manifest.as_mut()
-            && m.is_relative()
-        {
-            *m = base.join(&*m);
+        match (&cfg.policies_dir, &cfg.authority) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "config `{}`: `policies_dir` and `[authority]` are exclusive; policies come from the signed bundle",
+                path.display()
+            ),
+            (None, None) => anyhow::bail!(
+                "config `{}`: `[authority]` (a signed policy bundle) is required",
+                path.display()
+            ),
+            _ => {}
         }
         Ok(cfg)
     }
@@ -97,7 +131,7 @@ key = "e"
         std::fs::write(&p, good).unwrap();
         let c = ServiceConfig::load(&p).unwrap();
         assert_eq!(c.data_dir, dir.path().join("data"));
-        assert_eq!(c.policies_dir, PathBuf::from("/p"));
+        assert_eq!(c.policies_dir, Some(PathBuf::from("/p")));
         assert_eq!(c.auth_window_secs, 300);
         std::fs::write(&p, format!("{good}\nlisen = 1\n")).unwrap();
         let e = ServiceConfig::load(&p).unwrap_err().to_string();

@@ -160,13 +160,19 @@ impl From<CoordError> for ApiError {
         match &e {
             CoordError::NotEnoughNodes { .. }
             | CoordError::Timeout { .. }
-            | CoordError::Node { .. } => {
+            | CoordError::Node { .. }
+            | CoordError::Banned { .. } => {
                 ApiError::new(Code::NodesUnavailable, format!("{e}; nothing was signed"))
             }
             CoordError::Failed {
                 kind: FailureKind::Unsupported,
                 ..
             } => ApiError::new(Code::InvalidTransition, e.to_string()),
+            // A node's own decision (DESIGN §3a): it names the reason; nothing was signed.
+            CoordError::Failed {
+                kind: FailureKind::Refused,
+                ..
+            } => ApiError::new(Code::PolicyDenied, format!("{e}; nothing was signed")),
             _ => ApiError::internal(e.to_string()),
         }
     }

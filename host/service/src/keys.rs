@@ -15,15 +15,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 use utoipa::ToSchema;
 
-/// Which address each plugin gives a key: (address key, plugin, network).
-const ADDRESS_KINDS: &[(&str, &str, &str)] = &[
-    ("evm", "evm", "1"),
-    ("tron", "tron", "mainnet"),
-    ("bitcoin", "bitcoin", "mainnet"),
-    ("bitcoin_testnet", "bitcoin", "testnet"),
-    ("solana", "solana", "mainnet"),
-];
-
 /// Body of `POST /keys/generate`; every field is optional.
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -433,19 +424,10 @@ impl Service {
 
     /// The key's address on every chain whose plugin takes its curve.
     fn addresses(&self, key: &KeyRecord) -> ApiResult<BTreeMap<String, String>> {
-        let mut out = BTreeMap::new();
-        for (name, plugin, network) in ADDRESS_KINDS {
-            let Some(p) = self.runtime.plugin(plugin) else {
-                continue;
-            };
-            if key.format.curve != p.info.curve {
-                continue;
-            }
-            let a = self
-                .runtime
-                .derive_address(plugin, &key.plugin_key, network)?;
-            out.insert(name.to_string(), a);
-        }
-        Ok(out)
+        Ok(custos_authority::derive::addresses(
+            &self.runtime,
+            key.format.curve,
+            &key.plugin_key,
+        )?)
     }
 }

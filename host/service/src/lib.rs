@@ -10,8 +10,8 @@
 //!
 //! # Layout
 //! The modules form layers; each imports only from the layers below it.
-//! - `clock.rs`, `canonical.rs`  time in one place; the canonical JSON the audit hash and
-//!   the request hashes use
+//! - `clock.rs`     time in one place (`canonical`, the canonical JSON the audit hash and
+//!   the request hashes use, is `custos_authority::canonical`, shared with the nodes)
 //! - `db.rs`        RocksDB with one column family per record kind (the bottom layer)
 //! - `error.rs`     the API's error codes and JSON error body; `From` the layers' errors
 //! - `config.rs`    service config (TOML)
@@ -34,7 +34,7 @@
 mod audit;
 mod auth;
 pub mod bench;
-mod canonical;
+use custos_authority::canonical;
 pub mod client;
 mod clock;
 pub mod config;
@@ -44,6 +44,8 @@ mod error;
 mod http;
 mod keys;
 mod metrics;
+mod policy_source;
+mod reconcile;
 mod registry;
 mod requests;
 mod service;

@@ -44,6 +44,13 @@ pub struct Approval {
     pub by: String,
     pub at: String,
     pub comment: Option<String>,
+    /// The approver's client name (the id its key is pinned under on the nodes).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub approver: String,
+    /// `0x` hex of the approver's Ed25519 signature over [`SignRecord::approval_statement`];
+    /// the nodes check it (DESIGN §3a).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_signature: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -99,6 +106,36 @@ impl SignRecord {
 
     /// The request's state as the API shows it (`GET /requests/{id}`): the recorded
     /// answer once there is one, else the pending / in-progress view.
+    /// The statement an approver signs for this request (DESIGN §3a): request id, key id,
+    /// the SHA-256 of the canonical sign request, APPROVE.
+    pub fn approval_statement(&self) -> String {
+        let r = &self.request;
+        let text = |k: &str| r.get(k).and_then(Value::as_str);
+        let h = custos_authority::approval::request_sha256(
+            &self.request_id,
+            &self.key_id,
+            text("chain").unwrap_or_default(),
+            text("network"),
+            text("data_type").unwrap_or_default(),
+            r.get("data").unwrap_or(&Value::Null),
+        );
+        custos_authority::approval::statement(&self.request_id, &self.key_id, &h)
+    }
+
+    /// The approvals with a statement signature, as the nodes take them.
+    pub fn signed_approvals(&self) -> Vec<custos_wire::ApprovalSignature> {
+        self.approvals
+            .iter()
+            .filter_map(|a| {
+                let sig = a.statement_signature.as_deref()?;
+                Some(custos_wire::ApprovalSignature {
+                    approver: a.approver.clone(),
+                    signature: hex::decode(sig.trim_start_matches("0x")).ok()?,
+                })
+            })
+            .collect()
+    }
+
     pub fn view(&self) -> (u16, Value) {
         if let Some((status, body)) = &self.outcome {
             return (*status, body.clone());
@@ -114,6 +151,7 @@ impl SignRecord {
                     "approvals": self.approvals,
                     "intent": self.intent,
                     "policy": self.policy,
+                    "approval_statement": self.approval_statement(),
                 }),
             ),
             other => (

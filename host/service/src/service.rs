@@ -18,6 +18,8 @@ use crate::velocity::DurableVelocity;
 use anyhow::Context;
 use custos_coordinator::{Coordinator, TlsFiles};
 use custos_plugin_runtime::{PluginRuntime, RuntimeConfig};
+use crate::policy_source::PolicySource;
+use custos_authority::keys::{Pins, Role};
 use custos_policy::PolicyEngine;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -42,13 +44,22 @@ const BACKGROUND_EVERY: Duration = Duration::from_secs(5);
 
 /// The running service: everything a request needs.
 pub struct Service {
-    pub(crate) config: ServiceConfig,
     /// The host store (public for tests, which fail and tamper with it).
     pub db: Arc<Db>,
     pub(crate) audit: AuditLog,
     pub(crate) auth: Authenticator,
     pub(crate) runtime: PluginRuntime,
     pub(crate) policy: PolicyEngine,
+    /// Where `policy` comes from (the signed bundle, or an unsigned folder in development).
+    pub(crate) policy_source: PolicySource,
+    /// Pinned approvers (with `[authority]`): an approval's statement signature is
+    /// checked here to answer early; the nodes check it again.
+    pub(crate) approvers: Option<Pins>,
+    /// The signed bundle in force, as sent to the nodes (each verifies it itself).
+    bundle_bytes: Mutex<Option<Vec<u8>>>,
+    /// Test hook (`testing` feature): the host's own velocity figure is taken as zero, to
+    /// show what the nodes' ledgers hold on their own. Never set in a release binary.
+    pub(crate) host_velocity_off: std::sync::atomic::AtomicBool,
     /// The node group (public for tests, which tamper with relayed messages).
     pub coord: Coordinator,
     pub(crate) registry: Registry,
@@ -86,9 +97,14 @@ impl Service {
         runtime
             .load_manifest(&manifest)
             .with_context(|| format!("loading plugins from `{}`", manifest.display()))?;
-        let policy = PolicyEngine::load(&config.policies_dir).with_context(|| {
-            format!("loading policies from `{}`", config.policies_dir.display())
-        })?;
+        let (policy_source, first) = PolicySource::open(config)?;
+        let policy = PolicyEngine::with(first.snapshot);
+        let approvers = match &config.authority {
+            Some(a) => Some(
+                Pins::read(&a.approvers, Role::Approver).context("reading the pinned approvers")?,
+            ),
+            None => None,
+        };
         let coord = Coordinator::new(
             &config.group_file,
             &TlsFiles {
@@ -99,7 +115,6 @@ impl Service {
         )
         .context("node group")?;
         let svc = Service {
-            config: config.clone(),
             registry: Registry::new(db.clone()),
             requests: Requests::new(db.clone()),
             velocity: DurableVelocity::new(db.clone()).context("velocity store")?,
@@ -112,6 +127,10 @@ impl Service {
             auth,
             runtime,
             policy,
+            policy_source,
+            approvers,
+            bundle_bytes: Mutex::new(first.bundle.map(|(_, b)| b)),
+            host_velocity_off: std::sync::atomic::AtomicBool::new(false),
             coord,
         };
         svc.audit_start().context("writing the audit log")?;
@@ -182,10 +201,18 @@ impl Service {
             }
             e
         };
-        match self.policy.reload(&self.config.policies_dir) {
-            Ok(ch) => {
-                let details = json!({"added": ch.added, "removed": ch.removed, "changed": ch.changed,
+        match self.policy_source.reload() {
+            Ok(loaded) => {
+                let ch = self.policy.replace(loaded.snapshot);
+                if let Some((_, bytes)) = &loaded.bundle {
+                    *self.bundle_bytes.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(bytes.clone());
+                }
+                let mut details = json!({"added": ch.added, "removed": ch.removed, "changed": ch.changed,
                     "policies": self.policy.snapshot().policy_count()});
+                if let Some((version, _)) = &loaded.bundle {
+                    details["bundle_version"] = json!(version);
+                }
                 self.audit.append(entry(AuditResult::Ok, details.clone()))?;
                 tracing::info!(by, "policies reloaded");
                 Ok(details)
@@ -216,6 +243,35 @@ impl Service {
     /// The background duties, until `stop` says stop: node health, erasing destroyed
     /// keys' shards on nodes that were down when the key was destroyed, and (on unix)
     /// policy reloads on SIGHUP. A step under way is finished, not cut off.
+    /// Test hook: switches the host's own velocity check off (see `host_velocity_off`).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn set_host_velocity_off(&self, off: bool) {
+        self.host_velocity_off
+            .store(off, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sends the bundle in force to every node (idempotent: a node that has it says so).
+    /// A node that refuses it keeps deciding with its own, and says why in the log.
+    async fn push_bundle(&self) {
+        let Some(bytes) = self
+            .bundle_bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        for (node, r) in self.coord.install_bundle(&bytes).await {
+            match r {
+                Ok(i) if i.changed => {
+                    tracing::info!(node, version = i.version, "policy bundle installed on node")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(node, error = %e, "node did not take the policy bundle"),
+            }
+        }
+    }
+
     pub(crate) async fn background(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -224,6 +280,7 @@ impl Service {
                 return;
             }
             self.survey_nodes().await;
+            self.push_bundle().await;
             self.retry_erasures().await;
             let sleep = tokio::time::sleep(BACKGROUND_EVERY);
             tokio::pin!(sleep);

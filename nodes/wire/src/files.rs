@@ -22,6 +22,12 @@
 //!
 //! [cggmp21]
 //! primes_pool = 1            # Paillier safe-prime sets kept ready (background thread)
+//!
+//! [authority]                # without it the node signs nothing
+//! plugins_manifest = "/etc/custos/tss1/plugins/plugins.toml"  # this node's pinned plugins
+//! policy_admins = "/etc/custos/policy-admins.json"   # admin public keys + threshold
+//! approvers = "/etc/custos/approvers.json"           # approver ids + public keys
+//! policy_bundle = "/etc/custos/policy-bundle.json"   # the signed bundle to start with
 //! ```
 
 use crate::NodeId;
@@ -56,6 +62,25 @@ pub struct NodeConfig {
     pub passphrase: PassphraseSource,
     #[serde(default)]
     pub cggmp21: CggmpConfig,
+    /// What the node checks before it signs. Without it the node signs nothing (it still
+    /// takes part in keygen and refresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<AuthorityConfig>,
+}
+
+/// The node's own trust anchors (DESIGN §3a), set by its operator, never by the host.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityConfig {
+    /// This node's pinned plugin set (a plugin manifest: names, files, sha256s); a
+    /// mismatch stops start-up.
+    pub plugins_manifest: PathBuf,
+    /// Policy-admin public keys and how many must sign a bundle.
+    pub policy_admins: PathBuf,
+    /// Approver ids and public keys.
+    pub approvers: PathBuf,
+    /// The signed policy bundle to start with; a newer one the host installs replaces it.
+    pub policy_bundle: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]

@@ -22,6 +22,9 @@ use utoipa::ToSchema;
 #[schema(as = ApprovalRequest)]
 pub struct ApprovalBody {
     comment: Option<String>,
+    /// `0x` hex of the approver's Ed25519 signature over the request's
+    /// `approval_statement` (required to approve when the host has pinned approvers).
+    statement_signature: Option<String>,
 }
 
 impl Service {
@@ -34,16 +37,26 @@ impl Service {
         body: &[u8],
     ) -> ApiResult<(u16, Value)> {
         require_role(&caller.client, &[Role::Approver])?;
-        let comment = if body.iter().all(|b| b.is_ascii_whitespace()) {
-            None
+        let parsed = if body.iter().all(|b| b.is_ascii_whitespace()) {
+            ApprovalBody::default()
         } else {
-            serde_json::from_slice::<ApprovalBody>(body)
-                .map_err(|e| bad_json("body", &e))?
-                .comment
+            serde_json::from_slice::<ApprovalBody>(body).map_err(|e| bad_json("body", &e))?
         };
+        let comment = parsed.comment;
         let owner = self.pending_owner(request_id)?;
-        let (quorum, rec) =
-            self.record_approval(caller, &owner, request_id, approve, comment.clone())?;
+        let signature = if approve {
+            self.check_statement(caller, &owner, request_id, parsed.statement_signature)?
+        } else {
+            None
+        };
+        let (quorum, rec) = self.record_approval(
+            caller,
+            &owner,
+            request_id,
+            approve,
+            comment.clone(),
+            signature,
+        )?;
         let entry = NewEntry::new(
             "APPROVAL_RESULT",
             if approve {
@@ -88,6 +101,7 @@ impl Service {
             _ => {}
         }
         let mut decided = decided;
+        decided.approvals = rec.signed_approvals();
         if decided.reservation.is_none() && decided.decision.verdict != Verdict::Allow {
             // Approved past a NEEDS_APPROVAL: the amount counts from now.
             decided.reservation = self.reserve(&decided.prepared, caller.now).map_err(fail)?;
@@ -108,6 +122,42 @@ impl Service {
         Ok((status, body))
     }
 
+    /// With pinned approvers, an approval must carry the caller's signature over the
+    /// request's statement; it is checked here to answer early (the nodes check it
+    /// again). Returns the signature as stored.
+    fn check_statement(
+        &self,
+        caller: &Caller,
+        owner: &str,
+        request_id: &str,
+        signature: Option<String>,
+    ) -> ApiResult<Option<String>> {
+        let Some(pins) = &self.approvers else {
+            return Ok(signature);
+        };
+        let name = &caller.client.name;
+        let Some(sig_hex) = signature else {
+            return Err(ApiError::invalid(format!(
+                "`statement_signature` is required: sign the request's `approval_statement` (GET /api/v1/requests/{request_id}) with approver `{name}`'s key"
+            )));
+        };
+        let sig = super::decode_hex("statement_signature", &sig_hex)?;
+        if !pins.contains(name) {
+            return Err(ApiError::forbidden(format!(
+                "`{name}` is not a pinned approver; the nodes would not count this approval"
+            )));
+        }
+        let rec = self.requests.get(owner, request_id)?.ok_or_else(|| {
+            ApiError::new(Code::RequestNotFound, format!("no request `{request_id}`"))
+        })?;
+        if !pins.verifies(name, rec.approval_statement().as_bytes(), &sig) {
+            return Err(ApiError::forbidden(format!(
+                "the statement signature does not verify with approver `{name}`'s pinned key over this request"
+            )));
+        }
+        Ok(Some(format!("0x{}", hex::encode(sig))))
+    }
+
     /// Adds the caller's approval (or rejection) to the pending request; returns whether
     /// the quorum is now reached (the record is then `IN_PROGRESS`) and the record.
     fn record_approval(
@@ -117,7 +167,9 @@ impl Service {
         request_id: &str,
         approve: bool,
         comment: Option<String>,
+        statement_signature: Option<String>,
     ) -> ApiResult<(bool, SignRecord)> {
+        let name = caller.client.name.clone();
         let me = caller.client.access_key.clone();
         let at = clock::rfc3339(caller.now);
         self.requests.update(owner, request_id, |r| {
@@ -145,6 +197,8 @@ impl Service {
                 by: me.clone(),
                 at: at.clone(),
                 comment,
+                approver: name.clone(),
+                statement_signature,
             };
             if !approve {
                 r.state = State::Rejected;

@@ -18,6 +18,8 @@ pub(crate) struct Decided {
     pub policy: Value,
     /// The velocity entry reserved for this request, released if it does not sign.
     pub reservation: Option<Vec<u8>>,
+    /// Signed approval statements, sent to the nodes with the request.
+    pub approvals: Vec<custos_wire::ApprovalSignature>,
 }
 
 impl Service {
@@ -31,13 +33,20 @@ impl Service {
         let key = &p.key;
         let lock = self.wallet_lock(&key.key_id);
         let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let velocity = custos_policy::velocity::velocity_for(
-            &self.velocity,
-            &key.key_id,
-            &p.intent,
-            requester.now,
-        )
-        .map_err(|e| ApiError::internal(format!("{e}; nothing was signed")))?;
+        let velocity_off = self
+            .host_velocity_off
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let velocity = if velocity_off {
+            custos_policy::Velocity::default()
+        } else {
+            custos_policy::velocity::velocity_for(
+                &self.velocity,
+                &key.key_id,
+                &p.intent,
+                requester.now,
+            )
+            .map_err(|e| ApiError::internal(format!("{e}; nothing was signed")))?
+        };
         let tags = key.policy_tags();
         let groups = key.groups();
         let addresses: Vec<(String, String)> = key
@@ -64,7 +73,7 @@ impl Service {
             velocity,
             facts: RequestFacts::at(requester.ip.to_string(), requester.now),
         });
-        let reservation = if reserve && decision.verdict == Verdict::Allow {
+        let reservation = if reserve && !velocity_off && decision.verdict == Verdict::Allow {
             self.reserve(&p, requester.now)?
         } else {
             None
@@ -74,6 +83,7 @@ impl Service {
             prepared: p,
             decision,
             reservation,
+            approvals: vec![],
         })
     }
 

@@ -12,6 +12,7 @@ use crate::requests::State;
 use crate::service::Service;
 use custos_plugin_sdk as sdk;
 use serde_json::{Value, json};
+use custos_wire::{ApprovalSignature, SignRequest, WalletFacts};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -26,12 +27,14 @@ impl Service {
             prepared: p,
             policy,
             reservation,
+            approvals,
             ..
         } = d;
         let owner = requester.access_key.as_str();
         let request_id = p.body.request_id.as_str();
         let t0 = Instant::now();
-        let result = self.sign_and_assemble(&p).await;
+        let request = sign_request(requester, &p, approvals);
+        let result = self.sign_and_assemble(&p, request).await;
         let signers = result.as_ref().map(|r| r.1.clone()).unwrap_or_default();
         let entry = NewEntry::new(
             "KEY_SIGN",
@@ -112,7 +115,11 @@ impl Service {
 
     /// Threshold-signs every payload, checks each signature natively, and assembles the
     /// answer. Returns it (without `policy`) and the nodes that signed.
-    async fn sign_and_assemble(&self, p: &Prepared) -> ApiResult<(Value, Vec<u16>)> {
+    async fn sign_and_assemble(
+        &self,
+        p: &Prepared,
+        mut request: SignRequest,
+    ) -> ApiResult<(Value, Vec<u16>)> {
         let key = &p.key;
         let algo = key.format.algo_type.wire();
         let threshold = usize::from(key.shard_properties.threshold);
@@ -129,10 +136,18 @@ impl Service {
             let by = turn % holders.len();
             holders.rotate_left(by);
         }
-        for payload in &p.payloads {
+        for (position, payload) in p.payloads.iter().enumerate() {
+            request.position = position as u32;
             let out = self
                 .coord
-                .sign(algo, &key.key_id, &holders, threshold, &payload.digest)
+                .sign(
+                    algo,
+                    &key.key_id,
+                    &holders,
+                    threshold,
+                    &payload.digest,
+                    &request,
+                )
                 .await?;
             let mut bytes = out.signature.clone();
             if let Some(v) = out.recovery_id {
@@ -195,5 +210,35 @@ impl Service {
             }
         }
         Ok((body, signers))
+    }
+}
+
+/// What the nodes get to decide on their own (DESIGN §3): the request as sent, the
+/// requester and wallet facts as the host states them, and the approval statements.
+fn sign_request(
+    requester: &Requester,
+    p: &Prepared,
+    approvals: Vec<ApprovalSignature>,
+) -> SignRequest {
+    SignRequest {
+        request_id: p.body.request_id.clone(),
+        key_id: p.key.key_id.clone(),
+        chain: p.body.chain.clone(),
+        network: p.body.network.clone(),
+        data_type: p.body.data_type.clone(),
+        data: p.body.data.to_string(),
+        requester: custos_wire::Requester {
+            id: requester.access_key.clone(),
+            name: requester.name.clone(),
+            roles: requester.roles.clone(),
+            ip: requester.ip.to_string(),
+        },
+        wallet: WalletFacts {
+            label: p.key.label.clone(),
+            tags: p.key.policy_tags(),
+            groups: p.key.groups(),
+        },
+        approvals,
+        position: 0,
     }
 }
