@@ -5,17 +5,21 @@
 //!   the whole service on one machine (dev PKI, 4 `custos-node` processes, dev
 //!   credentials in `DIR/credentials.json`) until Ctrl-C / SIGTERM (`custos_service::dev`).
 //! - `custos serve --config FILE`: the service alone, against an existing node group.
-//! - `custos call [--credentials F] [--approver N] METHOD PATH [BODY]`: one signed API call.
+//! - `custos call [--credentials F] [--approver N] METHOD PATH [BODY]`: one signed API call
+//!   (an approver's `approve` also signs the request's approval statement).
 //! - `custos bench [--credentials F] [--clients 1,8,32] [--requests N]`: load benchmark
 //!   through the HTTP API of a running service (`custos_service::bench`).
 //! - `custos plugin list|inspect`, `custos policy validate|test`, `custos pki init`.
+//! - `custos policy admin-keygen|bundle|sign|verify`, `custos approver keygen`: policy-admin
+//!   and approver keys, signed policy bundles (DESIGN §3a; `authority_cmd`).
 //!
 //! `dev` and `serve` log to stderr; `CUSTOS_LOG` (an env-filter, default `info`) sets the
 //! level, and the dev nodes inherit it. Must not: hold logic that a library crate should own.
 
+mod authority_cmd;
 mod policy_cmd;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use custos_plugin_runtime::{PluginRuntime, RuntimeConfig};
 use std::io::IsTerminal;
@@ -54,11 +58,19 @@ enum Command {
     },
     /// Send one API request, signed (HMAC) with a credentials file; prints the status on
     /// stderr and the answer on stdout. Exit 0 for 2xx, 1 otherwise.
+    ///
+    /// As an approver, `POST /api/v1/requests/{id}/approve` first GETs the request and
+    /// signs its `approval_statement` with the approver's Ed25519 key (`signing_key` in
+    /// the credentials file): only the canonical APPROVE statement naming that request id
+    /// (and its key) is signed, and the statement is shown on stderr. The signature goes in
+    /// the body as `statement_signature`; it is what the nodes check.
     Call {
         /// The credentials file `custos dev` wrote.
         #[arg(long, default_value = "./.custos/credentials.json")]
         credentials: PathBuf,
-        /// Send as approver N (1 or 2) of the credentials file instead of the main client.
+        /// Send as approver N (1 or 2) of the credentials file instead of the main client:
+        /// its HMAC credentials, and for `approve` its Ed25519 key signs the request's
+        /// approval statement (request id, key id, SHA-256 of the sign request, APPROVE).
         #[arg(long)]
         approver: Option<usize>,
         /// GET, POST, PUT, …
@@ -93,10 +105,29 @@ enum Command {
         #[command(subcommand)]
         command: PkiCommand,
     },
-    /// Cedar policies: validate a policy folder, run its test cases.
+    /// Cedar policies: validate a policy folder, run its test cases; policy-admin keys and
+    /// signed policy bundles.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// Approver keys (the Ed25519 keys that sign approval statements).
+    Approver {
+        #[command(subcommand)]
+        command: ApproverCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApproverCommand {
+    /// Write a new approver key file (owner only, never overwritten) and print its pin
+    /// (`{"id","public_key"}`) for the nodes' approvers pin file. Nothing secret is printed.
+    Keygen {
+        /// The approver's id: its API client name (1–64 of [A-Za-z0-9._-]).
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -132,6 +163,46 @@ enum PolicyCommand {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Write a new policy-admin key file (owner only, never overwritten) and print its pin
+    /// (`{"id","public_key"}`) for the nodes' policy-admins pin file. Nothing secret is
+    /// printed.
+    AdminKeygen {
+        /// The admin's id (1–64 of [A-Za-z0-9._-]).
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Bundle a policy folder (schema, `*.cedar`, `*.entities.json`; checked to load) as
+    /// an unsigned policy bundle of version N. Refuses to overwrite FILE.
+    Bundle {
+        /// The policy folder, e.g. `policies`.
+        dir: PathBuf,
+        /// The bundle's version; nodes take only a bundle newer than the one in force.
+        #[arg(long)]
+        version: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add a policy admin's signature to a bundle file, in place. Refuses a key that is
+    /// not a policy-admin key, and a bundle that does not load.
+    Sign {
+        /// The admin's key file (`custos policy admin-keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The bundle file.
+        bundle: PathBuf,
+    },
+    /// Check a bundle as a node does: every signature a pinned admin's and valid, at least
+    /// the pinned threshold of them. Prints version, digest and signers; exit 1 with the
+    /// reason when it is unsigned, under-signed, badly signed or signed by an unknown admin.
+    Verify {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// The policy-admins pin file (`{"threshold":M,"keys":[{"id","public_key"}]}`).
+        #[arg(long)]
+        admins: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -163,13 +234,36 @@ fn main() -> ExitCode {
                 cases,
                 verbose,
             } => policy_cmd::test(dir, cases.as_deref(), *verbose),
+            PolicyCommand::Verify { bundle, admins } => authority_cmd::verify(bundle, admins),
+            PolicyCommand::AdminKeygen { .. }
+            | PolicyCommand::Bundle { .. }
+            | PolicyCommand::Sign { .. } => exit(authority(command)),
         };
     }
-    match run(cli) {
+    exit(run(cli))
+}
+
+fn exit(r: Result<()>) -> ExitCode {
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The policy commands that write keys and bundles.
+fn authority(command: &PolicyCommand) -> Result<()> {
+    use custos_authority::keys::Role;
+    match command {
+        PolicyCommand::AdminKeygen { id, out } => authority_cmd::keygen(id, Role::PolicyAdmin, out),
+        PolicyCommand::Bundle { dir, version, out } => authority_cmd::bundle(dir, *version, out),
+        PolicyCommand::Sign { key, bundle } => authority_cmd::sign(key, bundle),
+        PolicyCommand::Validate { .. }
+        | PolicyCommand::Test { .. }
+        | PolicyCommand::Verify { .. } => {
+            unreachable!("answered with their own exit codes in main")
         }
     }
 }
@@ -231,6 +325,9 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", custos_service::bench::table(&rows, &algo));
             Ok(())
         }),
+        Command::Approver {
+            command: ApproverCommand::Keygen { id, out },
+        } => authority_cmd::keygen(&id, custos_authority::keys::Role::Approver, &out),
         Command::Policy { .. } => unreachable!("handled in main"),
     }
 }
@@ -275,10 +372,11 @@ async fn call(
     path: &str,
     body: Option<String>,
 ) -> Result<()> {
-    use custos_service::client::{Credentials, CustosClient};
+    use custos_service::client::{Credentials, CustosClient, approve_target};
     let creds = Credentials::load(credentials)?;
     let client = match approver {
         None => CustosClient::from_credentials(&creds),
+        Some(0) => bail!("approvers are numbered from 1"),
         Some(n) => CustosClient::approver(&creds, n.saturating_sub(1))
             .with_context(|| format!("the credentials file has no approver {n}"))?,
     };
@@ -286,9 +384,34 @@ async fn call(
         None => None,
         Some(b) => Some(serde_json::from_str(&b).context("the body is not valid JSON")?),
     };
-    let (status, answer) = client
-        .call(&method.to_uppercase(), path, body.as_ref())
-        .await?;
+    let method = method.to_uppercase();
+    let approving = approver.zip(approve_target(&method, path));
+    let (status, answer) = match approving {
+        None => client.call(&method, path, body.as_ref()).await?,
+        Some((n, request_id)) => {
+            let a = creds
+                .approvers
+                .get(n.saturating_sub(1))
+                .with_context(|| format!("the credentials file has no approver {n}"))?;
+            let signer = a.statement_signer()?.with_context(|| {
+                format!(
+                    "approver {n} in `{}` has no `signing_key` to sign the approval statement; \
+                     run `custos dev` again to add it",
+                    credentials.display()
+                )
+            })?;
+            let who = a
+                .approver_id
+                .clone()
+                .unwrap_or_else(|| format!("approver {n}"));
+            client
+                .approve_signed_at(path, request_id, body.as_ref(), |statement| {
+                    eprintln!("signing as `{who}`: {}", String::from_utf8_lossy(statement));
+                    signer.sign(statement)
+                })
+                .await?
+        }
+    };
     eprintln!("HTTP {status}");
     println!("{}", serde_json::to_string_pretty(&answer)?);
     if !(200..300).contains(&status) {

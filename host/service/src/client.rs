@@ -1,8 +1,10 @@
 //! A client that signs its requests the way the service checks them (DESIGN §7): used by
-//! the `custos` CLI, the tests and the load benchmark.
+//! the `custos` CLI, the tests and the load benchmark. An approver also signs the approval
+//! statement of the request it approves ([`CustosClient::approve_signed`], DESIGN §3a).
 //!
-//! Must not: log or show the secret (no `Debug` of it, no error carrying it), or go through
-//! a proxy (it talks to the service it was pointed at, and nothing else).
+//! Must not: log or show a secret (HMAC secret, approver signing key: no `Debug` of it, no
+//! error carrying it), or go through a proxy (it talks to the service it was pointed at,
+//! and nothing else).
 
 use crate::auth;
 use anyhow::Context;
@@ -23,11 +25,114 @@ pub struct Credentials {
     pub approvers: Vec<ApproverCredentials>,
 }
 
+/// One approver of `credentials.json`: its HMAC credentials and, since approvals are
+/// signed (DESIGN §3a), its id as the nodes pin it and its Ed25519 approver key.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct ApproverCredentials {
     pub access_key: String,
     pub secret_key: String,
     pub roles: Vec<String>,
+    /// The approver's id in the nodes' approver pins (its API client name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver_id: Option<String>,
+    /// The approver's Ed25519 secret key (32 bytes, hex) that signs approval statements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
+}
+
+impl ApproverCredentials {
+    /// The approver's statement signer, `None` when the file has no `signing_key` (one
+    /// written before approvals were signed).
+    pub fn statement_signer(&self) -> anyhow::Result<Option<StatementSigner>> {
+        self.signing_key
+            .as_deref()
+            .map(StatementSigner::from_hex)
+            .transpose()
+    }
+}
+
+/// An approver's Ed25519 key, signing approval statements. No `Debug`; ed25519-dalek
+/// wipes the key on drop.
+pub struct StatementSigner(ed25519_dalek::SigningKey);
+
+impl StatementSigner {
+    /// From the 32-byte secret key in hex (`0x` optional). The error never quotes it.
+    pub fn from_hex(secret: &str) -> anyhow::Result<Self> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(secret.trim_start_matches("0x"), &mut *seed)
+            .map_err(|_| anyhow::anyhow!("`signing_key` must be 64 hex digits"))?;
+        Ok(Self(ed25519_dalek::SigningKey::from_bytes(&seed)))
+    }
+
+    pub fn sign(&self, statement: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.0.sign(statement).to_bytes()
+    }
+
+    /// The public key, hex (what the nodes' approver pins hold).
+    pub fn public_hex(&self) -> String {
+        hex::encode(self.0.verifying_key().to_bytes())
+    }
+}
+
+/// The request id of `POST /api/v1/requests/{id}/approve` (a query is ignored), else
+/// `None`.
+pub fn approve_target<'a>(method: &str, path_and_query: &'a str) -> Option<&'a str> {
+    if !method.eq_ignore_ascii_case("POST") {
+        return None;
+    }
+    let path = path_and_query.split('?').next()?;
+    let id = path
+        .strip_prefix("/api/v1/requests/")?
+        .strip_suffix("/approve")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+/// The approval statement a request view (`GET /api/v1/requests/{id}`) shows, checked
+/// before an approver signs it: it must be exactly the canonical APPROVE statement
+/// (`custos_authority::approval::statement`) and name `request_id` (and the view's key).
+/// A host that shows another request's statement gets no signature.
+pub fn checked_statement(view: &serde_json::Value, request_id: &str) -> anyhow::Result<String> {
+    use serde_json::Value;
+    let Some(text) = view.get("approval_statement").and_then(Value::as_str) else {
+        let status = view
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        anyhow::bail!(
+            "request `{request_id}` shows no approval statement (status `{status}`); only a request pending approval can be approved"
+        );
+    };
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| anyhow::anyhow!("the approval statement is not JSON: {e}"))?;
+    let field = |k: &str| v.get(k).and_then(Value::as_str);
+    let (Some(rid), Some(kid), Some(sha)) = (
+        field("request_id"),
+        field("key_id"),
+        field("request_sha256"),
+    ) else {
+        anyhow::bail!(
+            "the approval statement lacks `request_id`, `key_id` or `request_sha256`; not signing it"
+        );
+    };
+    if rid != request_id {
+        anyhow::bail!(
+            "the approval statement names request `{rid}`, not `{request_id}`; not signing it"
+        );
+    }
+    if let Some(k) = view.get("key_id").and_then(Value::as_str)
+        && k != kid
+    {
+        anyhow::bail!(
+            "the approval statement names key `{kid}` but the request is for key `{k}`; not signing it"
+        );
+    }
+    if text != custos_authority::approval::statement(rid, kid, sha) {
+        anyhow::bail!(
+            "the approval statement is not the canonical APPROVE statement; not signing it"
+        );
+    }
+    Ok(text.to_string())
 }
 
 impl std::fmt::Debug for Credentials {
@@ -167,6 +272,51 @@ impl CustosClient {
             })
         };
         Ok((status, value))
+    }
+
+    /// Approves `request_id` as this (approver) client: GETs the request, checks its
+    /// `approval_statement` ([`checked_statement`]), signs it with `sign` (the approver's
+    /// Ed25519 key) and POSTs `body` (a JSON object, `{}` when `None`) with
+    /// `"statement_signature":"0x…"` added. A GET answered other than 2xx is returned as
+    /// is (unknown request, or not the caller's to see).
+    pub async fn approve_signed(
+        &self,
+        request_id: &str,
+        body: Option<&serde_json::Value>,
+        sign: impl FnOnce(&[u8]) -> [u8; 64],
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let path = format!("/api/v1/requests/{request_id}/approve");
+        self.approve_signed_at(&path, request_id, body, sign).await
+    }
+
+    /// [`CustosClient::approve_signed`], POSTing to `approve_path` (as given, with its
+    /// query if any) for `request_id`.
+    pub async fn approve_signed_at(
+        &self,
+        approve_path: &str,
+        request_id: &str,
+        body: Option<&serde_json::Value>,
+        sign: impl FnOnce(&[u8]) -> [u8; 64],
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let mut body = match body {
+            None => serde_json::Map::new(),
+            Some(serde_json::Value::Object(m)) => m.clone(),
+            Some(_) => anyhow::bail!("the approve body must be a JSON object"),
+        };
+        let (status, view) = self
+            .call("GET", &format!("/api/v1/requests/{request_id}"), None)
+            .await?;
+        if !(200..300).contains(&status) {
+            return Ok((status, view));
+        }
+        let statement = checked_statement(&view, request_id)?;
+        let signature = sign(statement.as_bytes());
+        body.insert(
+            "statement_signature".into(),
+            format!("0x{}", hex::encode(signature)).into(),
+        );
+        self.call("POST", approve_path, Some(&serde_json::Value::Object(body)))
+            .await
     }
 
     /// Signs a request for `body_bytes` with the current time and a fresh nonce, lets
@@ -362,14 +512,15 @@ mod tests {
         assert!(e.contains("credentials.json"), "{e}");
     }
 
-    #[tokio::test]
-    async fn call_sends_signed_json_and_reads_answers() {
-        // A one-shot HTTP server that records what it got and answers with a fixed body.
-        async fn serve_once(answer: &'static str) -> (String, tokio::task::JoinHandle<String>) {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", l.local_addr().unwrap());
-            let task = tokio::spawn(async move {
+    /// A loopback HTTP server answering one connection per answer, in order, with status
+    /// 200 and that body; yields what it got, one request per entry.
+    async fn serve_seq(answers: Vec<String>) -> (String, tokio::task::JoinHandle<Vec<String>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut requests = Vec::new();
+            for answer in answers {
                 let (mut s, _) = l.accept().await.unwrap();
                 let mut got = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -400,11 +551,23 @@ mod tests {
                     answer.len()
                 );
                 s.write_all(reply.as_bytes()).await.unwrap();
-                String::from_utf8_lossy(&got).to_string()
-            });
-            (url, task)
-        }
+                requests.push(String::from_utf8_lossy(&got).to_string());
+            }
+            requests
+        });
+        (url, task)
+    }
 
+    async fn serve_once(answer: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+        let (url, task) = serve_seq(vec![answer.to_string()]).await;
+        (
+            url,
+            tokio::spawn(async move { task.await.unwrap().remove(0) }),
+        )
+    }
+
+    #[tokio::test]
+    async fn call_sends_signed_json_and_reads_answers() {
         let (url, task) = serve_once(r#"{"ok":true}"#).await;
         let c = CustosClient::new(&url, "AK-main", "dev-secret-123");
         let body = serde_json::json!({"label":"treasury-1"});
@@ -464,5 +627,136 @@ mod tests {
             !req.contains(auth::HEADER_NONCE) && req.contains(auth::HEADER_SIGNATURE),
             "{req}"
         );
+    }
+
+    fn statement_view(request_id: &str, key_id: &str) -> serde_json::Value {
+        let sha = "ab".repeat(32);
+        serde_json::json!({
+            "request_id": request_id,
+            "key_id": key_id,
+            "status": "PENDING_APPROVAL",
+            "approval_statement": custos_authority::approval::statement(request_id, key_id, &sha),
+        })
+    }
+
+    #[test]
+    fn approve_calls_are_recognised() {
+        let t = approve_target;
+        assert_eq!(t("POST", "/api/v1/requests/r-1/approve"), Some("r-1"));
+        assert_eq!(
+            t("post", "/api/v1/requests/a.b:c/approve?x=1"),
+            Some("a.b:c")
+        );
+        assert_eq!(t("GET", "/api/v1/requests/r-1/approve"), None);
+        assert_eq!(t("POST", "/api/v1/requests/r-1/reject"), None);
+        assert_eq!(t("POST", "/api/v1/requests//approve"), None);
+        assert_eq!(t("POST", "/api/v1/requests/a/b/approve"), None);
+        assert_eq!(t("POST", "/api/v1/keys/k/sign"), None);
+    }
+
+    #[test]
+    fn only_the_canonical_statement_of_this_request_is_signed() {
+        let view = statement_view("r-1", "k-1");
+        let st = checked_statement(&view, "r-1").unwrap();
+        assert_eq!(st, view["approval_statement"].as_str().unwrap());
+
+        let e = checked_statement(&view, "r-2").unwrap_err().to_string();
+        assert!(e.contains("names request `r-1`, not `r-2`"), "{e}");
+
+        let mut other_key = view.clone();
+        other_key["key_id"] = "k-2".into();
+        let e = checked_statement(&other_key, "r-1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("names key `k-1`"), "{e}");
+
+        // Same fields, not the canonical text (a REJECT, or re-ordered keys).
+        let mut v: serde_json::Value =
+            serde_json::from_str(view["approval_statement"].as_str().unwrap()).unwrap();
+        v["decision"] = "REJECT".into();
+        let mut reject = view.clone();
+        reject["approval_statement"] = serde_json::to_string(&v).unwrap().into();
+        let e = checked_statement(&reject, "r-1").unwrap_err().to_string();
+        assert!(e.contains("not the canonical APPROVE statement"), "{e}");
+        let mut pretty = view.clone();
+        v["decision"] = "APPROVE".into();
+        pretty["approval_statement"] = serde_json::to_string_pretty(&v).unwrap().into();
+        assert!(checked_statement(&pretty, "r-1").is_err());
+
+        let e = checked_statement(&serde_json::json!({"status":"SIGNED"}), "r-1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no approval statement (status `SIGNED`)"), "{e}");
+        let mut not_json = view.clone();
+        not_json["approval_statement"] = "APPROVE r-1".into();
+        assert!(checked_statement(&not_json, "r-1").is_err());
+    }
+
+    #[test]
+    fn an_approver_key_in_the_credentials_signs_statements() {
+        use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+        let mut a = creds().approvers.remove(0);
+        assert!(a.statement_signer().unwrap().is_none());
+        a.signing_key = Some("11".repeat(32));
+        let signer = a.statement_signer().unwrap().unwrap();
+        let sig = signer.sign(b"statement");
+        let vk = VerifyingKey::from_bytes(
+            &hex::decode(signer.public_hex())
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        )
+        .unwrap();
+        vk.verify(b"statement", &Signature::from_bytes(&sig))
+            .unwrap();
+        a.signing_key = Some("zz-secret-zz".into());
+        let e = a.statement_signer().err().unwrap().to_string();
+        assert!(!e.contains("zz-secret-zz"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn approve_signed_gets_the_statement_and_posts_its_signature() {
+        let view = statement_view("r-1", "k-1");
+        let statement = view["approval_statement"].as_str().unwrap().to_string();
+        let (url, task) = serve_seq(vec![view.to_string(), r#"{"ok":true}"#.into()]).await;
+        let c = CustosClient::new(&url, "AK-a1", "a1-secret");
+        let mut seen = Vec::new();
+        let (status, answer) = c
+            .approve_signed("r-1", Some(&serde_json::json!({"comment":"fine"})), |m| {
+                seen = m.to_vec();
+                [7u8; 64]
+            })
+            .await
+            .unwrap();
+        assert_eq!((status, answer), (200, serde_json::json!({"ok":true})));
+        assert_eq!(seen, statement.as_bytes());
+        let reqs = task.await.unwrap();
+        assert!(
+            reqs[0].starts_with("GET /api/v1/requests/r-1 HTTP/1.1\r\n"),
+            "{}",
+            reqs[0]
+        );
+        assert!(
+            reqs[1].starts_with("POST /api/v1/requests/r-1/approve HTTP/1.1\r\n"),
+            "{}",
+            reqs[1]
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(reqs[1].split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"comment":"fine","statement_signature": format!("0x{}", "07".repeat(64))})
+        );
+
+        // Another request's statement: nothing is posted, nothing signed.
+        let (url, task) = serve_seq(vec![statement_view("r-2", "k-1").to_string()]).await;
+        let c = CustosClient::new(&url, "AK-a1", "a1-secret");
+        let e = c
+            .approve_signed("r-1", None, |_| panic!("must not sign"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not `r-1`"), "{e}");
+        assert_eq!(task.await.unwrap().len(), 1);
     }
 }

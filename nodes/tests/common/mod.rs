@@ -27,8 +27,16 @@ pub fn fixtures() -> PathBuf {
 
 impl Cluster {
     /// Lays out and starts the 4 nodes; waits until all answer health. `primes`: CGGMP21
-    /// primes from the fixtures, else none (no node spends the test generating them).
+    /// primes from the fixtures, else none (no node spends the test generating them). The
+    /// nodes' policy bundle is of the repository's `policies/`, signed by the cluster's dev
+    /// admins (`layout.authority` has their keys and the approvers').
     pub async fn start(primes: bool) -> (Cluster, Coordinator) {
+        Self::start_with_policies(primes, &custos_coordinator::cluster::default_policies_dir())
+            .await
+    }
+
+    /// [`Cluster::start`], the nodes' policy bundle made of the policy folder `policies`.
+    pub async fn start_with_policies(primes: bool, policies: &Path) -> (Cluster, Coordinator) {
         let dir = tempfile::tempdir().unwrap();
         let primes = if primes {
             Primes::Fixtures(fixtures())
@@ -36,7 +44,9 @@ impl Cluster {
             Primes::Generate(0)
         };
         let binary = Path::new(env!("CARGO_BIN_EXE_custos-node"));
-        let layout = ClusterLayout::create(dir.path(), &primes, Some(binary)).unwrap();
+        let layout =
+            ClusterLayout::create_with_policies(dir.path(), &primes, policies, Some(binary))
+                .unwrap();
         let nodes = NodeProcesses::start_with_env(
             binary,
             &layout,

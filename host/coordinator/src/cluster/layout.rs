@@ -1,7 +1,8 @@
-//! The cluster's folder: dev PKI, one folder per node with its config and passphrase file,
-//! `custos-node init` for nodes without a DEK, and the group file built from what the
-//! nodes' `init` printed.
+//! The cluster's folder: dev PKI, the authority material (`authority.rs`), one folder per
+//! node with its config and passphrase file, `custos-node init` for nodes without a DEK,
+//! and the group file built from what the nodes' `init` printed.
 
+use super::authority::{ClusterAuthority, default_policies_dir};
 use super::node_binary;
 use crate::{TlsFiles, pki};
 use anyhow::{Context, Result, anyhow, bail};
@@ -57,6 +58,9 @@ pub struct ClusterLayout {
     pub dir: PathBuf,
     pub certs: PathBuf,
     pub group_file: PathBuf,
+    /// Dev policy-admin and approver keys, their pin files and the signed policy bundle
+    /// every node config names.
+    pub authority: ClusterAuthority,
     pub nodes: Vec<LocalNode>,
 }
 
@@ -94,6 +98,7 @@ impl ClusterLayout {
         Self {
             certs: dir.join("certs"),
             group_file: dir.join("group.toml"),
+            authority: ClusterAuthority::at(&dir),
             nodes: Vec::new(),
             dir,
         }
@@ -101,26 +106,45 @@ impl ClusterLayout {
 
     /// Lays out (or completes) the cluster folder at `dir`, runs `custos-node init` for
     /// the nodes that need it (`binary`, or found by [`node_binary`]) and writes the group
-    /// file. What exists is kept: PKI, configs (ports included), passphrases, DEKs.
+    /// file. What exists is kept: PKI, configs (ports included), passphrases, DEKs, keys.
+    /// The policy bundle is of the repository's `policies/`.
     pub fn create(dir: &Path, primes: &Primes, binary: Option<&Path>) -> Result<Self> {
-        let layout = Self::prepare(dir, primes)?;
+        Self::create_with_policies(dir, primes, &default_policies_dir(), binary)
+    }
+
+    /// [`ClusterLayout::create`], the policy bundle made of the policy folder `policies`.
+    pub fn create_with_policies(
+        dir: &Path,
+        primes: &Primes,
+        policies: &Path,
+        binary: Option<&Path>,
+    ) -> Result<Self> {
+        let layout = Self::prepare_with_policies(dir, primes, policies)?;
         layout.init_nodes(binary)?;
         layout.write_group_file()?;
         Ok(layout)
     }
 
     /// Everything of [`ClusterLayout::create`] that needs no `custos-node` process: the
-    /// folders (owner only), the PKI, the node configs and passphrase files.
+    /// folders (owner only), the PKI, the authority material, the node configs and
+    /// passphrase files.
     pub fn prepare(dir: &Path, primes: &Primes) -> Result<Self> {
+        Self::prepare_with_policies(dir, primes, &default_policies_dir())
+    }
+
+    /// [`ClusterLayout::prepare`], the policy bundle made of the policy folder `policies`
+    /// (remade, as the next version, when the folder changed since the last run).
+    pub fn prepare_with_policies(dir: &Path, primes: &Primes, policies: &Path) -> Result<Self> {
         let dir = std::path::absolute(dir)
             .with_context(|| format!("resolving the folder `{}`", dir.display()))?;
-        // The folder holds passphrases: owner only.
+        // The folder holds passphrases and keys: owner only.
         private_dir(&dir)?;
         let mut layout = Self::at(dir);
         if !pki::ca_cert(&layout.certs).exists() {
             pki::create(&layout.certs, NODES)
                 .with_context(|| format!("creating the dev PKI in `{}`", layout.certs.display()))?;
         }
+        layout.authority.prepare(policies)?;
         layout.nodes = layout.write_node_configs(primes)?;
         Ok(layout)
     }
@@ -162,11 +186,26 @@ impl ClusterLayout {
             },
             passphrase: PassphraseSource::file(dir.join("passphrase")),
             cggmp21: primes.config(id),
+            authority: Some(self.authority.node_config()),
         }
     }
 
+    fn write_node_config(&self, file: &Path, cfg: &NodeConfig) -> Result<()> {
+        let id = cfg.id;
+        let text = format!(
+            "# custos node {id} of a local cluster (custos dev). Written once and then\n\
+             # reused; the port stays fixed, `[authority]` follows the cluster. Dev only: the\n\
+             # DEK passphrase is read from a file beside the node; a real deployment uses\n\
+             # `source = \"prompt\"` or `\"env\"`.\n{}",
+            cfg.to_toml()
+                .map_err(|e| anyhow!("encoding node {id}'s config: {e}"))?
+        );
+        write_file(file, text.as_bytes(), false)
+    }
+
     /// Ports of nodes already configured are kept; new nodes get free loopback ports
-    /// outside the ephemeral range, distinct from each other.
+    /// outside the ephemeral range, distinct from each other. `[authority]` is the
+    /// cluster's own (a config from before it had one gets it).
     fn write_node_configs(&self, primes: &Primes) -> Result<Vec<LocalNode>> {
         let mut existing = BTreeMap::new();
         for id in 1..=NODES {
@@ -190,19 +229,19 @@ impl ClusterLayout {
             private_dir(&dir)?;
             let config_file = dir.join("node.toml");
             let config = match existing.remove(&id) {
-                Some(cfg) => cfg,
+                Some(mut cfg) => {
+                    let authority = Some(self.authority.node_config());
+                    if cfg.authority != authority {
+                        cfg.authority = authority;
+                        self.write_node_config(&config_file, &cfg)?;
+                    }
+                    cfg
+                }
                 None => {
                     let listen = free_loopback_port(&taken)?;
                     taken.push(listen.clone());
                     let cfg = self.new_node_config(id, listen, primes);
-                    let text = format!(
-                        "# custos node {id} of a local cluster (custos dev). Written once and then\n\
-                         # reused; the port stays fixed. Dev only: the DEK passphrase is read from a\n\
-                         # file beside the node; a real deployment uses `source = \"prompt\"` or `\"env\"`.\n{}",
-                        cfg.to_toml()
-                            .map_err(|e| anyhow!("encoding node {id}'s config: {e}"))?
-                    );
-                    write_file(&config_file, text.as_bytes(), false)?;
+                    self.write_node_config(&config_file, &cfg)?;
                     cfg
                 }
             };
@@ -422,6 +461,7 @@ mod tests {
             "tls",
             "passphrase",
             "cggmp21",
+            "authority",
         ]
         .into();
         assert_eq!(
@@ -435,6 +475,24 @@ mod tests {
         }
         let addresses: BTreeSet<&str> = layout.nodes.iter().map(|n| n.address()).collect();
         assert_eq!(addresses.len(), 4);
+        let authority = n.config.authority.as_ref().unwrap();
+        assert_eq!(authority, &layout.authority.node_config());
+        for f in [
+            &authority.policy_admins,
+            &authority.approvers,
+            &authority.policy_bundle,
+        ] {
+            assert!(f.starts_with(&layout.dir) && f.exists(), "{}", f.display());
+        }
+        assert!(authority.plugins_manifest.is_absolute());
+
+        // A config from before `[authority]` gets it; its port stays.
+        let mut old = n.config.clone();
+        old.authority = None;
+        std::fs::write(&n.config_file, old.to_toml().unwrap()).unwrap();
+        let again = ClusterLayout::prepare(&dir, &Primes::default()).unwrap();
+        assert_eq!(again.node(2).unwrap().config, n.config);
+        assert_eq!(NodeConfig::load(&n.config_file).unwrap(), n.config);
 
         // Again, asking for fixtures: what exists is kept (ports, passphrases, primes).
         let passphrase = std::fs::read(layout.nodes[0].passphrase_file().unwrap()).unwrap();

@@ -9,6 +9,9 @@
 //! DIR/tssN/node.toml         node config (custos_wire::NodeConfig; port chosen once, then kept)
 //! DIR/tssN/passphrase        DEK passphrase, random, 0600 (dev and tests only)
 //! DIR/tssN/node.dek, node.identity, identity.pub, data/, node.log
+//! DIR/keys/                  dev policy-admin and approver keys, 0600 (authority.rs)
+//! DIR/policy-admins.json, approvers.json, policy-bundle.json   what every node's
+//!                            `[authority]` names (signed policy bundle, pinned keys)
 //! ```
 //!
 //! - [`ClusterLayout::create`] lays the folder out (or completes it: what exists is kept),
@@ -17,10 +20,12 @@
 //!   mTLS; it stops them (SIGTERM, then SIGKILL) on [`NodeProcesses::shutdown`] and kills
 //!   whatever still runs when dropped.
 //!
-//! Must not: print or log a passphrase, or leave node processes behind.
+//! Must not: print or log a passphrase or a secret key, or leave node processes behind.
 
+mod authority;
 mod layout;
 mod processes;
 
+pub use authority::{ADMIN_THRESHOLD, ADMINS, APPROVERS, ClusterAuthority, default_policies_dir};
 pub use layout::{ClusterLayout, LocalNode, NODES, Primes, private_dir, write_file};
 pub use processes::{NodeProcesses, node_binary};

@@ -1,18 +1,20 @@
 //! The dev API clients: `host/clients.json` (generated once: the main client and two
 //! approvers, DESIGN §7) and `credentials.json` (derived from it for `custos call` and the
-//! tests). Both owner-only; secrets are never printed.
+//! tests, with each approver's id and Ed25519 approver key from the cluster's dev
+//! authority). Both owner-only; secrets are never printed.
 
 use super::DevLayout;
-use crate::client::{ApproverCredentials, Credentials};
-use anyhow::{Context, Result, anyhow};
-use custos_coordinator::cluster::write_file;
+use crate::client::{ApproverCredentials, Credentials, StatementSigner};
+use anyhow::{Context, Result, anyhow, bail};
+use custos_authority::keys::KeyFile;
+use custos_coordinator::cluster::{APPROVERS, write_file};
 use rand_core::{OsRng, RngCore};
 use std::path::Path;
 use zeroize::Zeroizing;
 
-/// The clients `custos dev` creates (names in `clients.json`).
+/// The clients `custos dev` creates (names in `clients.json`); the approvers' names are
+/// their ids in the nodes' approver pins.
 const MAIN_CLIENT: &str = "main";
-const APPROVERS: [&str; 2] = ["approver-1", "approver-2"];
 const MAIN_ROLES: [&str; 3] = ["signer", "admin", "auditor"];
 const APPROVER_ROLES: [&str; 1] = ["approver"];
 const LOOPBACK_ALLOWLIST: [&str; 2] = ["127.0.0.0/8", "::1/128"];
@@ -76,6 +78,44 @@ fn client_keys(
     ))
 }
 
+/// The secret key (hex) of dev approver `i`, whose id must be `id`, from its key file
+/// (`{"id","role","secret_key"}`, custos_authority::keys), checked to be the key the
+/// nodes pin.
+fn approver_signing_key(layout: &DevLayout, i: usize, id: &str) -> Result<Zeroizing<String>> {
+    #[derive(serde::Deserialize)]
+    struct Secret {
+        secret_key: String,
+    }
+    let authority = &layout.cluster.authority;
+    let file = authority
+        .approver_keys
+        .get(i)
+        .ok_or_else(|| anyhow!("the dev cluster has no approver key {}", i + 1))?;
+    let key = KeyFile::read(file)?;
+    if key.id != id {
+        bail!(
+            "`{}` is the key of `{}`, not of the dev approver `{id}`",
+            file.display(),
+            key.id
+        );
+    }
+    let text = Zeroizing::new(
+        std::fs::read_to_string(file).with_context(|| format!("reading `{}`", file.display()))?,
+    );
+    // No serde message: it may quote the secret.
+    let secret = Zeroizing::new(
+        serde_json::from_str::<Secret>(&text)
+            .map_err(|_| anyhow!("`{}` is not a custos key file", file.display()))?
+            .secret_key,
+    );
+    let signer = StatementSigner::from_hex(&secret)
+        .with_context(|| format!("`{}` is not a custos key file", file.display()))?;
+    if signer.public_hex() != key.public_hex() {
+        bail!("`{}` does not read back as the same key", file.display());
+    }
+    Ok(secret)
+}
+
 /// `host/clients.json` (generated once) and `credentials.json` (derived from it, with
 /// `base_url` = `http://LISTEN`; rewritten only when it differs). Both owner-only.
 pub(super) fn write_credentials_and_clients(layout: &DevLayout, listen: &str) -> Result<()> {
@@ -98,12 +138,14 @@ pub(super) fn write_credentials_and_clients(layout: &DevLayout, listen: &str) ->
     };
     let (access_key, secret_key, roles) = client_keys(&clients, MAIN_CLIENT, file)?;
     let mut approvers = Vec::new();
-    for a in APPROVERS {
+    for (i, a) in APPROVERS.iter().enumerate() {
         let (access_key, secret_key, roles) = client_keys(&clients, a, file)?;
         approvers.push(ApproverCredentials {
             access_key,
             secret_key: secret_key.to_string(),
             roles,
+            approver_id: Some(a.to_string()),
+            signing_key: Some(approver_signing_key(layout, i, a)?.to_string()),
         });
     }
     let creds = Credentials {

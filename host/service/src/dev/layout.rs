@@ -2,7 +2,9 @@
 
 use anyhow::{Context, Result, bail};
 use custos_coordinator::TlsFiles;
-use custos_coordinator::cluster::{ClusterLayout, LocalNode, Primes, private_dir};
+use custos_coordinator::cluster::{
+    ClusterAuthority, ClusterLayout, LocalNode, Primes, private_dir,
+};
 use custos_wire::NodeId;
 use std::path::{Path, PathBuf};
 
@@ -13,7 +15,8 @@ pub struct DevOptions {
     pub data_dir: PathBuf,
     /// Where the API listens, e.g. `127.0.0.1:8080` (port 0: any free port).
     pub listen: String,
-    /// The Cedar policy folder the service loads.
+    /// The Cedar policy folder, bundled and signed with the dev admin keys at each start
+    /// (a new version when it changed); the service and the nodes load that bundle.
     pub policies_dir: PathBuf,
     /// The `custos-node` binary; found beside `custos` or on PATH when not given.
     pub node_binary: Option<PathBuf>,
@@ -57,12 +60,19 @@ impl DevLayout {
     pub fn node(&self, id: NodeId) -> Option<&LocalNode> {
         self.cluster.node(id)
     }
+
+    /// The dev policy-admin and approver keys, their pins and the signed policy bundle.
+    pub fn authority(&self) -> &ClusterAuthority {
+        &self.cluster.authority
+    }
 }
 
 /// Creates (or completes) the dev folder and returns its layout. Idempotent: what exists is
-/// kept — same PKI, keys, secrets and node ports; only `listen` (service config and
-/// credentials `base_url`) and `policies_dir` follow `opts`. Runs `custos-node init` for
-/// nodes that have no DEK yet. New nodes generate their CGGMP21 primes themselves.
+/// kept — same PKI, keys, secrets and node ports; `listen` (service config and credentials
+/// `base_url`) follows `opts`, and the policy bundle `opts.policies_dir` (the next version,
+/// signed by the dev admins, when the folder changed). A folder from before signed bundles
+/// gets its dev admin and approver keys. Runs `custos-node init` for nodes that have no
+/// DEK yet. New nodes generate their CGGMP21 primes themselves.
 pub fn prepare(opts: &DevOptions) -> Result<DevLayout> {
     prepare_with(opts, &Primes::default())
 }
@@ -76,8 +86,9 @@ pub fn prepare_with(opts: &DevOptions, primes: &Primes) -> Result<DevLayout> {
     Ok(layout)
 }
 
-/// Everything of [`prepare`] that needs no `custos-node` process: folders, PKI, node
-/// configs and passphrases, clients, credentials and the service config.
+/// Everything of [`prepare`] that needs no `custos-node` process: folders, PKI, dev
+/// authority (keys, pins, bundle), node configs and passphrases, clients, credentials and
+/// the service config.
 pub(super) fn prepare_files(opts: &DevOptions, primes: &Primes) -> Result<DevLayout> {
     let policies = std::fs::canonicalize(&opts.policies_dir).with_context(|| {
         format!(
@@ -91,11 +102,11 @@ pub(super) fn prepare_files(opts: &DevOptions, primes: &Primes) -> Result<DevLay
             policies.display()
         );
     }
-    let cluster = ClusterLayout::prepare(&opts.data_dir, primes)?;
+    let cluster = ClusterLayout::prepare_with_policies(&opts.data_dir, primes, &policies)?;
     let layout = DevLayout::new(cluster);
     private_dir(&layout.dir.join("host"))?;
     super::credentials::write_credentials_and_clients(&layout, &opts.listen)?;
-    super::host_config::write_host_config(&layout, &opts.listen, &policies)?;
+    super::host_config::write_host_config(&layout, &opts.listen)?;
     Ok(layout)
 }
 
@@ -134,11 +145,24 @@ mod tests {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
     }
 
+    /// A copy of the repository's policy folder (its files, not its tests).
+    fn policies_copy(to: &Path) -> PathBuf {
+        let dir = to.join("policies");
+        std::fs::create_dir_all(&dir).unwrap();
+        let repo = custos_coordinator::cluster::default_policies_dir();
+        for e in std::fs::read_dir(repo).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        dir
+    }
+
     #[test]
     fn credentials_have_design_shape_and_survive_a_second_run() {
         let tmp = tempfile::tempdir().unwrap();
-        let policies = tmp.path().join("policies");
-        std::fs::create_dir(&policies).unwrap();
+        let policies = policies_copy(tmp.path());
         let layout = prepare_files(
             &opts(tmp.path(), &policies, "127.0.0.1:8080"),
             &Primes::default(),
@@ -162,14 +186,32 @@ mod tests {
         assert_eq!(c["secret_key"].as_str().unwrap().len(), 64);
         let approvers = c["approvers"].as_array().unwrap();
         assert_eq!(approvers.len(), 2);
-        for a in approvers {
+        let pins = custos_authority::keys::Pins::read(
+            &layout.authority().approvers,
+            custos_authority::keys::Role::Approver,
+        )
+        .unwrap();
+        for (i, a) in approvers.iter().enumerate() {
             assert_eq!(
                 keys(a),
-                ["access_key", "roles", "secret_key"]
-                    .map(String::from)
-                    .into()
+                [
+                    "access_key",
+                    "approver_id",
+                    "roles",
+                    "secret_key",
+                    "signing_key"
+                ]
+                .map(String::from)
+                .into()
             );
             assert_eq!(a["roles"], serde_json::json!(["approver"]));
+            // The id is the API client's name, and the key is the one the nodes pin.
+            let id = format!("approver-{}", i + 1);
+            assert_eq!(a["approver_id"], id.as_str());
+            let signer =
+                crate::client::StatementSigner::from_hex(a["signing_key"].as_str().unwrap())
+                    .unwrap();
+            assert!(pins.verifies(&id, b"m", &signer.sign(b"m")));
         }
         assert_ne!(approvers[0]["access_key"], approvers[1]["access_key"]);
         // Typed too.
@@ -202,7 +244,19 @@ mod tests {
 
         let cfg = ServiceConfig::load(&layout.host_config).unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:8080");
-        assert_eq!(cfg.policies_dir, std::fs::canonicalize(&policies).unwrap());
+        assert_eq!(cfg.policies_dir, None);
+        let a = cfg.authority.as_ref().unwrap();
+        assert_eq!(a.policy_bundle, layout.authority().policy_bundle);
+        assert_eq!(a.policy_admins, layout.authority().policy_admins);
+        assert_eq!(a.approvers, layout.authority().approvers);
+        for n in layout.nodes() {
+            let na = n.config.authority.as_ref().unwrap();
+            assert_eq!(
+                (&na.policy_bundle, &na.policy_admins, &na.approvers),
+                (&a.policy_bundle, &a.policy_admins, &a.approvers)
+            );
+        }
+        assert_eq!(layout.authority().bundle().unwrap().version, 1);
         assert_eq!(cfg.clients_file, layout.clients_file);
         assert_eq!(cfg.group_file, layout.cluster.group_file);
         assert_eq!(cfg.data_dir, layout.dir.join("host").join("data"));
@@ -252,13 +306,87 @@ mod tests {
             "127.0.0.1:9090"
         );
         assert_eq!(mode(&again.credentials), 0o600);
+        assert_eq!(again.authority().bundle().unwrap().version, 1);
+
+        // Policies edited: the next start bundles them as version 2; keys stay.
+        std::fs::write(
+            policies.join("extra.cedar"),
+            "@id(\"extra\")\nforbid (principal, action, resource) when { false };\n",
+        )
+        .unwrap();
+        let edited = prepare_files(
+            &opts(tmp.path(), &policies, "127.0.0.1:9090"),
+            &Primes::default(),
+        )
+        .unwrap();
+        let b = edited.authority().bundle().unwrap();
+        assert_eq!(b.version, 2);
+        assert!(b.files.contains_key("extra.cedar"));
+        assert_eq!(json(&edited.credentials)["approvers"], c["approvers"]);
+    }
+
+    #[test]
+    fn a_dev_folder_from_before_signed_bundles_gets_keys_and_a_bundle() {
+        let tmp = tempfile::tempdir().unwrap();
+        let policies = policies_copy(tmp.path());
+        let o = opts(tmp.path(), &policies, "127.0.0.1:8080");
+        let layout = prepare_files(&o, &Primes::default()).unwrap();
+        // What an older `custos dev` left: no keys, pins or bundle, `policies_dir` in the
+        // service config, node configs without `[authority]`, approvers without keys.
+        let a = layout.authority().clone();
+        std::fs::remove_dir_all(&a.keys_dir).unwrap();
+        for f in [&a.policy_admins, &a.approvers, &a.policy_bundle] {
+            std::fs::remove_file(f).unwrap();
+        }
+        let mut host: toml::Table = std::fs::read_to_string(&layout.host_config)
+            .unwrap()
+            .parse()
+            .unwrap();
+        host.remove("authority");
+        host.insert(
+            "policies_dir".into(),
+            policies.to_str().unwrap().to_string().into(),
+        );
+        std::fs::write(&layout.host_config, toml::to_string(&host).unwrap()).unwrap();
+        for n in layout.nodes() {
+            let mut c = n.config.clone();
+            c.authority = None;
+            std::fs::write(&n.config_file, c.to_toml().unwrap()).unwrap();
+        }
+        let mut creds = json(&layout.credentials);
+        for ap in creds["approvers"].as_array_mut().unwrap() {
+            let ap = ap.as_object_mut().unwrap();
+            ap.remove("signing_key");
+            ap.remove("approver_id");
+        }
+        std::fs::write(&layout.credentials, creds.to_string()).unwrap();
+
+        let again = prepare_files(&o, &Primes::default()).unwrap();
+        let cfg = ServiceConfig::load(&again.host_config).unwrap();
+        assert!(cfg.policies_dir.is_none() && cfg.authority.is_some());
+        assert_eq!(again.authority().bundle().unwrap().version, 1);
+        for n in again.nodes() {
+            assert_eq!(
+                custos_wire::NodeConfig::load(&n.config_file)
+                    .unwrap()
+                    .authority,
+                Some(a.node_config())
+            );
+        }
+        let typed = Credentials::load(&again.credentials).unwrap();
+        let signer = typed.approvers[0].statement_signer().unwrap().unwrap();
+        assert_eq!(
+            signer.public_hex(),
+            again.authority().approver_key(0).unwrap().public_hex()
+        );
     }
 
     #[test]
     fn dev_nodes_generate_their_primes_unless_told_otherwise() {
         let tmp = tempfile::tempdir().unwrap();
+        let policies = policies_copy(tmp.path());
         let layout = prepare_files(
-            &opts(tmp.path(), tmp.path(), "127.0.0.1:8080"),
+            &opts(tmp.path(), &policies, "127.0.0.1:8080"),
             &Primes::default(),
         )
         .unwrap();

@@ -4,13 +4,21 @@
 //! TSS nodes laid out and supervised by `custos_coordinator::cluster` (dev PKI, each node's
 //! config, passphrase file, DEK, identity key, RocksDB and log, the group file), the
 //! service config, the clients file and `credentials.json` — plus the service's lifetime.
-//! Set-up is idempotent: a second run reuses every key, secret, port and shard, and only
-//! `listen` / `policies_dir` follow the command line. Must not: print or log a secret
-//! (it prints where the credentials are, never what), or leave node processes behind
-//! when it stops or fails. Unix only (signals, file modes, process groups).
+//! It also holds the cluster's DEV authority (DESIGN §3a): two policy-admin keys that sign
+//! a bundle of `--policies` at each start (the next version when the folder changed), and
+//! the two approvers' Ed25519 keys (also in `credentials.json`, so `custos call
+//! --approver N` can sign approval statements); said loudly at start, never for
+//! production. Set-up is idempotent: a second run reuses every key, secret, port and
+//! shard; `listen` and the policy bundle follow the command line. Must not: print or log a
+//! secret (it prints where the credentials and keys are, never what), or leave node
+//! processes behind when it stops or fails. Unix only (signals, file modes, process
+//! groups).
 //!
 //! ```text
-//! DIR/credentials.json            main client + 2 approvers (DESIGN §7), 0600
+//! DIR/credentials.json            main client + 2 approvers (DESIGN §7) with their
+//!                                 `approver_id` and Ed25519 `signing_key` (hex), 0600
+//! DIR/keys/, DIR/policy-admins.json, DIR/approvers.json, DIR/policy-bundle.json
+//!                                 the dev authority (custos_coordinator::cluster)
 //! DIR/dev.lock                    held by the running `custos dev`
 //! DIR/certs/, DIR/group.toml, DIR/tssN/   the nodes (custos_coordinator::cluster)
 //! DIR/host/host.toml              the service config

@@ -4,6 +4,7 @@
 //! loopback port, called over HTTP with HMAC-signed requests.
 #![allow(dead_code)]
 
+use custos_authority::keys::KeyFile;
 use custos_service::Service;
 use custos_service::client::{Credentials, CustosClient};
 use custos_service::config::ServiceConfig;
@@ -161,6 +162,43 @@ impl Harness {
 
     pub fn approver(&self, i: usize) -> CustosClient {
         CustosClient::approver(&self.creds, i).unwrap()
+    }
+
+    /// The Ed25519 key of approver `i` (from 0, as [`Harness::approver`]; id
+    /// `approver-{i+1}`, pinned by every node), which signs approval statements.
+    pub fn approver_key(&self, i: usize) -> KeyFile {
+        self.layout.authority().approver_key(i).unwrap()
+    }
+
+    /// Approver `i`'s signature over `statement`, as the approve body carries it (`0x…`).
+    pub fn statement_signature(&self, i: usize, statement: &str) -> String {
+        hx(&self.approver_key(i).sign(statement.as_bytes()))
+    }
+
+    /// Approves `request_id` as approver `i` the way `custos call --approver` does: GETs
+    /// the request, signs its `approval_statement` with the approver's key and POSTs
+    /// `body` (an object; `Value::Null` for `{}`) with `statement_signature` added. When
+    /// the request shows no statement (not pending, unknown, not visible) the body goes as
+    /// it is, so the service's own answer comes back.
+    pub async fn approve_signed(&self, i: usize, request_id: &str, body: Value) -> (u16, Value) {
+        let c = self.approver(i);
+        let (st, view) = c
+            .call("GET", &format!("/api/v1/requests/{request_id}"), None)
+            .await
+            .unwrap();
+        let mut body = if body.is_null() { json!({}) } else { body };
+        if st == 200
+            && let Some(statement) = view["approval_statement"].as_str()
+        {
+            body["statement_signature"] = self.statement_signature(i, statement).into();
+        }
+        c.call(
+            "POST",
+            &format!("/api/v1/requests/{request_id}/approve"),
+            Some(&body),
+        )
+        .await
+        .unwrap()
     }
 
     /// Generates a key (defaults unless `body` says otherwise) and returns its object.
