@@ -114,7 +114,13 @@ async fn main() {
                 async move {
                     let msg = [i as u8; 32];
                     coord
-                        .sign_with(algo, &key, &signers, &msg)
+                        .sign_with(
+                            algo,
+                            &key,
+                            &signers,
+                            &msg,
+                            &common::hash_request(algo, &key, &msg),
+                        )
                         .await
                         .unwrap()
                         .signers
@@ -187,7 +193,13 @@ async fn main() {
                 let signers = signers.clone();
                 async move {
                     coord
-                        .sign_with(Algo::Cggmp21, "bench-cggmp", &signers, &[i as u8 + 1; 32])
+                        .sign_with(
+                            Algo::Cggmp21,
+                            "bench-cggmp",
+                            &signers,
+                            &[i as u8 + 1; 32],
+                            &common::hash_request(Algo::Cggmp21, "bench-cggmp", &[i as u8 + 1; 32]),
+                        )
                         .await
                         .unwrap()
                         .signers

@@ -220,9 +220,9 @@ impl NodeAuthority {
         if let Some((name, bytes, _)) = &ledger_entry {
             batch.push((Kind::Ledger, name, bytes));
         }
-        store
-            .put_batch(&batch)
-            .map_err(|e| format!("the signing journal could not be written ({e}); nothing is signed"))?;
+        store.put_batch(&batch).map_err(|e| {
+            format!("the signing journal could not be written ({e}); nothing is signed")
+        })?;
         books.journal.advance(&entry);
         if let Some((_, _, e)) = ledger_entry {
             books.ledger.push(e);

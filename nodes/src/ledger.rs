@@ -55,7 +55,11 @@ impl Ledger {
     /// Drops entries older than the window (from memory and the store).
     pub fn prune(&mut self, store: &Store, now: i64) -> Result<(), StoreError> {
         let cutoff = now - WINDOW_SECS;
-        let old = self.entries.iter().take_while(|(_, e)| e.time <= cutoff).count();
+        let old = self
+            .entries
+            .iter()
+            .take_while(|(_, e)| e.time <= cutoff)
+            .count();
         for (name, _) in self.entries.drain(..old) {
             store.remove(Kind::Ledger, &name)?;
         }
@@ -67,7 +71,9 @@ impl Ledger {
         let cutoff = now - WINDOW_SECS;
         self.entries
             .iter()
-            .filter(|(_, e)| e.time > cutoff && e.request_id != request_id && Self::key_of(e) == *key)
+            .filter(|(_, e)| {
+                e.time > cutoff && e.request_id != request_id && Self::key_of(e) == *key
+            })
             .fold("0".to_string(), |acc, (_, e)| add(&acc, &e.amount))
     }
 

@@ -22,7 +22,13 @@ async fn cggmp21_keygen_sign_and_no_refresh() {
     let hash = [0x42u8; 32];
     let pair = [k.holders[0], k.holders[2]];
     let s = coord
-        .sign_with(Algo::Cggmp21, "k-cggmp", &pair, &hash)
+        .sign_with(
+            Algo::Cggmp21,
+            "k-cggmp",
+            &pair,
+            &hash,
+            &common::hash_request(Algo::Cggmp21, "k-cggmp", &hash),
+        )
         .await
         .unwrap();
     use k256::ecdsa::{RecoveryId, Signature, VerifyingKey, signature::hazmat::PrehashVerifier};

@@ -145,7 +145,13 @@ async fn callers_passphrases_tampering_and_plaintext() {
     cluster.restart(victim).await;
     let hash = [7u8; 32];
     let err = coord
-        .sign_with(Algo::Dkls23, "key-a", &[victim, other], &hash)
+        .sign_with(
+            Algo::Dkls23,
+            "key-a",
+            &[victim, other],
+            &hash,
+            &common::hash_request(Algo::Dkls23, "key-a", &hash),
+        )
         .await
         .unwrap_err()
         .to_string();
@@ -156,7 +162,13 @@ async fn callers_passphrases_tampering_and_plaintext() {
         "{err}"
     );
     let s = coord
-        .sign_with(Algo::Dkls23, "key-b", &[victim, other], &hash)
+        .sign_with(
+            Algo::Dkls23,
+            "key-b",
+            &[victim, other],
+            &hash,
+            &common::hash_request(Algo::Dkls23, "key-b", &hash),
+        )
         .await
         .unwrap();
     assert_eq!(s.signature.len(), 64, "the other key keeps working");

@@ -357,7 +357,9 @@ pub fn read_dir_files(dir: &Path) -> Result<BTreeMap<String, String>, PolicyErro
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if name == "custos.cedarschema" || name.ends_with(".cedar") || name.ends_with(".entities.json")
+        if name == "custos.cedarschema"
+            || name.ends_with(".cedar")
+            || name.ends_with(".entities.json")
         {
             out.insert(name.to_string(), read(path)?);
         }

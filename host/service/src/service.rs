@@ -12,14 +12,14 @@ use crate::config::ServiceConfig;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
+use crate::policy_source::PolicySource;
 use crate::registry::Registry;
 use crate::requests::Requests;
 use crate::velocity::DurableVelocity;
 use anyhow::Context;
+use custos_authority::keys::{Pins, Role};
 use custos_coordinator::{Coordinator, TlsFiles};
 use custos_plugin_runtime::{PluginRuntime, RuntimeConfig};
-use crate::policy_source::PolicySource;
-use custos_authority::keys::{Pins, Role};
 use custos_policy::PolicyEngine;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -252,7 +252,7 @@ impl Service {
 
     /// Sends the bundle in force to every node (idempotent: a node that has it says so).
     /// A node that refuses it keeps deciding with its own, and says why in the log.
-    async fn push_bundle(&self) {
+    pub(crate) async fn push_bundle(&self) {
         let Some(bytes) = self
             .bundle_bytes
             .lock()
@@ -303,7 +303,9 @@ impl Service {
                     }
                     Some(()) = sighup => {
                         // Refusals are audited and logged by the reload itself.
-                        let _ = self.reload_policies("SIGHUP", None);
+                        if self.reload_policies("SIGHUP", None).is_ok() {
+                            self.push_bundle().await;
+                        }
                     }
                 }
             }

@@ -79,28 +79,12 @@ async fn approvals_denials_and_dry_runs() {
         .await
         .unwrap();
     assert_eq!(st, 403, "{e}");
-    let (st, r) = h
-        .approver(0)
-        .call(
-            "POST",
-            "/api/v1/requests/big-1/approve",
-            Some(&json!({"comment": "ok"})),
-        )
-        .await
-        .unwrap();
+    let (st, r) = h.approve_signed(0, "big-1", json!({"comment": "ok"})).await;
     assert_eq!(st, 202, "{r}");
     assert_eq!(r["approvals"].as_array().unwrap().len(), 1);
-    let (st, e) = h
-        .approver(0)
-        .call("POST", "/api/v1/requests/big-1/approve", None)
-        .await
-        .unwrap();
+    let (st, e) = h.approve_signed(0, "big-1", json!({})).await;
     assert_eq!(st, 409, "{e}");
-    let (st, r) = h
-        .approver(1)
-        .call("POST", "/api/v1/requests/big-1/approve", None)
-        .await
-        .unwrap();
+    let (st, r) = h.approve_signed(1, "big-1", json!({})).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["status"], "SIGNED");
     let signed = unhex(r["signed_tx"].as_str().unwrap());
@@ -136,11 +120,7 @@ async fn approvals_denials_and_dry_runs() {
         .unwrap();
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["status"], "REJECTED");
-    let (st, e) = h
-        .approver(1)
-        .call("POST", "/api/v1/requests/big-2/approve", None)
-        .await
-        .unwrap();
+    let (st, e) = h.approve_signed(1, "big-2", json!({})).await;
     assert_eq!(st, 409, "{e}");
     let (st, r) = h
         .main()
@@ -160,14 +140,17 @@ async fn approvals_denials_and_dry_runs() {
     let deciding = e["error"]["policies"].as_array().unwrap();
     assert!(deciding.contains(&json!("forbid-absurd-amounts")), "{e}");
 
-    // Policy reload through the admin API: an invalid set is refused and the previous set
-    // keeps deciding; a valid change is put in force. Both are audited as POLICY_CHANGE.
-    let dir = h.config.policies_dir.clone();
+    // Policy reload through the admin API: policies come from the signed bundle, so an
+    // unsigned change is refused and the previous set keeps deciding; the same change
+    // signed by the admins is put in force (on the host and, pushed, on every node). Both
+    // are audited as POLICY_CHANGE.
+    let dir = h.policies();
     std::fs::write(
-        dir.join("broken.cedar"),
-        "@id(\"broken\") permit (principal, action, resource) when { context.nope };",
+        dir.join("hash-ok.cedar"),
+        "// test: hashes allowed for the blind-hash group\n@id(\"test-hash\")\npermit (principal, action == Custos::Action::\"sign_hash\", resource in Custos::WalletGroup::\"blind-hash-allowed\");\n",
     )
     .unwrap();
+    h.publish_policies(false);
     let (st, e) = h
         .main()
         .call("POST", "/api/v1/policies/validate", None)
@@ -181,22 +164,20 @@ async fn approvals_denials_and_dry_runs() {
         .unwrap();
     assert_eq!(st, 400, "{e}");
     assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("broken.cedar"),
+        e["error"]["message"].as_str().unwrap().contains("unsigned"),
         "{e}"
     );
+    let hk = h
+        .generate(json!({"tags": {"group": "blind-hash-allowed"}}))
+        .await;
     let (st, _) = h
-        .sign(key_id, sign_body("hash-2", "HASH", json!(hx(&[8u8; 32]))))
+        .sign(
+            hk["key_id"].as_str().unwrap(),
+            sign_body("hash-2", "HASH", json!(hx(&[8u8; 32]))),
+        )
         .await;
     assert_eq!(st, 403, "the previous set still decides");
-    std::fs::remove_file(dir.join("broken.cedar")).unwrap();
-    std::fs::write(
-        dir.join("hash-ok.cedar"),
-        "// test: hashes allowed for the blind-hash group\n@id(\"test-hash\")\npermit (principal, action == Custos::Action::\"sign_hash\", resource in Custos::WalletGroup::\"blind-hash-allowed\");\n",
-    )
-    .unwrap();
+    h.publish_policies(true);
     let (st, r) = h
         .main()
         .call("POST", "/api/v1/policies/reload", None)
@@ -225,9 +206,6 @@ async fn approvals_denials_and_dry_runs() {
         .collect();
     assert_eq!(changes, vec!["FAILED".to_string(), "OK".to_string()]);
     // A wallet in that group may now sign a hash (still audited, still verified).
-    let hk = h
-        .generate(json!({"tags": {"group": "blind-hash-allowed"}}))
-        .await;
     let digest = [9u8; 32];
     let (st, r) = h
         .sign(
@@ -314,8 +292,9 @@ async fn a_held_request_is_decided_again_at_quorum() {
     let h = Harness::start().await;
     let key = h.generate(json!({"label": "held"})).await;
     let key_id = key["key_id"].as_str().unwrap();
-    let dir = h.config.policies_dir.clone();
+    let dir = h.policies();
     let reload = || async {
+        h.publish_policies(true);
         let (st, r) = h
             .main()
             .call("POST", "/api/v1/policies/reload", None)
@@ -323,14 +302,7 @@ async fn a_held_request_is_decided_again_at_quorum() {
             .unwrap();
         assert_eq!(st, 200, "{r}");
     };
-    let approve = |i: usize, id: &'static str| {
-        let c = h.approver(i);
-        async move {
-            c.call("POST", &format!("/api/v1/requests/{id}/approve"), None)
-                .await
-                .unwrap()
-        }
-    };
+    let approve = |i: usize, id: &'static str| h.approve_signed(i, id, json!({}));
     let held = |id: &'static str, nonce: u64| {
         let tx = eip1559(1, nonce, &TO, 11 * ETH, &[]);
         let h = &h;

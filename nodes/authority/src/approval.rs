@@ -164,9 +164,18 @@ mod tests {
         );
         assert_eq!(
             ok(&[sig(&a, &st)], 2),
-            Err(ApprovalError::TooFew { needed: 2, valid: 1 })
+            Err(ApprovalError::TooFew {
+                needed: 2,
+                valid: 1
+            })
         );
-        assert_eq!(ok(&[], 2), Err(ApprovalError::TooFew { needed: 2, valid: 0 }));
+        assert_eq!(
+            ok(&[], 2),
+            Err(ApprovalError::TooFew {
+                needed: 2,
+                valid: 0
+            })
+        );
         assert_eq!(
             ok(&[sig(&a, &st), sig(&a, &st)], 2),
             Err(ApprovalError::Twice("alice".into()))
@@ -189,7 +198,15 @@ mod tests {
             Err(ApprovalError::NotPinned("mallory".into()))
         );
         assert_eq!(
-            check(&pins, "r1", "k1", &h, "alice", &[sig(&a, &st), sig(&b, &st)], 2),
+            check(
+                &pins,
+                "r1",
+                "k1",
+                &h,
+                "alice",
+                &[sig(&a, &st), sig(&b, &st)],
+                2
+            ),
             Err(ApprovalError::Requester("alice".into()))
         );
     }

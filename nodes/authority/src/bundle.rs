@@ -60,7 +60,9 @@ pub enum BundleError {
     UnknownAdmin { version: u64, admin: String },
     #[error("policy bundle v{version} is older than v{current}, in force")]
     Older { version: u64, current: u64 },
-    #[error("policy bundle v{version} differs from the v{version} in force; a change needs a new version")]
+    #[error(
+        "policy bundle v{version} differs from the v{version} in force; a change needs a new version"
+    )]
     SameVersionChanged { version: u64 },
     #[error("key `{id}` is a {role} key, not a policy-admin key")]
     NotAdmin { id: String, role: &'static str },
@@ -76,10 +78,8 @@ impl Bundle {
     /// An unsigned bundle of the policy set in `dir` (schema, `*.cedar`,
     /// `*.entities.json`; not the tests), checked to load.
     pub fn from_dir(dir: &Path, version: u64) -> Result<Self, BundleError> {
-        let files = custos_policy::read_dir_files(dir).map_err(|e| BundleError::Policy {
-            version,
-            source: e,
-        })?;
+        let files = custos_policy::read_dir_files(dir)
+            .map_err(|e| BundleError::Policy { version, source: e })?;
         let b = Self {
             format: FORMAT.into(),
             version,
@@ -195,12 +195,12 @@ impl Bundle {
 
     /// The policy set it carries, validated.
     pub fn snapshot(&self) -> Result<PolicySnapshot, BundleError> {
-        custos_policy::load_files(&self.files, &format!("bundle v{}", self.version)).map_err(
-            |e| BundleError::Policy {
+        custos_policy::load_files(&self.files, &format!("bundle v{}", self.version)).map_err(|e| {
+            BundleError::Policy {
                 version: self.version,
                 source: e,
-            },
-        )
+            }
+        })
     }
 }
 
@@ -269,30 +269,50 @@ mod tests {
         let outsider = KeyFile::generate("admin-x", Role::PolicyAdmin).unwrap();
         let pins = admins(&[&a, &b], 2);
         let mut bundle = Bundle::from_dir(&policies(), 3).unwrap();
-        assert!(matches!(bundle.verify(&pins), Err(BundleError::Unsigned { .. })));
+        assert!(matches!(
+            bundle.verify(&pins),
+            Err(BundleError::Unsigned { .. })
+        ));
         bundle.sign(&a).unwrap();
         assert!(matches!(
             bundle.verify(&pins),
-            Err(BundleError::UnderSigned { valid: 1, needed: 2, .. })
+            Err(BundleError::UnderSigned {
+                valid: 1,
+                needed: 2,
+                ..
+            })
         ));
         // The same admin twice still counts once.
         bundle.sign(&a).unwrap();
-        assert!(matches!(bundle.verify(&pins), Err(BundleError::UnderSigned { .. })));
+        assert!(matches!(
+            bundle.verify(&pins),
+            Err(BundleError::UnderSigned { .. })
+        ));
         bundle.sign(&b).unwrap();
         assert_eq!(bundle.verify(&pins).unwrap(), vec!["admin-a", "admin-b"]);
 
         let mut extra = bundle.clone();
         extra.sign(&outsider).unwrap();
-        assert!(matches!(extra.verify(&pins), Err(BundleError::UnknownAdmin { .. })));
+        assert!(matches!(
+            extra.verify(&pins),
+            Err(BundleError::UnknownAdmin { .. })
+        ));
 
         let mut edited = bundle.clone();
-        edited
-            .files
-            .insert("more.cedar".into(), "@id(\"x\") permit(principal, action, resource);".into());
-        assert!(matches!(edited.verify(&pins), Err(BundleError::BadSignature { .. })));
+        edited.files.insert(
+            "more.cedar".into(),
+            "@id(\"x\") permit(principal, action, resource);".into(),
+        );
+        assert!(matches!(
+            edited.verify(&pins),
+            Err(BundleError::BadSignature { .. })
+        ));
 
         let approver = KeyFile::generate("ap", Role::Approver).unwrap();
-        assert!(matches!(bundle.clone().sign(&approver), Err(BundleError::NotAdmin { .. })));
+        assert!(matches!(
+            bundle.clone().sign(&approver),
+            Err(BundleError::NotAdmin { .. })
+        ));
     }
 
     #[test]
@@ -307,7 +327,10 @@ mod tests {
         let v5 = InForce::accept(&signed(5), &pins, None).unwrap();
         assert!(matches!(
             InForce::accept(&signed(4), &pins, Some(&v5)),
-            Err(BundleError::Older { version: 4, current: 5 })
+            Err(BundleError::Older {
+                version: 4,
+                current: 5
+            })
         ));
         assert!(InForce::accept(&signed(5), &pins, Some(&v5)).is_ok());
         let mut changed = Bundle::from_dir(&policies(), 5).unwrap();

@@ -220,7 +220,10 @@ impl Pins {
         let mut keys = BTreeMap::new();
         for p in &f.keys {
             if !valid_id(&p.id) {
-                return Err(format!("id `{}` is not 1–64 characters of [A-Za-z0-9._-]", p.id));
+                return Err(format!(
+                    "id `{}` is not 1–64 characters of [A-Za-z0-9._-]",
+                    p.id
+                ));
             }
             let mut b = [0u8; 32];
             hex::decode_to_slice(&p.public_key, &mut b)
@@ -293,8 +296,11 @@ mod tests {
     fn a_bad_key_file_does_not_echo_the_secret() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.key");
-        std::fs::write(&path, r#"{"id":"a","role":"approver","secret_key":"zzsecretzz"}"#)
-            .unwrap();
+        std::fs::write(
+            &path,
+            r#"{"id":"a","role":"approver","secret_key":"zzsecretzz"}"#,
+        )
+        .unwrap();
         let e = KeyFile::read(&path).err().unwrap().to_string();
         assert!(!e.contains("zzsecretzz"), "{e}");
     }

@@ -28,11 +28,10 @@ pub fn fixtures() -> PathBuf {
 impl Cluster {
     /// Lays out and starts the 4 nodes; waits until all answer health. `primes`: CGGMP21
     /// primes from the fixtures, else none (no node spends the test generating them). The
-    /// nodes' policy bundle is of the repository's `policies/`, signed by the cluster's dev
-    /// admins (`layout.authority` has their keys and the approvers').
+    /// nodes' policy bundle is of [`hash_policies`] (signing raw hashes), signed by the
+    /// cluster's dev admins (`layout.authority` has their keys and the approvers').
     pub async fn start(primes: bool) -> (Cluster, Coordinator) {
-        Self::start_with_policies(primes, &custos_coordinator::cluster::default_policies_dir())
-            .await
+        Self::start_with_policies(primes, &hash_policies()).await
     }
 
     /// [`Cluster::start`], the nodes' policy bundle made of the policy folder `policies`.
@@ -167,4 +166,41 @@ pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The policy folder node tests bundle: it lets the `signer` role sign raw hashes
+/// (data_type HASH) and nothing else.
+pub fn hash_policies() -> PathBuf {
+    fixtures().join("policies-hash")
+}
+
+/// A HASH sign request for `digest` (32 bytes) with key `key_id`, as a signer: what a
+/// node needs to derive `digest` and decide it. Ed25519 keys (FROST) sign on Solana,
+/// the others on EVM.
+pub fn hash_request(
+    algo: custos_wire::Algo,
+    key_id: &str,
+    digest: &[u8],
+) -> custos_wire::SignRequest {
+    custos_wire::SignRequest {
+        request_id: format!("test-{}", hex::encode(&digest[..8.min(digest.len())])),
+        key_id: key_id.into(),
+        chain: if algo == custos_wire::Algo::Frost {
+            "solana".into()
+        } else {
+            "evm".into()
+        },
+        network: None,
+        data_type: "HASH".into(),
+        data: serde_json::Value::String(format!("0x{}", hex::encode(digest))).to_string(),
+        requester: custos_wire::Requester {
+            id: "AKTEST".into(),
+            name: "test-signer".into(),
+            roles: vec!["signer".into()],
+            ip: "127.0.0.1".into(),
+        },
+        wallet: custos_wire::WalletFacts::default(),
+        approvals: vec![],
+        position: 0,
+    }
 }

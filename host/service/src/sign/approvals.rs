@@ -136,6 +136,13 @@ impl Service {
             return Ok(signature);
         };
         let name = &caller.client.name;
+        let rec = self.requests.get(owner, request_id)?.ok_or_else(|| {
+            ApiError::new(Code::RequestNotFound, format!("no request `{request_id}`"))
+        })?;
+        if rec.state != State::PendingApproval || rec.client == caller.client.access_key {
+            // Refused below with its own reason (not pending, or the requester itself).
+            return Ok(signature);
+        }
         let Some(sig_hex) = signature else {
             return Err(ApiError::invalid(format!(
                 "`statement_signature` is required: sign the request's `approval_statement` (GET /api/v1/requests/{request_id}) with approver `{name}`'s key"
@@ -147,9 +154,6 @@ impl Service {
                 "`{name}` is not a pinned approver; the nodes would not count this approval"
             )));
         }
-        let rec = self.requests.get(owner, request_id)?.ok_or_else(|| {
-            ApiError::new(Code::RequestNotFound, format!("no request `{request_id}`"))
-        })?;
         if !pins.verifies(name, rec.approval_statement().as_bytes(), &sig) {
             return Err(ApiError::forbidden(format!(
                 "the statement signature does not verify with approver `{name}`'s pinned key over this request"

@@ -11,8 +11,8 @@ use crate::registry::Curve;
 use crate::requests::State;
 use crate::service::Service;
 use custos_plugin_sdk as sdk;
-use serde_json::{Value, json};
 use custos_wire::{ApprovalSignature, SignRequest, WalletFacts};
+use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 

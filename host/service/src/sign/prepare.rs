@@ -32,7 +32,9 @@ pub(crate) struct Prepared {
 impl From<DeriveError> for ApiError {
     fn from(e: DeriveError) -> Self {
         match e {
-            DeriveError::UnsupportedChain { .. } => ApiError::new(Code::UnsupportedChain, e.to_string()),
+            DeriveError::UnsupportedChain { .. } => {
+                ApiError::new(Code::UnsupportedChain, e.to_string())
+            }
             DeriveError::Invalid(m) => ApiError::invalid(m),
             DeriveError::Call(c) => c.into(),
         }

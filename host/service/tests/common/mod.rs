@@ -148,6 +148,33 @@ impl Harness {
         panic!("the service is still referenced after shutdown");
     }
 
+    /// The harness's copy of the default policies (a test may change it, then
+    /// [`Harness::publish_policies`] and reload).
+    pub fn policies(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
+    /// Bundles [`Harness::policies`] as the next version, signed by both dev admins (or
+    /// by none), and writes it where the host reads its bundle. Returns the version.
+    pub fn publish_policies(&self, signed: bool) -> u64 {
+        let a = self.layout.authority();
+        let version = a.bundle().unwrap().version.max(self.published_version()) + 1;
+        let mut b = custos_authority::bundle::Bundle::from_dir(&self.policies(), version).unwrap();
+        if signed {
+            for i in 0..a.admin_keys.len() {
+                b.sign(&a.admin_key(i).unwrap()).unwrap();
+            }
+        }
+        b.write(&a.policy_bundle).unwrap();
+        version
+    }
+
+    fn published_version(&self) -> u64 {
+        custos_authority::bundle::Bundle::read(&self.layout.authority().policy_bundle)
+            .map(|b| b.version)
+            .unwrap_or(0)
+    }
+
     pub fn svc(&self) -> &Arc<Service> {
         self.svc.as_ref().unwrap()
     }
