@@ -214,7 +214,7 @@ impl Harness {
             .await
             .unwrap();
         let mut body = if body.is_null() { json!({}) } else { body };
-        if st == 200
+        if (st == 200 || st == 202)
             && let Some(statement) = view["approval_statement"].as_str()
         {
             body["statement_signature"] = self.statement_signature(i, statement).into();
