@@ -1,10 +1,12 @@
 //! `custos dev` as an operator runs it: the real `custos` binary in its own process, with
 //! its 4 `custos-node` processes. `/healthz` answers once everything is up; SIGHUP
-//! reloads the policy folder (a valid change is put in force, an invalid set is refused
-//! and the previous one keeps deciding, both audited as POLICY_CHANGE); SIGTERM stops it
-//! cleanly with its nodes; a second run on the same folder has the same keys and signs;
-//! killed outright, it still takes its nodes down.
+//! reloads the signed policy bundle (a newer bundle signed by both dev admins is put in
+//! force, an under-signed one is refused and the previous one keeps deciding, both audited
+//! as POLICY_CHANGE); `custos call --approver N` signs approval statements the nodes
+//! accept; SIGTERM stops it cleanly with its nodes; a second run on the same folder has the
+//! same keys and signs; killed outright, it still takes its nodes down.
 
+use custos_authority::bundle::Bundle;
 use custos_service::client::{Credentials, CustosClient};
 use custos_service::dev::{self, DevOptions, Primes};
 use serde_json::{Value, json};
@@ -141,6 +143,26 @@ async fn policy_changes(c: &CustosClient) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `custos call` through the real binary: (exit code, stdout, stderr).
+fn call(credentials: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .arg("call")
+        .arg("--credentials")
+        .arg(credentials)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An unsigned EIP-1559 transfer of 11 ETH on chain 1: over the default per-transaction
+/// limit, so held for 2 approvals.
+const BIG_TRANSFER: &str = "0x02f10180843b9aca008506fc23ac00830186a09411111111111111111111111111111111111111118898a7d9b8314c000080c0";
+
 async fn sign_hash(c: &CustosClient, key_id: &str, id: &str) -> (u16, Value) {
     let body = json!({"request_id": id, "chain": "evm", "network": "1",
         "data_type": "HASH", "data": format!("0x{}", "07".repeat(32))});
@@ -202,12 +224,19 @@ async fn dev_runs_reloads_on_sighup_stops_on_sigterm_and_resumes() {
     assert_eq!(st, 403, "{e}");
     assert_eq!(e["error"]["code"], "POLICY_DENIED");
 
-    // An invalid file + SIGHUP: refused, the previous set still decides, audited FAILED.
+    // A change goes in as a newer bundle (custos policy bundle + sign, here with the dev
+    // admins' keys). Signed by one admin of the 2 needed + SIGHUP: refused, the previous
+    // set still decides, audited FAILED.
+    let authority = layout.authority().clone();
+    assert_eq!(authority.bundle().unwrap().version, 1);
     std::fs::write(
-        policies.join("broken.cedar"),
-        "@id(\"broken\") permit (principal, action, resource) when { context.nope };",
+        policies.join("hash-ok.cedar"),
+        "@id(\"dev-hash\")\npermit (principal, action == Custos::Action::\"sign_hash\", resource in Custos::WalletGroup::\"blind-hash-allowed\");\n",
     )
     .unwrap();
+    let mut under_signed = Bundle::from_dir(&policies, 2).unwrap();
+    under_signed.sign(&authority.admin_key(0).unwrap()).unwrap();
+    under_signed.write(&authority.policy_bundle).unwrap();
     signal(&dev, "-HUP");
     let t0 = Instant::now();
     while policy_changes(&c).await.is_empty() {
@@ -224,13 +253,13 @@ async fn dev_runs_reloads_on_sighup_stops_on_sigterm_and_resumes() {
     let (st, _) = sign_hash(&c, &key_id, "h-2").await;
     assert_eq!(st, 403, "the previous set still decides");
 
-    // A valid change + SIGHUP: in force, audited OK; the group's hashes now sign.
-    std::fs::remove_file(policies.join("broken.cedar")).unwrap();
-    std::fs::write(
-        policies.join("hash-ok.cedar"),
-        "@id(\"dev-hash\")\npermit (principal, action == Custos::Action::\"sign_hash\", resource in Custos::WalletGroup::\"blind-hash-allowed\");\n",
-    )
-    .unwrap();
+    // Signed by both + SIGHUP: in force on the host and the nodes, audited OK; the group's
+    // hashes now sign.
+    authority
+        .signed_bundle(&policies, 2)
+        .unwrap()
+        .write(&authority.policy_bundle)
+        .unwrap();
     signal(&dev, "-HUP");
     let t0 = Instant::now();
     while policy_changes(&c).await.len() < 2 {
@@ -244,6 +273,46 @@ async fn dev_runs_reloads_on_sighup_stops_on_sigterm_and_resumes() {
     let (st, r) = sign_hash(&c, &key_id, "h-3").await;
     assert_eq!(st, 200, "{r}");
     let first_sig = r["signature"].as_str().unwrap().to_string();
+
+    // Over the limit: held; each approver approves through `custos call --approver N`,
+    // which signs the request's approval statement with the approver's key.
+    let creds_file = data.join("credentials.json");
+    let (st, r) = c
+        .call(
+            "POST",
+            &format!("/api/v1/keys/{key_id}/sign"),
+            Some(
+                &json!({"request_id": "big-1", "chain": "evm", "data_type": "RAW_TX",
+                "data": BIG_TRANSFER}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st, 202, "{r}");
+    let approve = |n: &str| {
+        call(
+            &creds_file,
+            &[
+                "--approver",
+                n,
+                "POST",
+                "/api/v1/requests/big-1/approve",
+                r#"{"comment":"ok"}"#,
+            ],
+        )
+    };
+    let (code, out, err) = approve("1");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("signing as `approver-1`"), "{err}");
+    assert!(err.contains(r#""request_id":"big-1""#), "{err}");
+    let pending: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(pending["status"], "PENDING_APPROVAL", "{out}");
+    let sig = pending["approvals"][0]["statement_signature"].as_str();
+    assert_eq!(sig.map(str::len), Some(130), "{out}");
+    let (code, out, err) = approve("2");
+    assert_eq!(code, 0, "{out}{err}");
+    let signed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(signed["status"], "SIGNED", "{out}");
 
     // SIGTERM: a clean exit, and the nodes are gone with it.
     signal(&dev, "-TERM");
@@ -261,9 +330,11 @@ async fn dev_runs_reloads_on_sighup_stops_on_sigterm_and_resumes() {
         );
     }
 
-    // Again on the same folder: the same key, still signing, and the request id kept.
+    // Again on the same folder: the same key, still signing, and the request id kept. The
+    // policy folder is what bundle v2 holds, so v2 stays in force.
     let mut dev = start(&data, &listen, &policies, &log);
     wait_healthy(&mut dev, &c, &log).await;
+    assert_eq!(authority.bundle().unwrap().version, 2);
     let (st, k) = c
         .call("GET", &format!("/api/v1/keys/{key_id}"), None)
         .await
