@@ -41,7 +41,15 @@ fn main() {
             )
             .build(),
         )
-        .method(method("journal", "Journal", "crate::JournalRequest", "crate::JournalPage").build())
+        .method(
+            method(
+                "journal",
+                "Journal",
+                "crate::JournalRequest",
+                "crate::JournalPage",
+            )
+            .build(),
+        )
         .build();
     Builder::new().compile(&[svc]);
     println!("cargo:rerun-if-changed=build.rs");
