@@ -266,7 +266,7 @@ impl Pins {
         let (Some(vk), Ok(sig)) = (self.keys.get(id), Signature::from_slice(signature)) else {
             return false;
         };
-        vk.verify_strict(message, &sig).is_ok() && vk.verify(message, &sig).is_ok()
+        vk.verify_strict(message, &sig).is_ok()
     }
 }
 
