@@ -6,7 +6,7 @@
 //! "secret_key":"<64 hex>"}`. Pins: `{"threshold":2,"keys":[{"id","public_key","groups"}]}`
 //! (`threshold` is how many admins must sign a bundle; approver pins ignore it).
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
