@@ -6,12 +6,15 @@
 //!   the shard store and serves the host over mTLS until SIGTERM / Ctrl-C.
 //! - `custos-node gen-primes --count N --out FILE`: pregenerates CGGMP21 Paillier primes
 //!   (for test fixtures; the node's own pool fills itself in the background).
+//! - `custos-node ban --config FILE --key K --node N --reason TEXT`: records that this node
+//!   refuses every later session of key K with node N (as a DKLS23 `BanCounterparty` abort
+//!   does). The node must be stopped (its store is locked while it runs).
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use custos_node::seal::{Identity, Sealer};
 use custos_node::service::{NodeService, State};
-use custos_node::store::Store;
+use custos_node::store::{BanRecord, Store};
 use custos_node::{dek, engine};
 use custos_wire::{GroupFile, NodeConfig};
 use std::path::PathBuf;
@@ -47,6 +50,18 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Ban a node from every later session of a key with this node (node stopped).
+    Ban {
+        /// The key id.
+        #[arg(long)]
+        key: String,
+        /// The node to ban.
+        #[arg(long)]
+        node: u16,
+        /// Why (kept with the ban, one line).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,6 +82,10 @@ fn main() -> ExitCode {
             .config
             .context("--config is required")
             .and_then(|c| serve(&c, cli.stop_on_stdin_eof)),
+        Command::Ban { key, node, reason } => cli
+            .config
+            .context("--config is required")
+            .and_then(|c| ban(&c, &key, node, &reason)),
         Command::GenPrimes { count, out } => {
             engine::cggmp::generate_primes_json(count).and_then(|j| {
                 std::fs::write(&out, j).with_context(|| format!("writing `{}`", out.display()))
@@ -88,6 +107,42 @@ fn init(path: &std::path::Path) -> Result<()> {
     let d = dek::create(&cfg.dek_file, cfg.id, pass.as_bytes())?;
     let id = Identity::create(&cfg.identity_key, cfg.id, &d)?;
     println!("{}", hex::encode(id.public()));
+    Ok(())
+}
+
+fn ban(path: &std::path::Path, key_id: &str, node: u16, reason: &str) -> Result<()> {
+    let cfg = NodeConfig::load(path)?;
+    if !engine::valid_key_id(key_id) {
+        anyhow::bail!("key id `{key_id}` is not 1–128 characters of [A-Za-z0-9-_.:]");
+    }
+    if node == cfg.id {
+        anyhow::bail!("node {node} is this node: a node cannot ban itself");
+    }
+    let group = GroupFile::load(&cfg.group_file).map_err(anyhow::Error::msg)?;
+    if !group.nodes.iter().any(|n| n.id == node) {
+        anyhow::bail!("node {node} is not in the node group");
+    }
+    if reason.trim().is_empty() {
+        anyhow::bail!("--reason must say why");
+    }
+    let pass = dek::passphrase(&cfg.passphrase)?;
+    let d = dek::open(&cfg.dek_file, cfg.id, pass.as_bytes())?;
+    drop(pass);
+    let store = Store::open(&cfg.data_dir, cfg.id, &d).context(
+        "opening the store (is the node running? stop it first: its store is locked while it runs)",
+    )?;
+    drop(d);
+    let rec = BanRecord::new(key_id, node, &format!("operator: {reason}"));
+    store.put_ban(&rec)?;
+    tracing::warn!(
+        key = key_id,
+        banned = node,
+        "node banned from this key by the operator"
+    );
+    println!(
+        "node {} now refuses every session of key `{key_id}` with node {node} (since {})",
+        cfg.id, rec.since
+    );
     Ok(())
 }
 
@@ -138,7 +193,7 @@ fn serve(path: &std::path::Path, stop_on_stdin_eof: bool) -> Result<()> {
             )?;
     }
 
-    let state = Arc::new(State::new(
+    let state = State::new(
         cfg.id,
         store,
         sealer,
@@ -150,7 +205,20 @@ fn serve(path: &std::path::Path, stop_on_stdin_eof: bool) -> Result<()> {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(60),
         ),
-    ));
+    );
+    let state = Arc::new(match &cfg.authority {
+        Some(a) => {
+            // A plugin whose sha256 differs from this node's pin, or a bundle that does
+            // not verify, stops start-up here.
+            let authority = custos_node::authority::NodeAuthority::open(cfg.id, a, &state.store)
+                .context("loading this node's authority (plugins, pins, policy bundle)")?;
+            state.with_authority(Arc::new(authority))
+        }
+        None => {
+            tracing::warn!("no [authority] in the config: this node signs nothing");
+            state
+        }
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -1,12 +1,25 @@
 //! End-to-end sealing of protocol messages between nodes, so the host relaying them can
-//! neither read nor alter them undetected.
+//! neither read nor alter them undetected, nor replay them into another run.
 //!
 //! Each node has a static X25519 identity key (its file encrypted under the node's DEK);
-//! every node's public identity is pinned in the group file. The key for messages from A
-//! to B in session S is HKDF-SHA256(X25519(A, B), salt = S, info = "custos-seal-v1" ‖ A ‖ B):
-//! distinct per session and per direction. ChaCha20-Poly1305 with the per-direction
-//! sequence number as nonce and the whole envelope header as associated data: a
-//! replayed, reordered, redirected or altered message fails to open.
+//! every node's public identity is pinned in the group file. Each session, each node also
+//! makes a fresh ephemeral X25519 key ([`Ephemeral`]) and sends its public half to every
+//! peer in the session's hello. The key for messages from A to B in session S is
+//!
+//! ```text
+//! HKDF-SHA256(ikm  = X25519(static A, static B) ‖ X25519(ephemeral A, ephemeral B),
+//!             salt = S,
+//!             info = "custos-seal-v2" ‖ A ‖ B ‖ ephemeral public A ‖ ephemeral public B)
+//! ```
+//!
+//! distinct per session, per run and per direction: the host chooses S, but not the
+//! ephemeral keys, so a session id it replays (after a node restart, say) never brings back
+//! a key or a nonce sequence, and recorded messages never open in another run. A host that
+//! substitutes an ephemeral public key in a hello lacks the static secrets, so it cannot
+//! derive either side's key; the two sides derive different keys and the first sealed
+//! message fails to open, naming its sender. ChaCha20-Poly1305 with the per-direction
+//! sequence number as nonce and the whole envelope header as associated data: a replayed,
+//! reordered, redirected or altered message fails to open.
 
 use aes_gcm::aead::Payload;
 use chacha20poly1305::aead::{Aead, KeyInit};
@@ -28,6 +41,14 @@ pub struct Identity {
 impl Identity {
     pub fn public(&self) -> [u8; 32] {
         PublicKey::from(&self.secret).to_bytes()
+    }
+
+    /// A fresh identity kept in memory only (tests).
+    #[doc(hidden)]
+    pub fn generate_unsaved() -> Self {
+        Self {
+            secret: StaticSecret::random_from_rng(OsRng),
+        }
     }
 
     fn wrap_aad(node: NodeId) -> Vec<u8> {
@@ -101,20 +122,108 @@ pub enum SealError {
     #[error("node {0} is not in the node group (no pinned identity)")]
     UnknownPeer(NodeId),
     #[error(
-        "sealed message from node {from} to node {to} failed authentication (altered, replayed or forged in transit)"
+        "sealed message from node {from} to node {to} failed authentication (altered, replayed, forged in transit, or sealed under another run's keys)"
     )]
     Open { from: NodeId, to: NodeId },
+    #[error(
+        "the ephemeral key node {0} sent for this session is not usable (a low-order point: substituted in transit)"
+    )]
+    WeakEphemeral(NodeId),
     #[error("sealing failed")]
     Seal,
 }
 
-/// Seals and opens envelopes for one node, with the group's pinned identities.
+/// This node's ephemeral X25519 key for one session: made fresh from the OS CSPRNG for
+/// each session and dropped with it (x25519-dalek zeroizes the secret on drop). No `Debug`.
+pub struct Ephemeral {
+    secret: StaticSecret,
+}
+
+impl Ephemeral {
+    pub fn generate() -> Self {
+        Self {
+            secret: StaticSecret::random_from_rng(OsRng),
+        }
+    }
+
+    /// What the hello carries.
+    pub fn public(&self) -> [u8; 32] {
+        PublicKey::from(&self.secret).to_bytes()
+    }
+}
+
+/// The keys of one session between this node and one peer, both directions. Zeroized on
+/// drop; no `Debug`.
+pub struct Channel {
+    me: NodeId,
+    peer: NodeId,
+    send: Zeroizing<[u8; 32]>,
+    recv: Zeroizing<[u8; 32]>,
+}
+
+impl Channel {
+    pub fn peer(&self) -> NodeId {
+        self.peer
+    }
+
+    fn nonce(seq: u32) -> [u8; 12] {
+        let mut n = [0u8; 12];
+        n[8..].copy_from_slice(&seq.to_be_bytes());
+        n
+    }
+
+    /// Fills `env.payload` with `plaintext` sealed for the peer (header fields set first).
+    pub fn seal(&self, env: &mut Envelope, plaintext: &[u8]) -> Result<(), SealError> {
+        if env.from != self.me || env.to != self.peer {
+            return Err(SealError::Seal);
+        }
+        let cipher =
+            ChaCha20Poly1305::new_from_slice(&self.send[..]).map_err(|_| SealError::Seal)?;
+        env.payload = cipher
+            .encrypt(
+                &Nonce::from(Self::nonce(env.seq)),
+                Payload {
+                    msg: plaintext,
+                    aad: &env.header_bytes(),
+                },
+            )
+            .map_err(|_| SealError::Seal)?;
+        Ok(())
+    }
+
+    /// Opens an envelope from the peer to this node.
+    pub fn open(&self, env: &Envelope) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        let fail = SealError::Open {
+            from: env.from,
+            to: env.to,
+        };
+        if env.to != self.me || env.from != self.peer {
+            return Err(fail);
+        }
+        let cipher = ChaCha20Poly1305::new_from_slice(&self.recv[..]).map_err(|_| fail)?;
+        cipher
+            .decrypt(
+                &Nonce::from(Self::nonce(env.seq)),
+                Payload {
+                    msg: &env.payload,
+                    aad: &env.header_bytes(),
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| SealError::Open {
+                from: env.from,
+                to: env.to,
+            })
+    }
+}
+
+/// Derives session keys for one node, with the group's pinned identities.
 pub struct Sealer {
     me: NodeId,
     identity: Identity,
-    /// X25519(me, peer) per pinned peer, computed once: it is the same for every
-    /// message, and recomputing it per message was a noticeable part of a signature's
-    /// CPU. Zeroized on drop; never leaves this struct.
+    /// X25519(me, peer) per pinned peer, computed once: it is the same for every session,
+    /// and recomputing it was a noticeable part of a signature's CPU. Zeroized on drop;
+    /// never leaves this struct.
     shared: BTreeMap<NodeId, Zeroizing<[u8; 32]>>,
 }
 
@@ -154,64 +263,185 @@ impl Sealer {
         self.identity.public()
     }
 
-    fn key(
+    /// The session's keys with `peer`, from this node's ephemeral key and the ephemeral
+    /// public key the peer's hello carried (the module doc has the derivation).
+    pub fn channel(
         &self,
         session: &SessionId,
-        from: NodeId,
-        to: NodeId,
-    ) -> Result<ChaCha20Poly1305, SealError> {
-        let peer = if from == self.me { to } else { from };
-        let shared = self.shared.get(&peer).ok_or(SealError::UnknownPeer(peer))?;
-        let hk = Hkdf::<Sha256>::new(Some(session), &shared[..]);
-        let mut info = b"custos-seal-v1".to_vec();
-        info.extend_from_slice(&from.to_be_bytes());
-        info.extend_from_slice(&to.to_be_bytes());
-        let mut okm = Zeroizing::new([0u8; 32]);
-        hk.expand(&info, &mut *okm).map_err(|_| SealError::Seal)?;
-        ChaCha20Poly1305::new_from_slice(&*okm).map_err(|_| SealError::Seal)
-    }
-
-    fn nonce(seq: u32) -> [u8; 12] {
-        let mut n = [0u8; 12];
-        n[8..].copy_from_slice(&seq.to_be_bytes());
-        n
-    }
-
-    /// Fills `env.payload` with `plaintext` sealed for `env.to` (header fields set first).
-    pub fn seal(&self, env: &mut Envelope, plaintext: &[u8]) -> Result<(), SealError> {
-        debug_assert_eq!(env.from, self.me);
-        let cipher = self.key(&env.session, env.from, env.to)?;
-        env.payload = cipher
-            .encrypt(
-                &Nonce::from(Self::nonce(env.seq)),
-                Payload {
-                    msg: plaintext,
-                    aad: &env.header_bytes(),
-                },
-            )
-            .map_err(|_| SealError::Seal)?;
-        Ok(())
-    }
-
-    /// Opens an envelope addressed to this node.
-    pub fn open(&self, env: &Envelope) -> Result<Zeroizing<Vec<u8>>, SealError> {
-        let fail = SealError::Open {
-            from: env.from,
-            to: env.to,
-        };
-        if env.to != self.me || env.from == self.me {
-            return Err(fail);
+        peer: NodeId,
+        mine: &Ephemeral,
+        theirs: &[u8; 32],
+    ) -> Result<Channel, SealError> {
+        if peer == self.me {
+            return Err(SealError::UnknownPeer(peer));
         }
-        let cipher = self.key(&env.session, env.from, env.to)?;
-        cipher
-            .decrypt(
-                &Nonce::from(Self::nonce(env.seq)),
-                Payload {
-                    msg: &env.payload,
-                    aad: &env.header_bytes(),
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| fail)
+        let fixed = self.shared.get(&peer).ok_or(SealError::UnknownPeer(peer))?;
+        let eph = mine.secret.diffie_hellman(&PublicKey::from(*theirs));
+        // A low-order point gives a known (all-zero) ephemeral secret; the static part
+        // would still keep the key secret, but such a hello never comes from a node.
+        if !eph.was_contributory() {
+            return Err(SealError::WeakEphemeral(peer));
+        }
+        let mut ikm = Zeroizing::new([0u8; 64]);
+        ikm[..32].copy_from_slice(&fixed[..]);
+        ikm[32..].copy_from_slice(eph.as_bytes());
+        let hk = Hkdf::<Sha256>::new(Some(session), &ikm[..]);
+        let mine_pub = mine.public();
+        let key = |from: NodeId, to: NodeId, from_eph: &[u8; 32], to_eph: &[u8; 32]| {
+            let mut info = Vec::with_capacity(14 + 4 + 64);
+            info.extend_from_slice(b"custos-seal-v2");
+            info.extend_from_slice(&from.to_be_bytes());
+            info.extend_from_slice(&to.to_be_bytes());
+            info.extend_from_slice(from_eph);
+            info.extend_from_slice(to_eph);
+            let mut okm = Zeroizing::new([0u8; 32]);
+            hk.expand(&info, &mut okm[..])
+                .map_err(|_| SealError::Seal)?;
+            Ok::<_, SealError>(okm)
+        };
+        Ok(Channel {
+            me: self.me,
+            peer,
+            send: key(self.me, peer, &mine_pub, theirs)?,
+            recv: key(peer, self.me, theirs, &mine_pub)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custos_wire::Algo;
+
+    fn group(n: NodeId) -> Vec<Sealer> {
+        let ids: Vec<Identity> = (1..=n).map(|_| Identity::generate_unsaved()).collect();
+        let pins: BTreeMap<NodeId, [u8; 32]> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (i as NodeId + 1, id.public()))
+            .collect();
+        ids.into_iter()
+            .enumerate()
+            .map(|(i, id)| Sealer::new(i as NodeId + 1, id, &pins).unwrap())
+            .collect()
+    }
+
+    fn env(session: SessionId, from: NodeId, to: NodeId, seq: u32) -> Envelope {
+        Envelope {
+            session,
+            algo: Algo::Dkls23,
+            round: 1,
+            part: 0,
+            from,
+            to,
+            broadcast: false,
+            seq,
+            payload: vec![],
+        }
+    }
+
+    /// Both ends of 1 -> 2 in one run, from each side's own ephemeral key and the other's
+    /// public one.
+    fn pair(g: &[Sealer], s: &SessionId, e1: &Ephemeral, e2: &Ephemeral) -> (Channel, Channel) {
+        (
+            g[0].channel(s, 2, e1, &e2.public()).unwrap(),
+            g[1].channel(s, 1, e2, &e1.public()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn both_sides_derive_the_same_keys_per_direction() {
+        let g = group(2);
+        let (e1, e2) = (Ephemeral::generate(), Ephemeral::generate());
+        let (c1, c2) = pair(&g, &[1; 16], &e1, &e2);
+        assert_eq!(*c1.send, *c2.recv);
+        assert_eq!(*c1.recv, *c2.send);
+        assert_ne!(*c1.send, *c1.recv, "each direction has its own key");
+        let mut m = env([1; 16], 1, 2, 0);
+        c1.seal(&mut m, b"hello").unwrap();
+        assert_eq!(&c2.open(&m).unwrap()[..], b"hello");
+        let mut back = env([1; 16], 2, 1, 0);
+        c2.seal(&mut back, b"back").unwrap();
+        assert_eq!(&c1.open(&back).unwrap()[..], b"back");
+    }
+
+    #[test]
+    fn another_ephemeral_key_gives_another_key_under_the_same_session_id() {
+        let g = group(2);
+        let s = [7; 16];
+        let e2 = Ephemeral::generate();
+        let (a, _) = pair(&g, &s, &Ephemeral::generate(), &e2);
+        let (b, b2) = pair(&g, &s, &Ephemeral::generate(), &e2);
+        assert_ne!(*a.send, *b.send);
+        assert_ne!(*a.recv, *b.recv);
+        // A message recorded in the first run does not open in the second, though the
+        // session id, the nodes, the sequence number and the header are all the same.
+        let mut recorded = env(s, 1, 2, 0);
+        a.seal(&mut recorded, b"first run").unwrap();
+        let e = b2.open(&recorded).err().unwrap().to_string();
+        assert!(
+            e.contains("from node 1 to node 2 failed authentication"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_substituted_ephemeral_key_leaves_the_sides_unable_to_talk() {
+        let g = group(3);
+        let s = [3; 16];
+        let (e1, e2, host) = (
+            Ephemeral::generate(),
+            Ephemeral::generate(),
+            Ephemeral::generate(),
+        );
+        // The host gives node 2 its own ephemeral public key in place of node 1's.
+        let c1 = g[0].channel(&s, 2, &e1, &e2.public()).unwrap();
+        let c2 = g[1].channel(&s, 1, &e2, &host.public()).unwrap();
+        let mut m = env(s, 1, 2, 0);
+        c1.seal(&mut m, b"secret").unwrap();
+        assert!(matches!(
+            c2.open(&m),
+            Err(SealError::Open { from: 1, to: 2 })
+        ));
+        // Node 3 (whose static key the host might hold in place of the host's own)
+        // derives nothing that opens it either: the static X25519 part is 1 and 2's.
+        let c3 = g[2].channel(&s, 1, &host, &e1.public()).unwrap();
+        let mut relabelled = m.clone();
+        relabelled.to = 3;
+        assert!(c3.open(&relabelled).is_err());
+    }
+
+    #[test]
+    fn a_low_order_ephemeral_key_is_refused_naming_the_sender() {
+        let g = group(2);
+        let e = g[0]
+            .channel(&[0; 16], 2, &Ephemeral::generate(), &[0u8; 32])
+            .err()
+            .unwrap();
+        assert!(matches!(e, SealError::WeakEphemeral(2)));
+        assert!(e.to_string().contains("node 2"));
+    }
+
+    #[test]
+    fn the_session_id_and_the_header_are_bound() {
+        let g = group(2);
+        let (e1, e2) = (Ephemeral::generate(), Ephemeral::generate());
+        let (c1, _) = pair(&g, &[1; 16], &e1, &e2);
+        let (_, other_session) = pair(&g, &[2; 16], &e1, &e2);
+        let mut m = env([1; 16], 1, 2, 5);
+        c1.seal(&mut m, b"x").unwrap();
+        assert!(other_session.open(&m).is_err());
+        let (_, c2) = pair(&g, &[1; 16], &e1, &e2);
+        for alter in [
+            |e: &mut Envelope| e.seq += 1,
+            |e: &mut Envelope| e.round += 1,
+            |e: &mut Envelope| e.part += 1,
+            |e: &mut Envelope| e.broadcast = true,
+        ] {
+            let mut altered = m.clone();
+            alter(&mut altered);
+            assert!(c2.open(&altered).is_err());
+        }
+        assert!(c2.open(&m).is_ok());
     }
 }

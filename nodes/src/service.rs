@@ -1,17 +1,23 @@
 //! The node's gRPC service over mTLS: only the host (a client certificate from the
 //! internal CA carrying the host's name) may call it. Sessions run on blocking threads
 //! (the threshold protocols are CPU-bound between messages).
+//!
+//! A `Start` is refused, with the reason named, when it is malformed, when its `issued_at`
+//! is more than [`START_WINDOW_SECS`] from this node's clock, when this node has banned a
+//! participant from that key, or when its session id is on record (every accepted id is
+//! recorded durably before the session runs, and kept for twice the window).
 
+use crate::authority::NodeAuthority;
 use crate::engine;
 use crate::net::Net;
 use crate::seal::Sealer;
 use crate::store::{Kind, Store};
 use custos_wire::rpc::node_server::Node;
 use custos_wire::{
-    DestroyRequest, Destroyed, Failure, FailureKind, Health, HealthRequest, HostFrame, NodeFrame,
-    NodeId, SessionId, Start, WIRE_VERSION,
+    Ban, BundleInstalled, DestroyRequest, Destroyed, Failure, FailureKind, Health, HealthRequest,
+    HostFrame, InstallBundle, JournalPage, JournalRequest, NodeFrame, NodeId, Start, WIRE_VERSION,
 };
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,8 +34,23 @@ pub struct State {
     pub started: Instant,
     /// How long a session waits for any one message before it fails naming the node.
     pub message_timeout: Duration,
-    /// Session ids seen recently: a replayed `Start` is refused.
-    seen: Mutex<(HashSet<SessionId>, VecDeque<SessionId>)>,
+    /// When session records were last pruned (unix seconds); pruning runs at most once a
+    /// minute, off the request path.
+    last_prune: Mutex<u64>,
+    /// What this node checks before it signs; `None`: it signs nothing.
+    pub authority: Option<Arc<NodeAuthority>>,
+}
+
+/// How far a `Start`'s `issued_at` may be from this node's clock, either way. Session ids
+/// are kept on record for twice this.
+pub const START_WINDOW_SECS: u64 = 600;
+
+/// This node's clock, unix seconds.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl State {
@@ -49,25 +70,34 @@ impl State {
             host_name,
             started: Instant::now(),
             message_timeout,
-            seen: Mutex::new((HashSet::new(), VecDeque::new())),
+            last_prune: Mutex::new(0),
+            authority: None,
         }
     }
 
-    fn first_use(&self, s: &SessionId) -> bool {
-        let mut g = match self.seen.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if !g.0.insert(*s) {
-            return false;
-        }
-        g.1.push_back(*s);
-        if g.1.len() > 100_000
-            && let Some(old) = g.1.pop_front()
+    pub fn with_authority(mut self, a: Arc<NodeAuthority>) -> Self {
+        self.authority = Some(a);
+        self
+    }
+
+    /// Forgets session records older than twice the window, at most once a minute.
+    fn prune_sessions(&self) {
+        let now = now_secs();
         {
-            g.0.remove(&old);
+            let mut last = self.last_prune.lock().unwrap_or_else(|p| p.into_inner());
+            if now.saturating_sub(*last) < 60 {
+                return;
+            }
+            *last = now;
         }
-        true
+        match self
+            .store
+            .prune_sessions(now.saturating_sub(2 * START_WINDOW_SECS))
+        {
+            Ok(n) if n > 0 => tracing::debug!(pruned = n, "old session ids forgotten"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("pruning session ids: {e}"),
+        }
     }
 }
 
@@ -117,6 +147,40 @@ fn check_start(state: &State, s: &Start) -> Result<(), String> {
     if s.participants.len() < 2 {
         return Err("a session needs at least two nodes".into());
     }
+    check_issued_at(s.issued_at, now_secs())
+}
+
+fn check_issued_at(issued_at: u64, now: u64) -> Result<(), String> {
+    let off = issued_at.abs_diff(now);
+    if off > START_WINDOW_SECS {
+        let dir = if issued_at < now {
+            "behind"
+        } else {
+            "ahead of"
+        };
+        return Err(format!(
+            "start refused: issued at {issued_at}, {off} s {dir} this node's clock (window {START_WINDOW_SECS} s): stale, replayed or a clock out of sync"
+        ));
+    }
+    Ok(())
+}
+
+/// The ban (if any) that keeps this node from running `s`: one of its participants is
+/// banned from sessions of its key.
+fn check_bans(state: &State, s: &Start) -> Result<(), Status> {
+    let key_id = s.op.key_id();
+    for p in s.participants.iter().filter(|p| **p != state.id) {
+        match state.store.get_ban(key_id, *p) {
+            Ok(None) => {}
+            Ok(Some(b)) => {
+                return Err(Status::failed_precondition(format!(
+                    "node {} refuses sessions of key `{key_id}` with node {p}: node {p} is banned from this key since {} ({})",
+                    state.id, b.since, b.reason
+                )));
+            }
+            Err(e) => return Err(Status::internal(e.to_string())),
+        }
+    }
     Ok(())
 }
 
@@ -131,6 +195,18 @@ impl Node for NodeService {
             .store
             .list(Kind::Shard)
             .map_err(|e| Status::internal(e.to_string()))?;
+        let bans = self
+            .state
+            .store
+            .bans()
+            .map_err(|e| Status::internal(e.to_string()))?
+            .into_iter()
+            .map(|b| Ban {
+                key_id: b.key_id,
+                node: b.node,
+                since: b.since,
+            })
+            .collect();
         Ok(Response::new(Health {
             node_id: self.state.id,
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -138,6 +214,7 @@ impl Node for NodeService {
             uptime_secs: self.state.started.elapsed().as_secs(),
             identity: self.state.sealer.identity_public(),
             keys,
+            bans,
         }))
     }
 
@@ -155,8 +232,21 @@ impl Node for NodeService {
             None => return Err(Status::invalid_argument("empty session")),
         };
         check_start(&self.state, &start).map_err(Status::invalid_argument)?;
-        if !self.state.first_use(&start.session) {
-            return Err(Status::already_exists("this session id was used before"));
+        check_bans(&self.state, &start)?;
+        // Recorded (synced) before anything runs: a node restarted a moment later still
+        // refuses the same id.
+        let first = self
+            .state
+            .store
+            .record_session(&start.session, start.issued_at)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        if !first {
+            tracing::warn!(session = %hex::encode(start.session), "refused a session id used before");
+            return Err(Status::already_exists(format!(
+                "session id {} was used before on node {}: refused (a replayed start)",
+                hex::encode(start.session),
+                self.state.id
+            )));
         }
         let (out_tx, out_rx) = mpsc::channel::<Result<NodeFrame, Status>>(256);
         let (in_tx, in_rx) = mpsc::channel::<HostFrame>(256);
@@ -174,23 +264,38 @@ impl Node for NodeService {
                 let session = hex::encode(start.session);
                 tracing::info!(%session, algo = start.algo.as_str(), op = start.op.name(), key = start.op.key_id(), "session started");
                 let t0 = Instant::now();
+                state.prune_sessions();
                 let mut net = Net::new(
                     state.sealer.clone(),
                     start.session,
+                    start.issued_at,
                     start.algo,
                     start.participants.clone(),
                     out_tx.clone(),
                     in_rx,
                     state.message_timeout,
                 );
-                let frame = match engine::run(&mut net, &state.store, start.algo, &start.op).await {
+                let ran = match net.hello().await {
+                    Ok(()) => {
+                        engine::run(
+                            &mut net,
+                            &state.store,
+                            state.authority.as_deref(),
+                            start.algo,
+                            &start.op,
+                        )
+                        .await
+                    }
+                    Err(f) => Err(f.into()),
+                };
+                let frame = match ran {
                     Ok(out) => {
                         tracing::info!(%session, ms = t0.elapsed().as_millis() as u64, "session done");
                         NodeFrame::Done(out)
                     }
                     Err(e) => {
-                        tracing::warn!(%session, kind = ?e.0.kind, blame = ?e.0.blame, message = %e.0.message, "session failed");
-                        NodeFrame::Failed(e.0)
+                        tracing::warn!(%session, kind = ?e.failure.kind, blame = ?e.failure.blame, message = %e.failure.message, "session failed");
+                        NodeFrame::Failed(e.failure)
                     }
                 };
                 let _ = out_tx.send(Ok(frame)).await;
@@ -215,6 +320,39 @@ impl Node for NodeService {
         tracing::info!(key = %key_id, existed, "shard destroyed");
         Ok(Response::new(Destroyed { existed }))
     }
+
+    async fn install_bundle(
+        &self,
+        req: Request<InstallBundle>,
+    ) -> Result<Response<BundleInstalled>, Status> {
+        check_host(&self.state, &req)?;
+        let Some(a) = &self.state.authority else {
+            return Err(Status::failed_precondition(
+                "this node has no authority config; it takes no policy bundle",
+            ));
+        };
+        a.install(&self.state.store, &req.into_inner().bundle)
+            .map(Response::new)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "policy bundle refused");
+                Status::permission_denied(format!("policy bundle refused: {e}"))
+            })
+    }
+
+    async fn journal(&self, req: Request<JournalRequest>) -> Result<Response<JournalPage>, Status> {
+        check_host(&self.state, &req)?;
+        let Some(a) = &self.state.authority else {
+            return Ok(Response::new(JournalPage {
+                entries: vec![],
+                chain_ok: true,
+                head_seq: 0,
+            }));
+        };
+        let r = req.into_inner();
+        a.journal_page(&self.state.store, r.after_seq, r.limit)
+            .map(Response::new)
+            .map_err(Status::internal)
+    }
 }
 
 /// A failure frame for errors outside any engine.
@@ -223,5 +361,23 @@ pub fn failure(kind: FailureKind, message: impl Into<String>) -> Failure {
         kind,
         message: message.into(),
         blame: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_at_must_be_within_the_window_either_way() {
+        let now = 1_800_000_000;
+        assert!(check_issued_at(now, now).is_ok());
+        assert!(check_issued_at(now - START_WINDOW_SECS, now).is_ok());
+        assert!(check_issued_at(now + START_WINDOW_SECS, now).is_ok());
+        let e = check_issued_at(now - START_WINDOW_SECS - 1, now).unwrap_err();
+        assert!(e.contains("601 s behind this node's clock"), "{e}");
+        let e = check_issued_at(now + 3600, now).unwrap_err();
+        assert!(e.contains("3600 s ahead of this node's clock"), "{e}");
+        assert!(check_issued_at(0, now).is_err());
     }
 }

@@ -9,11 +9,15 @@
 //! engine's type wipes itself (DKLS23 shares are held in `Zeroizing`). The node's DEK is
 //! resident for the same lifetime, so this keeps nothing in memory that memory did not
 //! already give access to.
+//!
+//! Besides shards: every session id the node accepted (so a replayed `Start` is refused
+//! after a restart too) and the bans (nodes this node refuses to run sessions of a key
+//! with), both written synced.
 
 use crate::dek::Dek;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use custos_wire::{Algo, Curve, NodeId};
+use custos_wire::{Algo, Curve, NodeId, SessionId};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use std::any::Any;
@@ -32,6 +36,17 @@ pub enum Kind {
     Aux,
     /// Pregenerated Paillier primes waiting to be used (the pool).
     Primes,
+    /// The signed policy bundle the host installed last (`current`).
+    Bundle,
+    /// The signing journal, one record per signature contributed to (by sequence number).
+    Journal,
+    /// The node's own velocity ledger: what it co-signed per wallet and asset, 24 h.
+    Ledger,
+    /// A session id this node accepted (named by the id in hex; the value is the
+    /// `issued_at` and the time it was recorded, 8 bytes each, big-endian).
+    Session,
+    /// A ban ([`BanRecord`], named `{key_id}/{node}`).
+    Ban,
 }
 
 impl Kind {
@@ -40,6 +55,11 @@ impl Kind {
             Kind::Shard => "shard/",
             Kind::Aux => "aux/",
             Kind::Primes => "primes/",
+            Kind::Bundle => "bundle/",
+            Kind::Journal => "journal/",
+            Kind::Ledger => "ledger/",
+            Kind::Session => "session/",
+            Kind::Ban => "ban/",
         }
     }
 }
@@ -71,6 +91,50 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Shard => "shard of key",
         Kind::Aux => "aux info",
         Kind::Primes => "primes",
+        Kind::Bundle => "policy bundle",
+        Kind::Journal => "journal entry",
+        Kind::Ledger => "ledger entry",
+        Kind::Session => "session id",
+        Kind::Ban => "ban",
+    }
+}
+
+/// The format version of [`BanRecord`] (inside the encrypted store record).
+pub const BAN_FORMAT: u8 = 1;
+
+/// Node `node` is banned from every session of key `key_id` with this node: DKLS23
+/// `BanCounterparty`, or an operator's `custos-node ban`. Never expires; stored as
+/// postcard, format [`BAN_FORMAT`] (pinned by a test below).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanRecord {
+    pub format: u8,
+    pub key_id: String,
+    pub node: NodeId,
+    /// Unix seconds, this node's clock.
+    pub since: u64,
+    /// Why, one line (the protocol failure, or the operator's text).
+    pub reason: String,
+}
+
+impl BanRecord {
+    /// A ban from now, the reason cut to one line of at most 500 characters.
+    pub fn new(key_id: &str, node: NodeId, reason: &str) -> Self {
+        let one_line: String = reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(500)
+            .collect();
+        Self {
+            format: BAN_FORMAT,
+            key_id: key_id.to_string(),
+            node,
+            since: crate::service::now_secs(),
+            reason: one_line.trim().to_string(),
+        }
+    }
+
+    fn name(key_id: &str, node: NodeId) -> String {
+        format!("{key_id}/{node}")
     }
 }
 
@@ -101,6 +165,8 @@ pub struct Store {
     cipher: Aes256Gcm,
     node: NodeId,
     decoded: Mutex<DecodedShares>,
+    /// Makes "is this session id on record? then record it" one step.
+    sessions: Mutex<()>,
 }
 
 /// How many keys' decoded shares a node keeps in memory.
@@ -148,6 +214,7 @@ impl Store {
             cipher,
             node,
             decoded: Mutex::new(DecodedShares::default()),
+            sessions: Mutex::new(()),
         })
     }
 
@@ -212,6 +279,52 @@ impl Store {
 
     fn db_key(kind: Kind, name: &str) -> Vec<u8> {
         format!("{}{}", kind.prefix(), name).into_bytes()
+    }
+
+    /// Writes several records in one synced, atomic batch (none of them a shard).
+    pub fn put_batch(&self, records: &[(Kind, &str, &[u8])]) -> Result<(), StoreError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for (kind, name, plaintext) in records {
+            debug_assert!(*kind != Kind::Shard);
+            batch.put(
+                Self::db_key(*kind, name),
+                self.seal_value(*kind, name, plaintext)?,
+            );
+        }
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .write_opt(batch, &wo)
+            .map_err(|e| StoreError::Db(e.to_string()))
+    }
+
+    /// Deletes a record that holds no secret (a tombstone is enough; see [`Store::erase`]
+    /// for shards).
+    pub fn remove(&self, kind: Kind, name: &str) -> Result<(), StoreError> {
+        debug_assert!(kind != Kind::Shard);
+        self.db
+            .delete(Self::db_key(kind, name))
+            .map_err(|e| StoreError::Db(e.to_string()))
+    }
+
+    fn seal_value(&self, kind: Kind, name: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut nonce = [0u8; 12];
+        OsRng.fill_bytes(&mut nonce);
+        let ct = self
+            .cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad(self.node, kind, name),
+                },
+            )
+            .map_err(|_| StoreError::Db("encryption failed".into()))?;
+        let mut value = Vec::with_capacity(1 + 12 + ct.len());
+        value.push(VERSION);
+        value.extend_from_slice(&nonce);
+        value.extend_from_slice(&ct);
+        Ok(value)
     }
 
     pub fn put(&self, kind: Kind, name: &str, plaintext: &[u8]) -> Result<(), StoreError> {
@@ -345,6 +458,87 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Records a session id (synced) unless it is on record already: false then.
+    pub fn record_session(&self, id: &SessionId, issued_at: u64) -> Result<bool, StoreError> {
+        let _one_at_a_time = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let name = hex::encode(id);
+        if self.exists(Kind::Session, &name)? {
+            return Ok(false);
+        }
+        let mut value = [0u8; 16];
+        value[..8].copy_from_slice(&issued_at.to_be_bytes());
+        value[8..].copy_from_slice(&crate::service::now_secs().to_be_bytes());
+        self.put(Kind::Session, &name, &value)?;
+        Ok(true)
+    }
+
+    /// Forgets the session ids issued before `before` (unix seconds); returns how many.
+    /// A record that does not open is kept (and its id stays refused).
+    pub fn prune_sessions(&self, before: u64) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for name in self.list(Kind::Session)? {
+            let Ok(Some(v)) = self.get(Kind::Session, &name) else {
+                continue;
+            };
+            let issued_at = v
+                .get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
+            if issued_at.is_some_and(|t| t < before) {
+                let mut wo = rocksdb::WriteOptions::default();
+                wo.set_sync(true);
+                self.db
+                    .delete_opt(Self::db_key(Kind::Session, &name), &wo)
+                    .map_err(|e| StoreError::Db(e.to_string()))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Records a ban (synced); a ban of the same node from the same key is replaced.
+    pub fn put_ban(&self, ban: &BanRecord) -> Result<(), StoreError> {
+        let bytes = postcard::to_stdvec(ban).map_err(|e| StoreError::Db(e.to_string()))?;
+        self.put(Kind::Ban, &BanRecord::name(&ban.key_id, ban.node), &bytes)
+    }
+
+    /// The ban of `node` from `key_id`, if this node recorded one.
+    pub fn get_ban(&self, key_id: &str, node: NodeId) -> Result<Option<BanRecord>, StoreError> {
+        self.read_ban(&BanRecord::name(key_id, node))
+    }
+
+    /// Every ban this node recorded.
+    pub fn bans(&self) -> Result<Vec<BanRecord>, StoreError> {
+        let mut out = Vec::new();
+        for name in self.list(Kind::Ban)? {
+            if let Some(b) = self.read_ban(&name)? {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_ban(&self, name: &str) -> Result<Option<BanRecord>, StoreError> {
+        let Some(bytes) = self.get(Kind::Ban, name)? else {
+            return Ok(None);
+        };
+        let ban: BanRecord = postcard::from_bytes(&bytes).map_err(|e| StoreError::Malformed {
+            kind: "ban",
+            name: name.to_string(),
+            message: e.to_string(),
+        })?;
+        if ban.format != BAN_FORMAT || BanRecord::name(&ban.key_id, ban.node) != name {
+            return Err(StoreError::Malformed {
+                kind: "ban",
+                name: name.to_string(),
+                message: format!("format {} or name does not match", ban.format),
+            });
+        }
+        Ok(Some(ban))
+    }
+}
+
 /// Tests only: the raw (encrypted) value of a record, read with the node stopped.
 #[doc(hidden)]
 pub fn raw_value(path: &Path, kind: Kind, name: &str) -> Option<Vec<u8>> {
@@ -456,6 +650,58 @@ mod tests {
             get(&store, &k, &calls).unwrap();
         }
         assert_eq!(store.decoded_count(), DECODED_SHARES);
+    }
+
+    #[test]
+    fn session_ids_are_recorded_once_kept_across_reopening_and_pruned_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let dek =
+            crate::dek::create(&dir.path().join("dek"), 1, b"a passphrase for tests").unwrap();
+        {
+            let store = Store::open(&dir.path().join("data"), 1, &dek).unwrap();
+            assert!(store.record_session(&[1; 16], 1_000).unwrap());
+            assert!(!store.record_session(&[1; 16], 5_000).unwrap(), "same id");
+            assert!(store.record_session(&[2; 16], 2_000).unwrap());
+        }
+        // Reopened (a restart): still on record.
+        let store = Store::open(&dir.path().join("data"), 1, &dek).unwrap();
+        assert!(!store.record_session(&[1; 16], 1_000).unwrap());
+        assert_eq!(store.prune_sessions(1_500).unwrap(), 1);
+        assert!(store.record_session(&[1; 16], 3_000).unwrap(), "pruned");
+        assert!(!store.record_session(&[2; 16], 2_000).unwrap(), "kept");
+    }
+
+    #[test]
+    fn bans_are_kept_and_listed() {
+        let (_dir, store) = open();
+        assert_eq!(store.get_ban("k", 3).unwrap(), None);
+        let b = BanRecord::new("k", 3, "DKLS23: bad\nOT check");
+        assert_eq!(b.reason, "DKLS23: bad OT check", "one line");
+        store.put_ban(&b).unwrap();
+        store
+            .put_ban(&BanRecord::new("other", 2, "operator"))
+            .unwrap();
+        assert_eq!(store.get_ban("k", 3).unwrap(), Some(b.clone()));
+        assert_eq!(store.get_ban("k", 2).unwrap(), None);
+        assert_eq!(store.bans().unwrap().len(), 2);
+    }
+
+    /// Style rule 7: the stored ban format, pinned byte for byte (format 1).
+    #[test]
+    fn ban_record_format_1_is_unchanged() {
+        let b = BanRecord {
+            format: 1,
+            key_id: "k-1".into(),
+            node: 3,
+            since: 1_700_000_000,
+            reason: "operator".into(),
+        };
+        let bytes = postcard::to_stdvec(&b).unwrap();
+        assert_eq!(
+            hex::encode(&bytes),
+            "01036b2d310380e2cfaa06086f70657261746f72"
+        );
+        assert_eq!(postcard::from_bytes::<BanRecord>(&bytes).unwrap(), b);
     }
 
     #[test]

@@ -61,7 +61,13 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
     for (n, pair) in pairs(&k.holders).into_iter().enumerate() {
         let hash: [u8; 32] = sha2_digest(format!("dkls message {n}").as_bytes());
         let s = coord
-            .sign_with(Algo::Dkls23, "k-dkls", &pair, &hash)
+            .sign_with(
+                Algo::Dkls23,
+                "k-dkls",
+                &pair,
+                &hash,
+                &common::hash_request(Algo::Dkls23, "k-dkls", &hash),
+            )
             .await
             .unwrap();
         verify_ecdsa(&k.public_key, &hash, &s.signature, s.recovery_id);
@@ -83,9 +89,15 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         "shard-frost-v1.toml",
     );
     for pair in pairs(&f.holders) {
-        let msg = format!("solana message signed by {pair:?}").into_bytes();
+        let msg = sha2_digest(format!("solana message signed by {pair:?}").as_bytes());
         let s = coord
-            .sign_with(Algo::Frost, "k-frost", &pair, &msg)
+            .sign_with(
+                Algo::Frost,
+                "k-frost",
+                &pair,
+                &msg,
+                &common::hash_request(Algo::Frost, "k-frost", &msg),
+            )
             .await
             .unwrap();
         assert_eq!(s.recovery_id, None);
@@ -102,7 +114,14 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
     );
     let hash = sha2_digest(b"after refresh");
     let s = coord
-        .sign(Algo::Dkls23, "k-dkls", &k.holders, 2, &hash)
+        .sign(
+            Algo::Dkls23,
+            "k-dkls",
+            &k.holders,
+            2,
+            &hash,
+            &common::hash_request(Algo::Dkls23, "k-dkls", &hash),
+        )
         .await
         .unwrap();
     verify_ecdsa(&k.public_key, &hash, &s.signature, s.recovery_id);
@@ -114,10 +133,17 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         f.public_key
     );
     let s = coord
-        .sign(Algo::Frost, "k-frost", &f.holders, 2, b"after refresh")
+        .sign(
+            Algo::Frost,
+            "k-frost",
+            &f.holders,
+            2,
+            &sha2_digest(b"after refresh"),
+            &common::hash_request(Algo::Frost, "k-frost", &sha2_digest(b"after refresh")),
+        )
         .await
         .unwrap();
-    verify_ed25519(&f.public_key, b"after refresh", &s.signature);
+    verify_ed25519(&f.public_key, &sha2_digest(b"after refresh"), &s.signature);
 
     // Two signers: no echo round (three message rounds of DKLS23, nothing after);
     // a three-node refresh keeps it (round 4).
@@ -127,7 +153,14 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         move |env: &mut custos_wire::Envelope| seen.lock().unwrap().push(env.round),
     )));
     let s = coord
-        .sign(Algo::Dkls23, "k-dkls", &k.holders, 2, &hash)
+        .sign(
+            Algo::Dkls23,
+            "k-dkls",
+            &k.holders,
+            2,
+            &hash,
+            &common::hash_request(Algo::Dkls23, "k-dkls", &hash),
+        )
         .await
         .unwrap();
     verify_ecdsa(&k.public_key, &hash, &s.signature, s.recovery_id);
@@ -161,6 +194,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
             &k.holders,
             2,
             &sha2_digest(b"tampered"),
+            &common::hash_request(Algo::Dkls23, "k-dkls", &sha2_digest(b"tampered")),
         )
         .await
         .unwrap_err();
@@ -177,7 +211,14 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
     }
     // The nodes are fine afterwards.
     let s = coord
-        .sign(Algo::Dkls23, "k-dkls", &k.holders, 2, &hash)
+        .sign(
+            Algo::Dkls23,
+            "k-dkls",
+            &k.holders,
+            2,
+            &hash,
+            &common::hash_request(Algo::Dkls23, "k-dkls", &hash),
+        )
         .await
         .unwrap();
     verify_ecdsa(&k.public_key, &hash, &s.signature, s.recovery_id);
@@ -199,7 +240,14 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         );
     }
     let err = coord
-        .sign(Algo::Dkls23, "k-gone", &g.holders, 2, &hash)
+        .sign(
+            Algo::Dkls23,
+            "k-gone",
+            &g.holders,
+            2,
+            &hash,
+            &common::hash_request(Algo::Dkls23, "k-gone", &hash),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -224,13 +272,27 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
     // The coordinator saw every holder up just now; a holder killed right after is found
     // out when it cannot open the session, and the other two sign instead.
     let s = coord
-        .sign(Algo::Dkls23, "k-dkls", &k.holders, 2, &hash)
+        .sign(
+            Algo::Dkls23,
+            "k-dkls",
+            &k.holders,
+            2,
+            &hash,
+            &common::hash_request(Algo::Dkls23, "k-dkls", &hash),
+        )
         .await
         .unwrap();
     assert!(s.signers.contains(&down1), "the first two holders sign");
     cluster.kill(down1);
     let s = coord
-        .sign(Algo::Dkls23, "k-dkls", &k.holders, 2, &hash)
+        .sign(
+            Algo::Dkls23,
+            "k-dkls",
+            &k.holders,
+            2,
+            &hash,
+            &common::hash_request(Algo::Dkls23, "k-dkls", &hash),
+        )
         .await
         .unwrap();
     assert!(!s.signers.contains(&down1));
@@ -238,7 +300,14 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
     let after = coord.keygen(Algo::Dkls23, "k-after", 2, 3).await.unwrap();
     assert!(!after.holders.contains(&down1));
     let s = coord
-        .sign(Algo::Dkls23, "k-dkls", &k.holders, 2, &hash)
+        .sign(
+            Algo::Dkls23,
+            "k-dkls",
+            &k.holders,
+            2,
+            &hash,
+            &common::hash_request(Algo::Dkls23, "k-dkls", &hash),
+        )
         .await
         .unwrap();
     assert!(!s.signers.contains(&down1));
@@ -246,7 +315,14 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
     let down2 = k.holders[1];
     cluster.kill(down2);
     let err = coord
-        .sign(Algo::Dkls23, "k-dkls", &k.holders, 2, &hash)
+        .sign(
+            Algo::Dkls23,
+            "k-dkls",
+            &k.holders,
+            2,
+            &hash,
+            &common::hash_request(Algo::Dkls23, "k-dkls", &hash),
+        )
         .await
         .unwrap_err();
     match &err {

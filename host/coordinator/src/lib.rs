@@ -7,16 +7,18 @@
 //! `custos dev`, the tests and the benchmarks run on one machine).
 //! Must not: read or alter a protocol payload (they are sealed node to node), hold any
 //! shard, or hang: every run has a deadline and every failure names the node at fault
-//! when one is known.
+//! when one is known. Never pairs two nodes one of which has banned the other from a key
+//! (learned from health; a node also refuses such a session itself).
 
+mod authority;
 pub mod cluster;
 pub mod pki;
 pub mod ports;
 
 use custos_wire::rpc::node_client::NodeClient;
 use custos_wire::{
-    Algo, DestroyRequest, Envelope, FailureKind, GroupFile, Health, HealthRequest, HostFrame,
-    NodeFrame, NodeId, Op, Output, SessionId, Start, WIRE_VERSION,
+    Algo, Ban, DestroyRequest, Envelope, FailureKind, GroupFile, Health, HealthRequest, HostFrame,
+    NodeFrame, NodeId, Op, Output, SessionId, SignRequest, Start, WIRE_VERSION,
 };
 use futures::StreamExt;
 use rand_core::{OsRng, RngCore};
@@ -58,6 +60,18 @@ pub enum CoordError {
     },
     #[error("timed out after {secs} s waiting for node(s) {}", list(waiting))]
     Timeout { secs: u64, waiting: Vec<NodeId> },
+    #[error(
+        "no allowed set of {needed} nodes for key `{key_id}` among the available ones ({}): {}",
+        list(available),
+        ban_list(bans)
+    )]
+    Banned {
+        key_id: String,
+        needed: usize,
+        available: Vec<NodeId>,
+        /// (the node that banned, the banned node)
+        bans: Vec<(NodeId, NodeId)>,
+    },
     #[error("{0}")]
     Config(String),
 }
@@ -69,7 +83,15 @@ fn kind_text(k: FailureKind) -> &'static str {
         FailureKind::Storage => "shard unusable",
         FailureKind::Protocol => "protocol failed",
         FailureKind::Aborted => "aborted",
+        FailureKind::Refused => "refused by the node's own checks",
     }
+}
+
+fn ban_list(bans: &[(NodeId, NodeId)]) -> String {
+    bans.iter()
+        .map(|(by, banned)| format!("node {by} has banned node {banned} from this key"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn list(v: &[NodeId]) -> String {
@@ -107,12 +129,30 @@ pub struct Coordinator {
     relay_hook: Mutex<Option<RelayHook>>,
     /// What was last learned of each node: up or not, and when.
     liveness: Mutex<BTreeMap<NodeId, (bool, Instant)>>,
+    /// Each node's bans as its last health answer listed them (kept while it is down):
+    /// no session pairs a node with a node it banned from that key.
+    bans: Mutex<BTreeMap<NodeId, Vec<Ban>>>,
+}
+
+/// One node as `GET /api/v1/nodes` shows it: what its health says, or only `up: false`
+/// (and the bans it last reported) when it does not answer.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub up: bool,
+    pub shard_count: Option<u64>,
+    /// Key ids the node holds a shard of.
+    pub keys: Option<Vec<String>>,
+    pub bans: Vec<Ban>,
+    pub version: Option<String>,
 }
 
 /// How one session run failed: before every participant had opened it (no protocol
 /// message was relayed; choosing other signers is safe), or after.
 enum Attempt {
     NotOpened(NodeId, CoordError),
+    /// The node refused because it banned another participant from the key.
+    Banned(NodeId, CoordError),
     Failed(CoordError),
 }
 
@@ -125,7 +165,7 @@ impl From<CoordError> for Attempt {
 impl Attempt {
     fn into_error(self) -> CoordError {
         match self {
-            Self::NotOpened(_, e) | Self::Failed(e) => e,
+            Self::NotOpened(_, e) | Self::Banned(_, e) | Self::Failed(e) => e,
         }
     }
 }
@@ -188,6 +228,7 @@ impl Coordinator {
             #[cfg(feature = "testing")]
             relay_hook: Mutex::new(None),
             liveness: Mutex::new(BTreeMap::new()),
+            bans: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -237,8 +278,58 @@ impl Coordinator {
     /// One node's health over mTLS; its identity must match the pinned one.
     pub async fn health(&self, id: NodeId) -> Result<Health, CoordError> {
         let h = self.check_health(id).await;
+        if let Ok(h) = &h {
+            self.bans
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, h.bans.clone());
+        }
         self.note(id, Some(h.is_ok()));
         h
+    }
+
+    /// The bans each node reported last (kept while a node is down).
+    pub fn known_bans(&self) -> BTreeMap<NodeId, Vec<Ban>> {
+        self.bans.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The pairs (banning node, banned node) that must not meet in a session of `key_id`.
+    fn banned_pairs(&self, key_id: &str) -> Vec<(NodeId, NodeId)> {
+        let bans = self.bans.lock().unwrap_or_else(|p| p.into_inner());
+        bans.iter()
+            .flat_map(|(by, list)| {
+                list.iter()
+                    .filter(|b| b.key_id == key_id)
+                    .map(move |b| (*by, b.node))
+            })
+            .collect()
+    }
+
+    /// Every node of the group, up (with what its health says) or down, asked now.
+    pub async fn nodes_status(&self) -> Vec<NodeStatus> {
+        let (up, _down) = self.survey().await;
+        let known = self.known_bans();
+        self.nodes
+            .keys()
+            .map(|id| match up.get(id) {
+                Some(h) => NodeStatus {
+                    id: *id,
+                    up: true,
+                    shard_count: Some(h.shard_count),
+                    keys: Some(h.keys.clone()),
+                    bans: h.bans.clone(),
+                    version: Some(h.version.clone()),
+                },
+                None => NodeStatus {
+                    id: *id,
+                    up: false,
+                    shard_count: None,
+                    keys: None,
+                    bans: known.get(id).cloned().unwrap_or_default(),
+                    version: None,
+                },
+            })
+            .collect()
     }
 
     async fn check_health(&self, id: NodeId) -> Result<Health, CoordError> {
@@ -345,17 +436,37 @@ impl Coordinator {
         holders: &[NodeId],
         threshold: usize,
         message: &[u8],
+        request: &SignRequest,
     ) -> Result<SignOutcome, CoordError> {
-        let signers = self.pick(holders, threshold).await?;
-        match self.sign_attempt(algo, key_id, &signers, message).await {
+        let signers = self.pick(key_id, holders, threshold).await?;
+        match self
+            .sign_attempt(algo, key_id, &signers, message, request)
+            .await
+        {
             Err(Attempt::NotOpened(node, e)) => {
                 tracing::warn!(
                     node,
                     "a chosen signer could not open the session ({e}); choosing again"
                 );
                 self.note(node, Some(false));
-                let signers = self.pick(holders, threshold).await?;
-                self.sign_attempt(algo, key_id, &signers, message)
+                let signers = self.pick(key_id, holders, threshold).await?;
+                self.sign_attempt(algo, key_id, &signers, message, request)
+                    .await
+                    .map_err(Attempt::into_error)
+            }
+            Err(Attempt::Banned(node, e)) => {
+                // The node knows a ban this host had not learned yet: learn it from the
+                // node's health and choose once more, without that pair.
+                tracing::warn!(
+                    node,
+                    "a chosen signer refused the session because of a ban ({e}); choosing again"
+                );
+                let _ = self.health(node).await;
+                let again = self.pick(key_id, holders, threshold).await?;
+                if again == signers {
+                    return Err(e);
+                }
+                self.sign_attempt(algo, key_id, &again, message, request)
                     .await
                     .map_err(Attempt::into_error)
             }
@@ -370,8 +481,9 @@ impl Coordinator {
         key_id: &str,
         signers: &[NodeId],
         message: &[u8],
+        request: &SignRequest,
     ) -> Result<SignOutcome, CoordError> {
-        self.sign_attempt(algo, key_id, signers, message)
+        self.sign_attempt(algo, key_id, signers, message, request)
             .await
             .map_err(Attempt::into_error)
     }
@@ -382,6 +494,7 @@ impl Coordinator {
         key_id: &str,
         signers: &[NodeId],
         message: &[u8],
+        request: &SignRequest,
     ) -> Result<SignOutcome, Attempt> {
         let mut s = signers.to_vec();
         s.sort_unstable();
@@ -391,6 +504,7 @@ impl Coordinator {
                 Op::Sign {
                     key_id: key_id.to_string(),
                     message: message.to_vec(),
+                    request: Box::new(request.clone()),
                 },
                 &s,
             )
@@ -415,7 +529,7 @@ impl Coordinator {
         key_id: &str,
         holders: &[NodeId],
     ) -> Result<Vec<u8>, CoordError> {
-        let all = self.pick(holders, holders.len()).await?;
+        let all = self.pick(key_id, holders, holders.len()).await?;
         match self
             .run(
                 algo,
@@ -457,10 +571,16 @@ impl Coordinator {
         missed
     }
 
-    /// The first `n` healthy nodes of `holders`, in the order given (returned sorted),
-    /// or a "not enough nodes" error naming the ones that are down. A node seen within
-    /// [`LIVENESS_TTL`] is not asked again.
-    async fn pick(&self, holders: &[NodeId], n: usize) -> Result<Vec<NodeId>, CoordError> {
+    /// The first `n` healthy nodes of `holders`, in the order given (returned sorted), that
+    /// contain no pair banned from `key_id`; or a "not enough nodes" error naming the ones
+    /// that are down, or a "no allowed set" error naming the bans in the way. A node seen
+    /// within [`LIVENESS_TTL`] is not asked again.
+    async fn pick(
+        &self,
+        key_id: &str,
+        holders: &[NodeId],
+        n: usize,
+    ) -> Result<Vec<NodeId>, CoordError> {
         let checks = holders.iter().map(|id| async move {
             let up = match self.known(*id) {
                 Some(up) => up,
@@ -480,9 +600,25 @@ impl Coordinator {
                 down,
             });
         }
-        up.truncate(n);
-        up.sort_unstable();
-        Ok(up)
+        let banned = self.banned_pairs(key_id);
+        match first_allowed(&up, n, &banned) {
+            Some(mut set) => {
+                set.sort_unstable();
+                Ok(set)
+            }
+            None => {
+                let bans = banned
+                    .into_iter()
+                    .filter(|(a, b)| up.contains(a) && up.contains(b))
+                    .collect();
+                Err(CoordError::Banned {
+                    key_id: key_id.to_string(),
+                    needed: n,
+                    available: up,
+                    bans,
+                })
+            }
+        }
     }
 
     /// Runs one protocol session among `participants`, relaying their sealed messages.
@@ -531,6 +667,10 @@ impl Coordinator {
             algo,
             op,
             participants: participants.to_vec(),
+            issued_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
         };
         let deadline = tokio::time::Instant::now() + self.session_timeout;
         // Open a stream to every participant.
@@ -573,11 +713,12 @@ impl Coordinator {
                 // the node is taken as down.
                 use tonic::Code as C;
                 match s.code() {
+                    // Used by nodes for a ban only (see custos-wire).
+                    C::FailedPrecondition => Attempt::Banned(*id, e),
                     C::InvalidArgument
                     | C::AlreadyExists
                     | C::PermissionDenied
                     | C::Unauthenticated
-                    | C::FailedPrecondition
                     | C::Unimplemented
                     | C::ResourceExhausted
                     | C::OutOfRange
@@ -738,7 +879,67 @@ impl Coordinator {
     }
 }
 
+/// The first `n` of `candidates` (in their order, the earliest preferred) with no pair in
+/// `banned` (either way round), if there is such a set.
+fn first_allowed(
+    candidates: &[NodeId],
+    n: usize,
+    banned: &[(NodeId, NodeId)],
+) -> Option<Vec<NodeId>> {
+    fn clash(a: NodeId, b: NodeId, banned: &[(NodeId, NodeId)]) -> bool {
+        banned
+            .iter()
+            .any(|(x, y)| (*x == a && *y == b) || (*x == b && *y == a))
+    }
+    fn extend(
+        chosen: &mut Vec<NodeId>,
+        rest: &[NodeId],
+        n: usize,
+        banned: &[(NodeId, NodeId)],
+    ) -> bool {
+        if chosen.len() == n {
+            return true;
+        }
+        for (i, c) in rest.iter().enumerate() {
+            if chosen.iter().any(|x| clash(*x, *c, banned)) {
+                continue;
+            }
+            chosen.push(*c);
+            if extend(chosen, rest.get(i + 1..).unwrap_or_default(), n, banned) {
+                return true;
+            }
+            chosen.pop();
+        }
+        false
+    }
+    let mut chosen = Vec::with_capacity(n);
+    extend(&mut chosen, candidates, n, banned).then_some(chosen)
+}
+
 /// The set of nodes, for messages.
 pub fn node_set(v: &[NodeId]) -> BTreeSet<NodeId> {
     v.iter().copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_allowed;
+
+    #[test]
+    fn the_first_set_without_a_banned_pair_is_chosen() {
+        assert_eq!(first_allowed(&[1, 2, 3], 2, &[]), Some(vec![1, 2]));
+        assert_eq!(first_allowed(&[1, 2, 3], 2, &[(1, 2)]), Some(vec![1, 3]));
+        assert_eq!(first_allowed(&[1, 2, 3], 2, &[(2, 1)]), Some(vec![1, 3]));
+        assert_eq!(
+            first_allowed(&[1, 2, 3], 2, &[(1, 2), (3, 1)]),
+            Some(vec![2, 3])
+        );
+        assert_eq!(first_allowed(&[3, 1, 2], 2, &[(1, 3)]), Some(vec![3, 2]));
+        assert_eq!(first_allowed(&[1, 2, 3], 3, &[(1, 2)]), None);
+        assert_eq!(first_allowed(&[1, 2], 2, &[(2, 1)]), None);
+        assert_eq!(
+            first_allowed(&[1, 2, 3, 4], 3, &[(1, 2)]),
+            Some(vec![1, 3, 4])
+        );
+    }
 }

@@ -5,12 +5,17 @@
 //! not supported by the library.
 //!
 //! The protocols are `round_based` futures; `run_mpc` connects one to `Net`, each phase
-//! on its own round number so a fast node's next-phase messages wait their turn.
+//! on its own round number so a fast node's next-phase messages wait their turn. Within
+//! one of our rounds a party sends one message per round of the library's protocol: that
+//! round number travels as the envelope's `part` (checked against the message), so the
+//! node's one-message-per-(round, part, sender) rule holds for CGGMP21 too.
 
 use super::{EngineError, bound_id};
 use crate::net::Net;
 use crate::store::{Kind, ShardRecord, Store};
-use cggmp21::round_based::{Incoming, MessageDestination, MessageType, MpcParty, Outgoing};
+use cggmp21::round_based::{
+    Incoming, MessageDestination, MessageType, MpcParty, Outgoing, ProtocolMessage,
+};
 use cggmp21::security_level::SecurityLevel128;
 use cggmp21::supported_curves::Secp256k1;
 use cggmp21::{ExecutionId, KeyShare, PregeneratedPrimes};
@@ -33,7 +38,7 @@ async fn run_mpc<M, T, E, F, Fut>(
     protocol: F,
 ) -> Result<T, EngineError>
 where
-    M: Serialize + DeserializeOwned + Send + 'static,
+    M: Serialize + DeserializeOwned + ProtocolMessage + Send + 'static,
     E: std::fmt::Display,
     F: FnOnce(
         MpcParty<
@@ -76,6 +81,12 @@ where
                     .ok_or_else(|| EngineError::protocol(format!("{what}: message from outside the session"), Some(r.from)))?;
                 let msg: M = serde_json::from_slice(&r.payload)
                     .map_err(|e| EngineError::protocol(format!("{what}: malformed message from node {}: {e}", r.from), Some(r.from)))?;
+                if msg.round() != r.part {
+                    return Err(EngineError::protocol(
+                        format!("{what}: node {} labelled a round {} message as part {}", r.from, msg.round(), r.part),
+                        Some(r.from),
+                    ));
+                }
                 let incoming = Incoming {
                     id: next_id,
                     sender,
@@ -90,7 +101,7 @@ where
     }
 }
 
-async fn send_out<M: Serialize>(
+async fn send_out<M: Serialize + ProtocolMessage>(
     net: &mut Net,
     participants: &[NodeId],
     round: u16,
@@ -101,13 +112,14 @@ async fn send_out<M: Serialize>(
         serde_json::to_vec(&out.msg)
             .map_err(|e| EngineError::protocol(format!("{what}: encoding: {e}"), None))?,
     );
+    let part = out.msg.round();
     match out.recipient {
-        MessageDestination::AllParties => net.broadcast(round, &bytes).await?,
+        MessageDestination::AllParties => net.broadcast_part(round, part, &bytes).await?,
         MessageDestination::OneParty(j) => {
             let to = *participants.get(usize::from(j)).ok_or_else(|| {
                 EngineError::protocol(format!("{what}: party {j} out of range"), None)
             })?;
-            net.send(to, round, &bytes).await?;
+            net.send_part(to, round, part, &bytes).await?;
         }
     }
     Ok(())

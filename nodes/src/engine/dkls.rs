@@ -45,12 +45,20 @@ fn node_of(holders: &[NodeId], idx: PartyIndex) -> Result<NodeId, EngineError> {
         })
 }
 
+/// A DKLS23 abort as an engine failure. `BanCounterparty` (the counterparty cheated in a
+/// way that leaks the OT state reused across sessions; the crate says it MUST be excluded
+/// from every later session of the key) bans that node: `engine::run` records it and the
+/// node refuses any later session of this key with it.
 fn abort(holders: &[NodeId], e: Abort) -> EngineError {
-    let blame = match e.kind {
-        AbortKind::BanCounterparty(i) => node_of(holders, i).ok(),
-        AbortKind::Recoverable => None,
-    };
-    EngineError::protocol(format!("DKLS23: {}", e.reason), blame)
+    let message = format!("DKLS23: {}", e.reason);
+    match e.kind {
+        AbortKind::BanCounterparty(i) => match node_of(holders, i) {
+            Ok(node) => EngineError::banning(message, node),
+            // An index outside the holders cannot come from a real counterparty.
+            Err(_) => EngineError::protocol(message, None),
+        },
+        AbortKind::Recoverable => EngineError::protocol(message, None),
+    }
 }
 
 fn public_key(party: &Party<Secp256k1>) -> Vec<u8> {
@@ -369,4 +377,32 @@ pub async fn refresh(
         secret: ser(&*new_party)?,
     };
     Ok((new, Output::Refreshed { public_key }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dkls23::protocols::AbortReason;
+
+    #[test]
+    fn ban_counterparty_bans_that_holder_and_recoverable_bans_nobody() {
+        let holders = [2, 3, 4];
+        let idx = |i| PartyIndex::new(i).unwrap();
+        let e = abort(
+            &holders,
+            Abort::ban(
+                idx(1),
+                idx(3),
+                AbortReason::InvalidPartyIndex { index: idx(3) },
+            ),
+        );
+        assert_eq!(e.ban, Some(4));
+        assert_eq!(e.failure.blame, Some(4));
+        assert!(e.failure.message.starts_with("DKLS23: "));
+        let e = abort(
+            &holders,
+            Abort::recoverable(idx(1), AbortReason::InvalidPartyIndex { index: idx(2) }),
+        );
+        assert_eq!((e.ban, e.failure.blame), (None, None));
+    }
 }

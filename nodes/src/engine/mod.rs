@@ -1,53 +1,67 @@
 //! The node-side threshold engines behind one interface: `run` takes a session's `Start`
-//! and drives the right protocol over `Net`, reading and writing the shard store.
+//! and drives the right protocol over `Net`, reading and writing the shard store. A run's
+//! output is used (or its shard stored) only after `Net::finish` found no message left
+//! unread; a failure that bans a peer (DKLS23 `BanCounterparty`) is recorded in the store
+//! before it is reported.
 
 pub mod cggmp;
 pub mod dkls;
 pub mod frost;
 
+use crate::authority::NodeAuthority;
 use crate::net::Net;
 use crate::store::{Store, StoreError};
-use custos_wire::{Algo, Failure, FailureKind, NodeId, Op, Output, SessionId};
+use custos_wire::{Algo, Failure, FailureKind, NodeId, Op, Output, SessionId, SignRequest};
 use serde::{Serialize, de::DeserializeOwned};
 
 /// An engine failure, turned into a `Failure` frame for the host.
 #[derive(Debug)]
-pub struct EngineError(pub Failure);
+pub struct EngineError {
+    pub failure: Failure,
+    /// A node that must never again take part in a session of this key with this node
+    /// (DKLS23 `BanCounterparty`: it cheated in a way that leaks the reused OT state).
+    /// [`run`] records it durably before the failure is reported.
+    pub ban: Option<NodeId>,
+}
 
 impl EngineError {
+    fn of(kind: FailureKind, message: String, blame: Option<NodeId>) -> Self {
+        Self {
+            failure: Failure {
+                kind,
+                message,
+                blame,
+            },
+            ban: None,
+        }
+    }
     pub fn request(m: impl Into<String>) -> Self {
-        Self(Failure {
-            kind: FailureKind::Request,
-            message: m.into(),
-            blame: None,
-        })
+        Self::of(FailureKind::Request, m.into(), None)
     }
     pub fn unsupported(m: impl Into<String>) -> Self {
-        Self(Failure {
-            kind: FailureKind::Unsupported,
-            message: m.into(),
-            blame: None,
-        })
+        Self::of(FailureKind::Unsupported, m.into(), None)
     }
     pub fn storage(m: impl Into<String>) -> Self {
-        Self(Failure {
-            kind: FailureKind::Storage,
-            message: m.into(),
-            blame: None,
-        })
+        Self::of(FailureKind::Storage, m.into(), None)
     }
     pub fn protocol(m: impl Into<String>, blame: Option<NodeId>) -> Self {
-        Self(Failure {
-            kind: FailureKind::Protocol,
-            message: m.into(),
-            blame,
-        })
+        Self::of(FailureKind::Protocol, m.into(), blame)
+    }
+    pub fn refused(m: impl Into<String>) -> Self {
+        Self::of(FailureKind::Refused, m.into(), None)
+    }
+    /// A protocol failure that bans `node` from this key (blamed as well).
+    pub fn banning(m: impl Into<String>, node: NodeId) -> Self {
+        Self {
+            ban: Some(node),
+            ..Self::protocol(m, Some(node))
+        }
     }
 }
 
 impl From<Failure> for EngineError {
-    fn from(f: Failure) -> Self {
-        Self(f)
+    fn from(failure: Failure) -> Self {
+        Self { failure, ban: None }
     }
 }
 
@@ -88,8 +102,76 @@ pub fn valid_key_id(k: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-/// Runs one session's operation on this node.
-pub async fn run(net: &mut Net, store: &Store, algo: Algo, op: &Op) -> Result<Output, EngineError> {
+/// Runs one session's operation on this node. A failure that bans a peer is recorded
+/// (synced) before it is returned; if the record cannot be written, the failure says so.
+pub async fn run(
+    net: &mut Net,
+    store: &Store,
+    authority: Option<&NodeAuthority>,
+    algo: Algo,
+    op: &Op,
+) -> Result<Output, EngineError> {
+    let r = run_op(net, store, authority, algo, op).await;
+    match r {
+        Err(mut e) if e.ban.is_some() => {
+            if let Some(node) = e.ban {
+                record_ban(store, net.me(), op.key_id(), node, &mut e);
+            }
+            Err(e)
+        }
+        r => r,
+    }
+}
+
+/// Records that `node` is banned from `key_id` on this node, with the failure as the
+/// reason.
+fn record_ban(store: &Store, me: NodeId, key_id: &str, node: NodeId, e: &mut EngineError) {
+    let ban = crate::store::BanRecord::new(key_id, node, &e.failure.message);
+    match store.put_ban(&ban) {
+        Ok(()) => {
+            tracing::error!(key = key_id, banned = node, reason = %e.failure.message, "node banned from this key");
+            e.failure.message = format!(
+                "{}; node {me} has banned node {node} from key `{key_id}`",
+                e.failure.message
+            );
+        }
+        Err(err) => {
+            tracing::error!(key = key_id, banned = node, "recording a ban failed: {err}");
+            e.failure.message = format!(
+                "{}; node {me} must ban node {node} from key `{key_id}` but could not record it: {err}",
+                e.failure.message
+            );
+        }
+    }
+}
+
+/// The gate a signing session passes before its first protocol message (see
+/// `authority.rs`): without an authority config the node signs nothing.
+fn admit(
+    authority: Option<&NodeAuthority>,
+    store: &Store,
+    net: &Net,
+    rec: &crate::store::ShardRecord,
+    request: &SignRequest,
+    message: &[u8],
+) -> Result<(), EngineError> {
+    let Some(a) = authority else {
+        return Err(EngineError::refused(format!(
+            "node {} has no authority config (pinned plugins, policy admins, approvers): it signs nothing",
+            net.me()
+        )));
+    };
+    a.admit(store, net.session(), rec, request, message)
+        .map_err(|e| EngineError::refused(format!("node {} refuses: {e}", net.me())))
+}
+
+async fn run_op(
+    net: &mut Net,
+    store: &Store,
+    authority: Option<&NodeAuthority>,
+    algo: Algo,
+    op: &Op,
+) -> Result<Output, EngineError> {
     let key_id = op.key_id();
     if !valid_key_id(key_id) {
         return Err(EngineError::request(
@@ -109,32 +191,43 @@ pub async fn run(net: &mut Net, store: &Store, algo: Algo, op: &Op) -> Result<Ou
                 Algo::Cggmp21 => cggmp::keygen(net, store, key_id, *threshold).await?,
                 Algo::Frost => frost::keygen(net, key_id, *threshold).await?,
             };
+            net.finish()?;
             store.put_shard(&rec)?;
             Ok(out)
         }
-        Op::Sign { message, .. } => match algo {
-            Algo::Dkls23 => {
-                // Decoding a DKLS23 share costs about as much as reading and decrypting
-                // it; both are skipped for a key this node signed with recently.
-                let me = net.me();
-                let share = store
-                    .get_shard_decoded(key_id, |rec| {
-                        check_algo(rec, key_id, algo)?;
-                        dkls::decode_share(rec, me)
-                    })?
-                    .ok_or_else(|| not_held(me, key_id))?;
-                check_algo(&share.rec, key_id, algo)?;
-                dkls::sign(net, &share.rec, &share.share, message).await
-            }
-            Algo::Cggmp21 => {
-                let rec = load(store, key_id, algo, net.me())?;
-                cggmp::sign(net, &rec, message).await
-            }
-            Algo::Frost => {
-                let rec = load(store, key_id, algo, net.me())?;
-                frost::sign(net, &rec, message).await
-            }
-        },
+        Op::Sign {
+            message, request, ..
+        } => {
+            let out = match algo {
+                Algo::Dkls23 => {
+                    // Decoding a DKLS23 share costs about as much as reading and decrypting
+                    // it; both are skipped for a key this node signed with recently.
+                    let me = net.me();
+                    let share = store
+                        .get_shard_decoded(key_id, |rec| {
+                            check_algo(rec, key_id, algo)?;
+                            dkls::decode_share(rec, me)
+                        })?
+                        .ok_or_else(|| not_held(me, key_id))?;
+                    check_algo(&share.rec, key_id, algo)?;
+                    admit(authority, store, net, &share.rec, request, message)?;
+                    dkls::sign(net, &share.rec, &share.share, message).await
+                }
+                Algo::Cggmp21 => {
+                    let rec = load(store, key_id, algo, net.me())?;
+                    admit(authority, store, net, &rec, request, message)?;
+                    cggmp::sign(net, &rec, message).await
+                }
+                Algo::Frost => {
+                    let rec = load(store, key_id, algo, net.me())?;
+                    admit(authority, store, net, &rec, request, message)?;
+                    frost::sign(net, &rec, message).await
+                }
+            }?;
+            // Only now is the signature the node's answer.
+            net.finish()?;
+            Ok(out)
+        }
         Op::Refresh { .. } => {
             let rec = load(store, key_id, algo, net.me())?;
             let (new, out) = match algo {
@@ -146,6 +239,7 @@ pub async fn run(net: &mut Net, store: &Store, algo: Algo, op: &Op) -> Result<Ou
                     ));
                 }
             };
+            net.finish()?;
             store.put_shard(&new)?;
             Ok(out)
         }

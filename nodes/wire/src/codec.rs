@@ -65,7 +65,12 @@ impl<D: DeserializeOwned> Decoder for PostcardDecoder<D> {
         } else {
             postcard::from_bytes(&src.copy_to_bytes(len))
         };
-        item.map(Some)
-            .map_err(|e| Status::invalid_argument(format!("malformed message: {e}")))
+        item.map(Some).map_err(|e| {
+            // A peer of another wire version fails here first: say which one this is.
+            Status::invalid_argument(format!(
+                "malformed message (this side speaks wire version {}): {e}",
+                crate::WIRE_VERSION
+            ))
+        })
     }
 }

@@ -11,17 +11,37 @@
 //! relays every `NodeFrame::Send` envelope to its recipient as `HostFrame::Deliver`. A node
 //! ends with `Done` or `Failed` (naming the node at fault when it knows it). The host sends
 //! `Abort` to the others when one fails or a deadline passes.
+//!
+//! A node refuses to open a session (a gRPC status, before any frame) when the `Start` is
+//! malformed (`InvalidArgument`, also for an `issued_at` too far from the node's clock), when
+//! its session id was used before (`AlreadyExists`, remembered across restarts), or when the
+//! node has banned one of the participants from sessions of that key (`FailedPrecondition`,
+//! used for nothing else, so the host can learn the ban and choose other nodes).
+//!
+//! Every session opens with a hello from each participant to each other one: envelope round
+//! [`HELLO_ROUND`], sequence 0, the sender's ephemeral X25519 public key in clear. The nodes
+//! derive that session's sealing keys from it (see `custos-node`'s `seal.rs`).
 
 pub mod codec;
 mod files;
+mod request;
+pub use request::{ApprovalSignature, Requester, SignRequest, WalletFacts};
+mod authority;
+pub use authority::{BundleInstalled, InstallBundle, JournalPage, JournalRequest};
 
 pub use files::{
-    CggmpConfig, ConfigError, GroupFile, GroupNode, NodeConfig, PassphraseSource, TlsConfig,
+    AuthorityConfig, CggmpConfig, ConfigError, GroupFile, GroupNode, NodeConfig, PassphraseSource,
+    TlsConfig,
 };
 use serde::{Deserialize, Serialize};
 
-/// Wire format version; a node refuses a `Start` with another.
-pub const WIRE_VERSION: u16 = 1;
+/// Wire format version; a node refuses a `Start` with another. Version 2: `Start` carries
+/// `issued_at`, envelopes carry `part` (header label `custos-envelope-v2`), sessions open
+/// with hellos (ephemeral keys), `Health` lists bans.
+pub const WIRE_VERSION: u16 = 2;
+
+/// The envelope round of the hellos that open every session (no engine uses round 0).
+pub const HELLO_ROUND: u16 = 0;
 
 pub type NodeId = u16;
 
@@ -58,8 +78,14 @@ pub enum Op {
     /// Distributed key generation among `participants`; `threshold` of them can sign.
     Keygen { key_id: String, threshold: u16 },
     /// Sign with the key's shard. ECDSA engines take a 32-byte prehash; FROST ed25519
-    /// takes the whole message.
-    Sign { key_id: String, message: Vec<u8> },
+    /// takes the whole message. `request` is the whole sign request: every node derives
+    /// the payloads from it and signs `message` only if it is the one it derived
+    /// (DESIGN §3).
+    Sign {
+        key_id: String,
+        message: Vec<u8>,
+        request: Box<SignRequest>,
+    },
     /// New shards for the same public key, among all holders.
     Refresh { key_id: String },
 }
@@ -87,17 +113,28 @@ pub struct Start {
     pub op: Op,
     /// The nodes taking part, sorted, without duplicates (this node among them).
     pub participants: Vec<NodeId>,
+    /// When the host issued this `Start` (unix seconds, the host's clock). A node refuses a
+    /// `Start` too far from its own clock, and remembers every session id it accepted for
+    /// twice that window, so an old `Start` can be replayed neither within the window (the
+    /// id is on record) nor after it (the time is out of the window). The nodes bind it
+    /// into the protocols' session ids, so reusing an id with another time is another run.
+    pub issued_at: u64,
 }
 
 /// One protocol message on its way from one node to another, as the host relays it.
-/// `payload` is sealed by the sender for the recipient (X25519 + ChaCha20-Poly1305, key
-/// bound to session, sender and recipient); the header is authenticated as associated
-/// data, so the host can neither read nor alter any of it undetected.
+/// `payload` is sealed by the sender for the recipient (ChaCha20-Poly1305 under a key from
+/// the static and the session's ephemeral X25519 keys of both, bound to session, sender and
+/// recipient); the header is authenticated as associated data, so the host can neither read
+/// nor alter any of it undetected. Hellos ([`HELLO_ROUND`]) are the one unsealed payload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     pub session: SessionId,
     pub algo: Algo,
     pub round: u16,
+    /// The sender's sub-index within `round`: 0, except for engines whose library has
+    /// rounds of its own inside one of ours (CGGMP21: its round number). A node takes one
+    /// message per (round, part, sender, broadcast) and refuses a second.
+    pub part: u16,
     pub from: NodeId,
     pub to: NodeId,
     /// The sender sent the same message to every participant (a broadcast, sealed per
@@ -112,11 +149,12 @@ pub struct Envelope {
 impl Envelope {
     /// The bytes authenticated along with the payload.
     pub fn header_bytes(&self) -> Vec<u8> {
-        let mut h = Vec::with_capacity(48);
-        h.extend_from_slice(b"custos-envelope-v1");
+        let mut h = Vec::with_capacity(50);
+        h.extend_from_slice(b"custos-envelope-v2");
         h.extend_from_slice(&self.session);
         h.push(self.algo as u8);
         h.extend_from_slice(&self.round.to_be_bytes());
+        h.extend_from_slice(&self.part.to_be_bytes());
         h.extend_from_slice(&self.from.to_be_bytes());
         h.extend_from_slice(&self.to.to_be_bytes());
         h.push(u8::from(self.broadcast));
@@ -166,6 +204,10 @@ pub enum FailureKind {
     Protocol,
     /// The session was aborted by the host.
     Aborted,
+    /// The node's own checks refuse to sign (DESIGN §3a): the digest is not what the raw
+    /// data derives to, the signed policy bundle denies the request or holds it for
+    /// approvals the request does not carry, or the node has no authority config.
+    Refused,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +230,18 @@ pub struct Health {
     pub identity: [u8; 32],
     /// Key ids this node holds a shard of.
     pub keys: Vec<String>,
+    /// The nodes this node refuses to run sessions of a key with (DKLS23 `BanCounterparty`,
+    /// or an operator's `custos-node ban`). The host stops choosing these pairs.
+    pub bans: Vec<Ban>,
+}
+
+/// Node `node` is banned from every session of key `key_id` with the node that reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ban {
+    pub key_id: String,
+    pub node: NodeId,
+    /// When the ban was recorded (unix seconds, the banning node's clock).
+    pub since: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +278,7 @@ mod tests {
             session: SessionId,
             algo: Algo,
             round: u16,
+            part: u16,
             from: NodeId,
             to: NodeId,
             broadcast: bool,
@@ -235,6 +290,7 @@ mod tests {
             session: [9; 16],
             algo: Algo::Dkls23,
             round: 3,
+            part: 1,
             from: 1,
             to: 2,
             broadcast: true,
@@ -245,6 +301,7 @@ mod tests {
             session: [9; 16],
             algo: Algo::Dkls23,
             round: 3,
+            part: 1,
             from: 1,
             to: 2,
             broadcast: true,

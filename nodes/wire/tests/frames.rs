@@ -1,12 +1,14 @@
-//! Style rule 7: the wire format is pinned. `fixtures/frames-v1.toml` holds the postcard
-//! bytes of one value of every frame and message of wire version 1 (and the envelope
-//! header the nodes authenticate); the test checks that each fixture decodes to that value
-//! and that encoding the value today gives the same bytes. A host and nodes of different
-//! builds speak the same `WIRE_VERSION`, so these bytes must not change without a new one.
+//! Style rule 7: the wire format is pinned. `fixtures/frames-v{N}.toml` holds the postcard
+//! bytes of one value of every frame and message of wire version N (and the envelope
+//! header the nodes authenticate); the test checks that each fixture of the current
+//! version decodes to that value and that encoding the value today gives the same bytes.
+//! A host and nodes of different builds speak the same `WIRE_VERSION`, so these bytes must
+//! not change without a new one. The fixtures of older versions are kept: each old frame
+//! either still decodes to the same value (its type did not change) or is refused.
 //!
-//! A frame added on purpose: add its value below, then write the file again with
-//! `CUSTOS_WRITE_FIXTURES=1 .ci/cargo test -p custos-wire --test frames` and check the
-//! diff only adds lines.
+//! A frame added on purpose: add its value below, then write the current version's file
+//! again with `CUSTOS_WRITE_FIXTURES=1 .ci/cargo test --workspace --test frames` and check
+//! the diff only adds lines. A new wire version: a new file, written the same way.
 
 use custos_wire::*;
 use serde::Serialize;
@@ -14,12 +16,19 @@ use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::path::PathBuf;
 
-fn fixture() -> PathBuf {
+fn fixture(version: u16) -> PathBuf {
     PathBuf::from(
         std::env::var("CARGO_MANIFEST_DIR")
             .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()),
     )
-    .join("tests/fixtures/frames-v1.toml")
+    .join(format!("tests/fixtures/frames-v{version}.toml"))
+}
+
+fn read_fixture(version: u16) -> toml::Table {
+    std::fs::read_to_string(fixture(version))
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 const SESSION: SessionId = [
@@ -31,6 +40,7 @@ fn envelope(algo: Algo, broadcast: bool) -> Envelope {
         session: SESSION,
         algo,
         round: 3,
+        part: 2,
         from: 1,
         to: 4,
         broadcast,
@@ -76,6 +86,7 @@ fn frames() -> Vec<(&'static str, Vec<u8>, Check)> {
         algo,
         op,
         participants: vec![1, 2, 4],
+        issued_at: 1_700_000_000,
     };
     add(
         "host_start_keygen_dkls23",
@@ -94,6 +105,30 @@ fn frames() -> Vec<(&'static str, Vec<u8>, Check)> {
             Op::Sign {
                 key_id: "k-2".into(),
                 message: vec![0x42; 32],
+                request: Box::new(SignRequest {
+                    request_id: "r-1".into(),
+                    key_id: "k-2".into(),
+                    chain: "evm".into(),
+                    network: Some("1".into()),
+                    data_type: "HASH".into(),
+                    data: format!("\"0x{}\"", "42".repeat(32)),
+                    requester: Requester {
+                        id: "ak-1".into(),
+                        name: "signer".into(),
+                        roles: vec!["signer".into()],
+                        ip: "127.0.0.1".into(),
+                    },
+                    wallet: WalletFacts {
+                        label: "treasury".into(),
+                        tags: vec!["team:ops".into()],
+                        groups: vec![],
+                    },
+                    approvals: vec![ApprovalSignature {
+                        approver: "approver-1".into(),
+                        signature: vec![7; 64],
+                    }],
+                    position: 0,
+                }),
             },
         ))),
     );
@@ -165,6 +200,11 @@ fn frames() -> Vec<(&'static str, Vec<u8>, Check)> {
             uptime_secs: 86_400,
             identity: [9; 32],
             keys: vec!["k-1".into(), "k-2".into()],
+            bans: vec![Ban {
+                key_id: "k-2".into(),
+                node: 3,
+                since: 1_700_000_000,
+            }],
         }),
     );
     add(
@@ -187,20 +227,23 @@ fn frames() -> Vec<(&'static str, Vec<u8>, Check)> {
 }
 
 #[test]
-fn wire_v1_frames_are_unchanged() {
+fn wire_v2_frames_are_unchanged() {
+    assert_eq!(
+        WIRE_VERSION, 2,
+        "a new wire version gets a new fixture file"
+    );
     let frames = frames();
     if std::env::var_os("CUSTOS_WRITE_FIXTURES").is_some() {
-        let mut text = String::from(
-            "# custos-wire version 1: postcard bytes (hex) of one value of each frame and\n\
+        let mut text = format!(
+            "# custos-wire version {WIRE_VERSION}: postcard bytes (hex) of one value of each frame and\n\
              # message, and an envelope header. Checked by tests/frames.rs; never edit by hand.\n",
         );
         for (name, bytes, _) in &frames {
             text.push_str(&format!("{name} = \"{}\"\n", hex::encode(bytes)));
         }
-        std::fs::write(fixture(), text).unwrap();
+        std::fs::write(fixture(WIRE_VERSION), text).unwrap();
     }
-    let text = std::fs::read_to_string(fixture()).unwrap();
-    let pinned: toml::Table = text.parse().unwrap();
+    let pinned = read_fixture(WIRE_VERSION);
     let mut failures = Vec::new();
     for (name, _, check) in &frames {
         let Some(hex_bytes) = pinned.get(*name).and_then(|v| v.as_str()) else {
@@ -217,4 +260,51 @@ fn wire_v1_frames_are_unchanged() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Version 1 frames met by a version 2 side: those whose type did not change still decode
+/// to the same value; the others (a `Start` without `issued_at`, an envelope without
+/// `part`, health without bans) are refused by the decoder, and a version 1 envelope
+/// header is not the one version 2 authenticates, so nothing sealed under it opens.
+#[test]
+fn wire_v1_frames_still_decode_or_are_refused() {
+    let v1 = read_fixture(1);
+    let bytes = |name: &str| hex::decode(v1[name].as_str().unwrap()).unwrap();
+    let today: std::collections::BTreeMap<&str, Check> =
+        frames().into_iter().map(|(n, _, c)| (n, c)).collect();
+    for unchanged in [
+        "host_abort",
+        "node_done_key",
+        "node_done_signature",
+        "node_done_refreshed",
+        "node_failed_request",
+        "node_failed_unsupported",
+        "node_failed_storage",
+        "node_failed_protocol",
+        "node_failed_aborted",
+        "health_request",
+        "destroy_request",
+        "destroyed",
+    ] {
+        today[unchanged](&bytes(unchanged)).unwrap_or_else(|e| panic!("{unchanged}: {e}"));
+    }
+    for start in [
+        "host_start_keygen_dkls23",
+        "host_start_sign_cggmp21",
+        "host_start_refresh_frost",
+    ] {
+        let e = postcard::from_bytes::<HostFrame>(&bytes(start)).unwrap_err();
+        eprintln!("{start}: refused: {e}");
+    }
+    assert!(postcard::from_bytes::<HostFrame>(&bytes("host_deliver")).is_err());
+    assert!(postcard::from_bytes::<NodeFrame>(&bytes("node_send")).is_err());
+    assert!(postcard::from_bytes::<Health>(&bytes("health")).is_err());
+    let mut env = envelope(Algo::Cggmp21, true);
+    env.part = 0;
+    assert_ne!(bytes("envelope_header"), env.header_bytes());
+    assert_eq!(
+        v1.len(),
+        12 + 3 + 4,
+        "every version 1 frame is looked at above"
+    );
 }

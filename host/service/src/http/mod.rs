@@ -47,6 +47,8 @@ impl Service {
             .route("/api/v1/requests/{request_id}/reject", post(routes::reject))
             .route("/api/v1/audit", get(routes::audit_list))
             .route("/api/v1/audit/verify", get(routes::audit_verify))
+            .route("/api/v1/audit/reconcile", get(routes::audit_reconcile))
+            .route("/api/v1/nodes", get(routes::nodes))
             .route("/api/v1/plugins", get(routes::plugins))
             .route("/api/v1/policies", get(routes::policies))
             .route("/api/v1/policies/validate", post(routes::policies_validate))

@@ -2,7 +2,7 @@
 //! The `#[utoipa::path]` annotations are the OpenAPI document's paths (`openapi.rs`).
 
 use super::openapi::{
-    AuditList, AuditVerify, ErrorBody, KeyList, SignResponse, TransactionRequest,
+    AuditList, AuditVerify, ErrorBody, KeyList, NodeList, SignResponse, TransactionRequest,
     TransactionResponse,
 };
 use super::{answer, with_status};
@@ -203,6 +203,31 @@ pub(crate) async fn audit_verify(
     answer(r)
 }
 
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", responses((status = 200, description = "every node of the group: up or down, shard count, key ids, bans, version (asked now)", body = NodeList), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn nodes(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    if let Err(e) = require_role(&caller.client, &[Role::Auditor, Role::Admin]) {
+        return answer(Err(e));
+    }
+    let nodes = s.coord.nodes_status().await;
+    answer(Ok((200, json!({ "nodes": nodes }))))
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/reconcile", tag = "audit", responses((status = 200, description = "the host log against every node's signing journal: `ok`, `signatures_in_journals`, `missing_from_log`"), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn audit_reconcile(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let r = async {
+        require_role(&caller.client, &[Role::Auditor, Role::Admin])?;
+        Ok((200, s.reconcile().await?))
+    }
+    .await;
+    answer(r)
+}
+
 #[utoipa::path(get, path = "/api/v1/plugins", tag = "admin", responses((status = 200, description = "loaded plugins"), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
 pub(crate) async fn plugins(
     State(s): State<Arc<Service>>,
@@ -237,10 +262,12 @@ pub(crate) async fn policies(
             .policy_ids()
             .map(|id| json!({"id": id, "file": snap.file_of(id)}))
             .collect();
-        Ok((
-            200,
-            json!({"dir": s.config.policies_dir.display().to_string(), "count": list.len(), "policies": list}),
-        ))
+        Ok((200, {
+            let mut v = s.policy_source.describe();
+            v["count"] = json!(list.len());
+            v["policies"] = json!(list);
+            v
+        }))
     })();
     answer(r)
 }
@@ -252,8 +279,8 @@ pub(crate) async fn policies_validate(
 ) -> Response {
     let r = (|| {
         require_role(&caller.client, &[Role::Admin])?;
-        match custos_policy::load_dir(&s.config.policies_dir) {
-            Ok(snap) => Ok((200, json!({"valid": true, "policies": snap.policy_count()}))),
+        match s.policy_source.validate() {
+            Ok(n) => Ok((200, json!({"valid": true, "policies": n}))),
             Err(e) => Ok((
                 200,
                 json!({"valid": false, "error": one_line(&e.to_string())}),
@@ -273,6 +300,10 @@ pub(crate) async fn policies_reload(
         s.reload_policies(&caller.client.name, Some(caller.ip))
             .map(|d| (200, d))
     })();
+    if r.is_ok() {
+        // The nodes decide with the same bundle from now on (each verifies it).
+        s.push_bundle().await;
+    }
     answer(r)
 }
 
