@@ -328,22 +328,7 @@ impl Store {
     }
 
     pub fn put(&self, kind: Kind, name: &str, plaintext: &[u8]) -> Result<(), StoreError> {
-        let mut nonce = [0u8; 12];
-        OsRng.fill_bytes(&mut nonce);
-        let ct = self
-            .cipher
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad(self.node, kind, name),
-                },
-            )
-            .map_err(|_| StoreError::Db("encryption failed".into()))?;
-        let mut value = Vec::with_capacity(1 + 12 + ct.len());
-        value.push(VERSION);
-        value.extend_from_slice(&nonce);
-        value.extend_from_slice(&ct);
+        let value = self.seal_value(kind, name, plaintext)?;
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
         let written = self
