@@ -447,8 +447,10 @@ async fn replays_recorded_messages_duplicates_and_bans_are_refused() {
     // d. A ban made by hand: node x (stopped) bans node y from key k-ban.
     let kb = coord.keygen(Algo::Dkls23, "k-ban", 2, 3).await.unwrap();
     let (x, y, z) = (kb.holders[0], kb.holders[1], kb.holders[2]);
-    let configs: BTreeMap<NodeId, std::path::PathBuf> =
-        [x, z].iter().map(|n| (*n, cluster.config_file(*n))).collect();
+    let configs: BTreeMap<NodeId, std::path::PathBuf> = [x, z]
+        .iter()
+        .map(|n| (*n, cluster.config_file(*n)))
+        .collect();
     let ban = |node: NodeId| {
         std::process::Command::new(env!("CARGO_BIN_EXE_custos-node"))
             .arg("ban")
