@@ -72,6 +72,9 @@ pub enum Refusal {
 
 /// Decides one session. `sent_24h` gives this node's own figure for a velocity key,
 /// excluding this request (the caller reserves it afterwards).
+// Each argument is a separate trust anchor or input the caller owns (plugins, bundle,
+// approver pins, request, key, digest, ledger, clock); bundling them would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn check(
     rt: &PluginRuntime,
     bundle: &InForce,
