@@ -136,6 +136,7 @@ impl Net {
     }
     /// The id to bind protocol transcripts to ([`run_id`]); the envelopes carry the host's
     /// session id.
+    #[allow(clippy::misnamed_getters)]
     pub fn session(&self) -> &SessionId {
         &self.run_id
     }
@@ -563,48 +564,46 @@ impl Net {
         if let Some(r) = self.pending.front() {
             return Err(unread(r.from, what(r.round, r.part, r.broadcast)));
         }
-        loop {
-            let env = match self.early.pop_front() {
-                Some(env) => env,
-                None => match self.inbox.try_recv() {
-                    Ok(HostFrame::Deliver(env)) => env,
-                    Ok(HostFrame::Abort { reason }) => {
-                        return Err(Failure {
-                            kind: FailureKind::Aborted,
-                            message: format!("aborted by the host: {reason}"),
-                            blame: None,
-                        });
-                    }
-                    Ok(HostFrame::Start(_)) => {
-                        return Err(protocol_failure(
-                            "a second Start on a running session",
-                            None,
-                        ));
-                    }
-                    // Nothing waiting (or the host is gone, which changes nothing now).
-                    Err(_) => return Ok(()),
-                },
-            };
-            // Blame the sender only if the message is really theirs (it opens in
-            // sequence); anything else the host may have made up.
-            let authentic = env.session == self.session
-                && env.to == self.me
-                && self.recv_seq.get(&env.from) == Some(&env.seq)
-                && self
-                    .channels
-                    .get(&env.from)
-                    .is_some_and(|c| c.open(&env).is_ok());
-            if authentic {
-                return Err(unread(env.from, what(env.round, env.part, env.broadcast)));
-            }
-            return Err(protocol_failure(
-                format!(
-                    "a message labelled from node {} arrived after the run and does not open: the run is refused",
-                    env.from
-                ),
-                None,
-            ));
+        let env = match self.early.pop_front() {
+            Some(env) => env,
+            None => match self.inbox.try_recv() {
+                Ok(HostFrame::Deliver(env)) => env,
+                Ok(HostFrame::Abort { reason }) => {
+                    return Err(Failure {
+                        kind: FailureKind::Aborted,
+                        message: format!("aborted by the host: {reason}"),
+                        blame: None,
+                    });
+                }
+                Ok(HostFrame::Start(_)) => {
+                    return Err(protocol_failure(
+                        "a second Start on a running session",
+                        None,
+                    ));
+                }
+                // Nothing waiting (or the host is gone, which changes nothing now).
+                Err(_) => return Ok(()),
+            },
+        };
+        // Blame the sender only if the message is really theirs (it opens in sequence);
+        // anything else the host may have made up.
+        let authentic = env.session == self.session
+            && env.to == self.me
+            && self.recv_seq.get(&env.from) == Some(&env.seq)
+            && self
+                .channels
+                .get(&env.from)
+                .is_some_and(|c| c.open(&env).is_ok());
+        if authentic {
+            return Err(unread(env.from, what(env.round, env.part, env.broadcast)));
         }
+        Err(protocol_failure(
+            format!(
+                "a message labelled from node {} arrived after the run and does not open: the run is refused",
+                env.from
+            ),
+            None,
+        ))
     }
 }
 

@@ -119,7 +119,10 @@ fn refused(r: Result<SignOutcome, CoordError>, why: &str) {
             kind: FailureKind::Refused,
             message,
             ..
-        }) => assert!(message.contains(why), "refused, but not for `{why}`: {message}"),
+        }) => assert!(
+            message.contains(why),
+            "refused, but not for `{why}`: {message}"
+        ),
         Err(other) => panic!("expected a refusal naming `{why}`, got: {other}"),
         Ok(_) => panic!("a signature came back; expected a refusal naming `{why}`"),
     }
@@ -173,7 +176,12 @@ async fn a_hostile_host_cannot_make_the_nodes_sign_what_the_bundle_does_not_allo
     refused(host.sign(&shifted, &d).await, "is not payload 1");
 
     // 2. A raw transaction the signed bundle denies: 200 000 000 ETH.
-    let absurd = host.request("absurd-1", "RAW_TX", host.transfer(0, 200_000_000 * ETH), "main");
+    let absurd = host.request(
+        "absurd-1",
+        "RAW_TX",
+        host.transfer(0, 200_000_000 * ETH),
+        "main",
+    );
     refused(
         host.sign(&absurd, &host.digest(&absurd)).await,
         "forbid-absurd-amounts",
@@ -193,7 +201,8 @@ async fn a_hostile_host_cannot_make_the_nodes_sign_what_the_bundle_does_not_allo
         "needs 2 approval(s) by distinct approvers, has 0",
     );
     refused(
-        host.sign(&with(vec![approve(&a1, &big)]), &big_digest).await,
+        host.sign(&with(vec![approve(&a1, &big)]), &big_digest)
+            .await,
         "has 1",
     );
     // A forged one: approver-2's name, approver-1's key.
@@ -215,8 +224,11 @@ async fn a_hostile_host_cannot_make_the_nodes_sign_what_the_bundle_does_not_allo
         "does not verify over this request",
     );
     refused(
-        host.sign(&with(vec![approve(&a1, &big), approve(&a1, &big)]), &big_digest)
-            .await,
+        host.sign(
+            &with(vec![approve(&a1, &big), approve(&a1, &big)]),
+            &big_digest,
+        )
+        .await,
         "approved twice",
     );
     // The requester approving its own request.
@@ -261,7 +273,10 @@ async fn a_hostile_host_cannot_make_the_nodes_sign_what_the_bundle_does_not_allo
     };
     for (bundle, why) in [
         (&unsigned, "is unsigned"),
-        (&under, "is under-signed: 1 valid admin signature(s) of 2 needed"),
+        (
+            &under,
+            "is under-signed: 1 valid admin signature(s) of 2 needed",
+        ),
         (&older, "is older than"),
     ] {
         let answers = host.coord.install_bundle(&bundle.encode()).await;
@@ -271,7 +286,12 @@ async fn a_hostile_host_cannot_make_the_nodes_sign_what_the_bundle_does_not_allo
             assert!(e.contains(why), "node {node}: {e}");
         }
     }
-    let again = host.request("absurd-2", "RAW_TX", host.transfer(2, 200_000_000 * ETH), "main");
+    let again = host.request(
+        "absurd-2",
+        "RAW_TX",
+        host.transfer(2, 200_000_000 * ETH),
+        "main",
+    );
     refused(
         host.sign(&again, &host.digest(&again)).await,
         "forbid-absurd-amounts",

@@ -260,7 +260,11 @@ async fn replays_recorded_messages_duplicates_and_bans_are_refused() {
     cluster.stop(a).await;
     cluster.restart(a).await;
     for node in [a, b] {
-        let e = host.open(node, &first).await.err().expect("refused");
+        let e = host
+            .open(node, &first)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("expected a refusal"));
         assert_eq!(e.code(), tonic::Code::AlreadyExists, "{}", e.message());
         assert!(
             e.message().contains(&format!(
@@ -275,7 +279,11 @@ async fn replays_recorded_messages_duplicates_and_bans_are_refused() {
     for off in [-3600i64, 3600] {
         let mut stale = fresh_start(Algo::Dkls23, sign_op("k-fresh", &hash), &[a, b]);
         stale.issued_at = now().checked_add_signed(off).unwrap();
-        let e = host.open(a, &stale).await.err().expect("refused");
+        let e = host
+            .open(a, &stale)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("expected a refusal"));
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert!(
             e.message().contains("start refused: issued at")
@@ -485,7 +493,11 @@ async fn replays_recorded_messages_duplicates_and_bans_are_refused() {
     // The hostile host asks x for a session of k-ban with y: refused, naming key, banned
     // node and refusing node.
     let banned = fresh_start(Algo::Dkls23, sign_op("k-ban", &hash), &[x, y]);
-    let e = host.open(x, &banned).await.err().expect("refused");
+    let e = host
+        .open(x, &banned)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("expected a refusal"));
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     assert!(
         e.message().contains(&format!(

@@ -24,12 +24,22 @@ async fn approvals_need_the_approvers_own_signature() {
         .await;
     assert_eq!(st, 202, "{r}");
     let statement = r["approval_statement"].as_str().unwrap().to_string();
-    assert!(statement.contains("\"decision\":\"APPROVE\""), "{statement}");
-    assert!(statement.contains("\"request_id\":\"held-1\""), "{statement}");
+    assert!(
+        statement.contains("\"decision\":\"APPROVE\""),
+        "{statement}"
+    );
+    assert!(
+        statement.contains("\"request_id\":\"held-1\""),
+        "{statement}"
+    );
 
     let url = "/api/v1/requests/held-1/approve";
     // No signature: 400 saying what to sign.
-    let (st, e) = h.approver(0).call("POST", url, Some(&json!({}))).await.unwrap();
+    let (st, e) = h
+        .approver(0)
+        .call("POST", url, Some(&json!({})))
+        .await
+        .unwrap();
     assert_eq!(st, 400, "{e}");
     assert!(
         e["error"]["message"]
@@ -42,7 +52,11 @@ async fn approvals_need_the_approvers_own_signature() {
     let wrong_key = h.statement_signature(1, &statement);
     let (st, e) = h
         .approver(0)
-        .call("POST", url, Some(&json!({"statement_signature": wrong_key})))
+        .call(
+            "POST",
+            url,
+            Some(&json!({"statement_signature": wrong_key})),
+        )
         .await
         .unwrap();
     assert_eq!(st, 403, "{e}");
@@ -64,7 +78,10 @@ async fn approvals_need_the_approvers_own_signature() {
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["status"], "SIGNED");
     for a in r["approvals"].as_array().unwrap() {
-        assert!(a["statement_signature"].as_str().unwrap().starts_with("0x"), "{a}");
+        assert!(
+            a["statement_signature"].as_str().unwrap().starts_with("0x"),
+            "{a}"
+        );
     }
 }
 
@@ -91,7 +108,10 @@ async fn with_the_host_velocity_off_the_nodes_ledgers_still_bound_a_wallet() {
             403 => {
                 let m = r["error"]["message"].as_str().unwrap().to_string();
                 assert_eq!(r["error"]["code"], "POLICY_DENIED", "{r}");
-                assert!(m.contains("refuses") && m.contains("velocity-eth-24h"), "{m}");
+                assert!(
+                    m.contains("refuses") && m.contains("velocity-eth-24h"),
+                    "{m}"
+                );
                 refusals.push(m);
             }
             other => panic!("unexpected {other}: {r}"),

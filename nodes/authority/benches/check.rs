@@ -122,7 +122,10 @@ fn main() {
     for (name, req) in [
         ("EVM RAW_TX 0.5 ETH: derive + decide (ALLOW)", &small),
         ("EIP-191 message: derive + decide (ALLOW)", &message),
-        ("EVM RAW_TX 20 ETH: derive + decide + 2 approval statements", &held),
+        (
+            "EVM RAW_TX 20 ETH: derive + decide + 2 approval statements",
+            &held,
+        ),
     ] {
         let data: Value = serde_json::from_str(&req.data).expect("data");
         let digest = derive::derive(
@@ -145,7 +148,16 @@ fn main() {
         let mut times = Vec::with_capacity(iters);
         for _ in 0..iters {
             let t = Instant::now();
-            let v = check(&rt, &bundle, &approvers, req, &key, &digest, &sent, 1_767_225_600);
+            let v = check(
+                &rt,
+                &bundle,
+                &approvers,
+                req,
+                &key,
+                &digest,
+                &sent,
+                1_767_225_600,
+            );
             times.push(t.elapsed().as_secs_f64() * 1e6);
             assert!(v.is_ok(), "{name}: {:?}", v.err());
         }
