@@ -68,6 +68,9 @@ pub struct SignResponse {
     pub approvals_required: Option<u32>,
     #[schema(value_type = Option<Vec<Object>>)]
     pub approvals: Option<Vec<Value>>,
+    /// PENDING_APPROVAL: the canonical statement each approver signs with their own key
+    /// (sent back as the approve body's `statement_signature`; DESIGN §3a)
+    pub approval_statement: Option<String>,
 }
 
 /// Body of `POST /keys/{key_id}/transactions`; chain-specific fee fields go beside these
