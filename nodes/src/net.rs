@@ -186,6 +186,10 @@ impl Net {
             self.send_seq.insert(*p, 1);
             self.emit(env).await?;
         }
+        // Sealed messages of peers whose hello came are held aside here, not in `early`:
+        // `next_envelope` serves `early` first, so holding them there would hand the same
+        // message back forever and the hellos still to come would never be read.
+        let mut held = std::mem::take(&mut self.early);
         while self.channels.len() < peers.len() {
             let missing: Vec<NodeId> = peers
                 .iter()
@@ -213,7 +217,7 @@ impl Net {
                         Some(env.from),
                     ));
                 }
-                self.early.push_back(env);
+                held.push_back(env);
                 continue;
             }
             if self.channels.contains_key(&env.from) {
@@ -238,6 +242,7 @@ impl Net {
             self.recv_seq.insert(env.from, 1);
             self.channels.insert(env.from, channel);
         }
+        self.early = held;
         Ok(())
     }
 
