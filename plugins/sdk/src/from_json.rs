@@ -4,8 +4,8 @@
 //! in a test case cannot silently test something else.
 
 use crate::{
-    Asset, AssetKind, CallArg, ContractCall, Intent, IntentKind, Transfer, TypedData, TypedDomain,
-    TypedField, amount,
+    Allowance, Asset, AssetKind, CallArg, ContractCall, Intent, IntentKind, Transfer, TypedData,
+    TypedDomain, TypedField, amount,
 };
 use serde_json::{Map, Value};
 
@@ -47,6 +47,7 @@ fn kind(s: &str) -> R<IntentKind> {
         "message" => IntentKind::Message,
         "typed_data" => IntentKind::TypedData,
         "hash" => IntentKind::Hash,
+        "allowance" => IntentKind::Allowance,
         other => {
             return Err(format!(
                 "intent.kind `{other}` is not one of transfer, contract_call, message, typed_data, hash"
@@ -55,26 +56,13 @@ fn kind(s: &str) -> R<IntentKind> {
     })
 }
 
-fn transfer(v: &Value, i: usize) -> R<Transfer> {
-    let what = format!("intent.transfers[{i}]");
-    let m = obj(
-        v,
-        &what,
-        &["to", "amount", "amount_units", "asset", "is_change"],
-    )?;
-    let amount_s = string(m, "amount", &what)?;
-    if amount_s.is_empty() || !amount_s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "{what}.amount must be a base-unit integer string, got `{amount_s}`"
-        ));
-    }
-    let aw = format!("{what}.asset");
+fn asset(v: Option<&Value>, aw: &str) -> R<Asset> {
     let a = obj(
-        m.get("asset").ok_or_else(|| format!("{aw} is missing"))?,
-        &aw,
+        v.ok_or_else(|| format!("{aw} is missing"))?,
+        aw,
         &["kind", "symbol", "contract", "decimals"],
     )?;
-    let kind = match string(a, "kind", &aw)?.as_str() {
+    let kind = match string(a, "kind", aw)?.as_str() {
         "native" => AssetKind::Native,
         "token" => AssetKind::Token,
         other => return Err(format!("{aw}.kind `{other}` is not native or token")),
@@ -88,12 +76,61 @@ fn transfer(v: &Value, i: usize) -> R<Transfer> {
                 as u8,
         ),
     };
-    let asset = Asset {
+    Ok(Asset {
         kind,
-        symbol: opt_string(a, "symbol", &aw)?,
-        contract: opt_string(a, "contract", &aw)?,
+        symbol: opt_string(a, "symbol", aw)?,
+        contract: opt_string(a, "contract", aw)?,
         decimals,
-    };
+    })
+}
+
+fn base_units(m: &Map<String, Value>, key: &str, what: &str) -> R<String> {
+    let s = string(m, key, what)?;
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{what}.{key} must be a base-unit integer string, got `{s}`"
+        ));
+    }
+    Ok(s)
+}
+
+fn allowance(v: &Value, i: usize) -> R<Allowance> {
+    let what = format!("intent.allowances[{i}]");
+    let m = obj(
+        v,
+        &what,
+        &[
+            "spender",
+            "amount",
+            "amount_units",
+            "asset",
+            "unlimited",
+            "expiry",
+        ],
+    )?;
+    Ok(Allowance {
+        spender: string(m, "spender", &what)?,
+        amount: base_units(m, "amount", &what)?,
+        asset: asset(m.get("asset"), &format!("{what}.asset"))?,
+        unlimited: match m.get("unlimited") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(format!("{what}.unlimited must be true or false")),
+        },
+        expiry: opt_string(m, "expiry", &what)?,
+    })
+}
+
+fn transfer(v: &Value, i: usize) -> R<Transfer> {
+    let what = format!("intent.transfers[{i}]");
+    let m = obj(
+        v,
+        &what,
+        &["to", "amount", "amount_units", "asset", "is_change"],
+    )?;
+    let amount_s = base_units(m, "amount", &what)?;
+    let asset = asset(m.get("asset"), &format!("{what}.asset"))?;
+    let decimals = asset.decimals;
     if let Some(units) = opt_string(m, "amount_units", &what)? {
         let expected = decimals.and_then(|d| amount::base_to_units(&amount_s, d));
         if expected.as_deref() != Some(units.as_str()) {
@@ -229,6 +266,8 @@ impl Intent {
                 "nonce",
                 "typed_data",
                 "extra",
+                "allowances",
+                "network_bound",
             ],
         )?;
         let transfers = match m.get("transfers") {
@@ -240,12 +279,30 @@ impl Intent {
                 .collect::<R<_>>()?,
             Some(_) => return Err("intent.transfers must be a list".into()),
         };
-        let fee_max = match m.get("fee") {
-            None | Some(Value::Null) => None,
+        let (fee_max, fee_asset) = match m.get("fee") {
+            None | Some(Value::Null) => (None, None),
             Some(f) => {
-                let f = obj(f, "intent.fee", &["max_amount"])?;
-                opt_string(f, "max_amount", "intent.fee")?
+                let f = obj(f, "intent.fee", &["max_amount", "max_units", "asset"])?;
+                let a = match f.get("asset") {
+                    None | Some(Value::Null) => None,
+                    Some(a) => Some(asset(Some(a), "intent.fee.asset")?),
+                };
+                (opt_string(f, "max_amount", "intent.fee")?, a)
             }
+        };
+        let allowances = match m.get("allowances") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .map(|(i, t)| allowance(t, i))
+                .collect::<R<_>>()?,
+            Some(_) => return Err("intent.allowances must be a list".into()),
+        };
+        let network_bound = match m.get("network_bound") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err("intent.network_bound must be true or false".into()),
         };
         let mut extra = Vec::new();
         match m.get("extra") {
@@ -271,6 +328,9 @@ impl Intent {
                 Some(c) => Some(call(c)?),
             },
             fee_max,
+            fee_asset,
+            allowances,
+            network_bound,
             nonce: opt_string(m, "nonce", "intent")?,
             typed_data: match m.get("typed_data") {
                 None | Some(Value::Null) => None,
@@ -300,6 +360,9 @@ mod tests {
             }],
             call: None,
             fee_max: Some("21000".into()),
+            fee_asset: None,
+            allowances: vec![],
+            network_bound: false,
             nonce: Some("9".into()),
             typed_data: Some(TypedData {
                 domain: TypedDomain {

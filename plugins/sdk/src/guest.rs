@@ -81,6 +81,8 @@ fn intent(i: sdk::Intent) -> w::Intent {
             sdk::IntentKind::Message => w::IntentKind::Message,
             sdk::IntentKind::TypedData => w::IntentKind::TypedData,
             sdk::IntentKind::Hash => w::IntentKind::Hash,
+            // WIT 0.1.0 has no allowance kind: an allowance is a contract call there.
+            sdk::IntentKind::Allowance => w::IntentKind::ContractCall,
         },
         from: i.from,
         transfers: i

@@ -307,6 +307,19 @@ pub struct Transfer {
     pub is_change: bool,
 }
 
+/// A right the signature grants: `spender` may move up to `amount` of `asset` from the
+/// signer (`unlimited` when the amount is the type's maximum, e.g. `2^256 - 1`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allowance {
+    pub spender: String,
+    pub asset: Asset,
+    /// Base units, decimal string.
+    pub amount: String,
+    pub unlimited: bool,
+    /// When the grant lapses (unix seconds, decimal string), when the format has one.
+    pub expiry: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallArg {
     pub name: String,
@@ -352,6 +365,9 @@ pub enum IntentKind {
     Message,
     TypedData,
     Hash,
+    /// The request grants a spender the right to move the signer's tokens (ERC-20 /
+    /// TRC-20 `approve`, SPL `approve`, EIP-2612 Permit, Permit2).
+    Allowance,
 }
 
 impl IntentKind {
@@ -362,6 +378,7 @@ impl IntentKind {
             IntentKind::Message => "message",
             IntentKind::TypedData => "typed_data",
             IntentKind::Hash => "hash",
+            IntentKind::Allowance => "allowance",
         }
     }
 }
@@ -376,9 +393,26 @@ pub struct Intent {
     pub transfers: Vec<Transfer>,
     pub call: Option<ContractCall>,
     pub fee_max: Option<String>,
+    /// The asset `fee_max` is paid in (the chain's native asset), with its decimals.
+    /// None from plugins built against WIT 0.1.0: the fee's size in units is unknown.
+    pub fee_asset: Option<Asset>,
+    /// Allowances the request grants (WIT 0.2.0; empty from 0.1.0 plugins).
+    pub allowances: Vec<Allowance>,
+    /// True when the signed bytes bind `network` (an EVM chain id); false when the
+    /// network is only what the caller named (Bitcoin, TRON, Solana).
+    pub network_bound: bool,
     pub nonce: Option<String>,
     pub typed_data: Option<TypedData>,
     pub extra: Vec<(String, String)>,
+}
+
+fn asset_json(a: &Asset) -> Value {
+    json!({
+        "kind": match a.kind { AssetKind::Native => "native", AssetKind::Token => "token" },
+        "symbol": a.symbol,
+        "contract": a.contract,
+        "decimals": a.decimals,
+    })
 }
 
 impl Intent {
@@ -396,12 +430,7 @@ impl Intent {
                     "to": t.to,
                     "amount": t.amount,
                     "amount_units": units,
-                    "asset": {
-                        "kind": match t.asset.kind { AssetKind::Native => "native", AssetKind::Token => "token" },
-                        "symbol": t.asset.symbol,
-                        "contract": t.asset.contract,
-                        "decimals": t.asset.decimals,
-                    },
+                    "asset": asset_json(&t.asset),
                     "is_change": t.is_change,
                 })
             })
@@ -442,7 +471,23 @@ impl Intent {
             "from": self.from,
             "transfers": transfers,
             "call": call,
-            "fee": self.fee_max.as_ref().map(|m| json!({"max_amount": m})),
+            "fee": self.fee_max.as_ref().map(|m| match &self.fee_asset {
+                Some(a) => json!({
+                    "max_amount": m,
+                    "max_units": a.decimals.and_then(|d| amount::base_to_units(m, d)),
+                    "asset": asset_json(a),
+                }),
+                None => json!({"max_amount": m}),
+            }),
+            "allowances": self.allowances.iter().map(|a| json!({
+                "spender": a.spender,
+                "amount": a.amount,
+                "amount_units": a.asset.decimals.and_then(|d| amount::base_to_units(&a.amount, d)),
+                "asset": asset_json(&a.asset),
+                "unlimited": a.unlimited,
+                "expiry": a.expiry,
+            })).collect::<Vec<_>>(),
+            "network_bound": self.network_bound,
             "nonce": self.nonce,
             "typed_data": typed,
             "extra": extra,

@@ -103,6 +103,9 @@ fn intent(i: w::Intent) -> sdk::Intent {
                 .collect(),
         }),
         fee_max: i.fee_max,
+        fee_asset: None,
+        allowances: vec![],
+        network_bound: false,
         nonce: i.nonce,
         typed_data: i.typed_data.map(|t| sdk::TypedData {
             domain: sdk::TypedDomain {
