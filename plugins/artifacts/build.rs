@@ -18,10 +18,16 @@ struct Source {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Entry {
     name: String,
     #[serde(rename = "crate")]
     krate: String,
+    /// Built in a cargo run of its own: cargo unifies the features of every package in
+    /// one run, so a plugin that turns on a dependency feature (e.g. the sdk's
+    /// `wit-0-1-0`) would otherwise pass it to every other plugin of the run.
+    #[serde(default)]
+    own_build: bool,
 }
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -51,15 +57,38 @@ fn main() {
     .expect("parse plugins/plugins.toml");
 
     let wasm_target_dir = wasm_target_dir(&out_dir);
+    let all: Vec<&Entry> = source.plugin.iter().chain(&source.test_plugin).collect();
+    let (own, shared): (Vec<&Entry>, Vec<&Entry>) = all.into_iter().partition(|e| e.own_build);
+    build_wasm(&workspace, &wasm_target_dir, &shared);
+    for e in own {
+        build_wasm(&workspace, &wasm_target_dir, &[e]);
+    }
+
+    let release = wasm_target_dir.join(WASM_TARGET).join("release");
+    let shipped = out_dir.join("plugins");
+    let tests = out_dir.join("test-plugins");
+    write_set(&source.plugin, &release, &shipped);
+    write_set(&source.test_plugin, &release, &tests);
+    println!("cargo:rustc-env=CUSTOS_PLUGIN_DIR={}", shipped.display());
+    println!("cargo:rustc-env=CUSTOS_TEST_PLUGIN_DIR={}", tests.display());
+}
+
+/// One `cargo build` of `entries` for the wasm target. Runs share the target directory:
+/// each crate's cdylib has its own file name, and a dependency built with other features
+/// gets its own hashed artifact.
+fn build_wasm(workspace: &Path, wasm_target_dir: &Path, entries: &[&Entry]) {
+    if entries.is_empty() {
+        return;
+    }
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
+    cmd.current_dir(workspace)
         .arg("build")
         .arg("--release")
         .arg(format!("--target={WASM_TARGET}"))
         .arg("--target-dir")
-        .arg(&wasm_target_dir);
-    for e in source.plugin.iter().chain(&source.test_plugin) {
+        .arg(wasm_target_dir);
+    for e in entries {
         cmd.arg("-p").arg(&e.krate);
     }
     // Build flags of the outer build do not apply to the guest; paths are remapped so the
@@ -82,14 +111,6 @@ fn main() {
         .env("CARGO_PROFILE_RELEASE_INCREMENTAL", "false");
     let status = cmd.status().expect("run cargo for the wasm plugins");
     assert!(status.success(), "building the wasm plugins failed");
-
-    let release = wasm_target_dir.join(WASM_TARGET).join("release");
-    let shipped = out_dir.join("plugins");
-    let tests = out_dir.join("test-plugins");
-    write_set(&source.plugin, &release, &shipped);
-    write_set(&source.test_plugin, &release, &tests);
-    println!("cargo:rustc-env=CUSTOS_PLUGIN_DIR={}", shipped.display());
-    println!("cargo:rustc-env=CUSTOS_TEST_PLUGIN_DIR={}", tests.display());
 }
 
 /// A stable directory for the guest build, outside OUT_DIR so it survives rebuilds of

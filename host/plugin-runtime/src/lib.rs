@@ -33,7 +33,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use manifest::{Manifest, ManifestEntry};
 
 /// WIT versions this host can run, newest last.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
 
 /// Name of the custom section in which a plugin declares its WIT version.
 pub const WIT_VERSION_SECTION: &str = "custos:wit-version";

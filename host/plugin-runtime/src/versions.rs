@@ -9,23 +9,27 @@ use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
 mod v0_1_0;
+mod v0_2_0;
 
 /// The newest supported version.
 #[allow(unused_imports)]
-use v0_1_0 as latest;
+use v0_2_0 as latest;
 
 pub enum Pre {
     V0_1_0(v0_1_0::Pre),
+    V0_2_0(v0_2_0::Pre),
 }
 
 pub enum Instance {
     V0_1_0(v0_1_0::Instance),
+    V0_2_0(v0_2_0::Instance),
 }
 
 impl Pre {
     pub fn new(version: &str, pre: InstancePre<CallState>) -> Result<Self, String> {
         match version {
             "0.1.0" => v0_1_0::Pre::new(pre).map(Pre::V0_1_0),
+            "0.2.0" => v0_2_0::Pre::new(pre).map(Pre::V0_2_0),
             other => Err(format!("no bindings for wit version `{other}`")),
         }
     }
@@ -33,6 +37,7 @@ impl Pre {
     pub fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Instance> {
         match self {
             Pre::V0_1_0(p) => p.instantiate(store).map(Instance::V0_1_0),
+            Pre::V0_2_0(p) => p.instantiate(store).map(Instance::V0_2_0),
         }
     }
 }
@@ -43,11 +48,13 @@ impl Instance {
     pub fn info(&self, s: &mut Store<CallState>) -> wasmtime::Result<sdk::PluginInfo> {
         match self {
             Instance::V0_1_0(i) => i.info(s),
+            Instance::V0_2_0(i) => i.info(s),
         }
     }
     pub fn derive_address(&self, s: &mut Store<CallState>, pk: &[u8], net: &str) -> Answer<String> {
         match self {
             Instance::V0_1_0(i) => i.derive_address(s, pk, net),
+            Instance::V0_2_0(i) => i.derive_address(s, pk, net),
         }
     }
     pub fn parse(
@@ -59,6 +66,7 @@ impl Instance {
     ) -> Answer<sdk::Intent> {
         match self {
             Instance::V0_1_0(i) => i.parse(s, raw, net, pk),
+            Instance::V0_2_0(i) => i.parse(s, raw, net, pk),
         }
     }
     pub fn signing_payloads(
@@ -70,6 +78,7 @@ impl Instance {
     ) -> Answer<Vec<sdk::SigningPayload>> {
         match self {
             Instance::V0_1_0(i) => i.signing_payloads(s, raw, net, pk),
+            Instance::V0_2_0(i) => i.signing_payloads(s, raw, net, pk),
         }
     }
     pub fn assemble(
@@ -82,6 +91,7 @@ impl Instance {
     ) -> Answer<sdk::Assembled> {
         match self {
             Instance::V0_1_0(i) => i.assemble(s, raw, net, pk, sigs),
+            Instance::V0_2_0(i) => i.assemble(s, raw, net, pk, sigs),
         }
     }
     pub fn build(
@@ -91,6 +101,7 @@ impl Instance {
     ) -> Answer<sdk::BuiltTx> {
         match self {
             Instance::V0_1_0(i) => i.build(s, req),
+            Instance::V0_2_0(i) => i.build(s, req),
         }
     }
     pub fn parse_message(
@@ -102,6 +113,7 @@ impl Instance {
     ) -> Answer<sdk::ParsedMessage> {
         match self {
             Instance::V0_1_0(i) => i.parse_message(s, msg, net, pk),
+            Instance::V0_2_0(i) => i.parse_message(s, msg, net, pk),
         }
     }
     pub fn assemble_message_signature(
@@ -113,6 +125,7 @@ impl Instance {
     ) -> Answer<Vec<u8>> {
         match self {
             Instance::V0_1_0(i) => i.assemble_message_signature(s, payload, pk, sig),
+            Instance::V0_2_0(i) => i.assemble_message_signature(s, payload, pk, sig),
         }
     }
 }

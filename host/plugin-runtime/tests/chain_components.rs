@@ -35,7 +35,7 @@ fn infos() {
         assert_eq!(p.info.name, c.name);
         assert_eq!(p.info.chain_family, family);
         assert_eq!(p.info.curve, curve);
-        assert_eq!(p.wit_version, "0.1.0");
+        assert_eq!(p.wit_version, "0.2.0");
     }
 }
 

@@ -19,7 +19,7 @@ fn info_and_version() {
     let p = component().rt.plugin("evm").expect("evm loaded");
     assert_eq!(p.info.name, "evm");
     assert_eq!(p.info.chain_family, "ethereum");
-    assert_eq!(p.wit_version, "0.1.0");
+    assert_eq!(p.wit_version, "0.2.0");
     assert_eq!(p.sha256.len(), 64);
 }
 

@@ -1,6 +1,8 @@
 //! The component side of the contract (wasm32 only): the wit-bindgen bindings for
-//! `custos:chain@0.1.0`, the conversions from the plain-Rust types, and the
-//! `export_plugin!` macro, so a plugin crate implements [`crate::Plugin`] and nothing else.
+//! `custos:chain@0.2.0` (or, with the `wit-0-1-0` feature, the older `custos:chain@0.1.0`
+//! a test plugin keeps being built against so the host provably still loads it), the
+//! conversions from the plain-Rust types, and the `export_plugin!` macro, so a plugin
+//! crate implements [`crate::Plugin`] and nothing else.
 
 use crate::{self as sdk, Plugin};
 use core::marker::PhantomData;
@@ -9,6 +11,15 @@ pub use wit_bindgen;
 
 #[doc(hidden)]
 pub mod bindings {
+    #[cfg(not(feature = "wit-0-1-0"))]
+    wit_bindgen::generate!({
+        path: "../../wit/v0.2.0",
+        world: "chain-adapter",
+        pub_export_macro: true,
+        default_bindings_module: "custos_plugin_sdk::guest::bindings",
+        runtime_path: "custos_plugin_sdk::guest::wit_bindgen::rt",
+    });
+    #[cfg(feature = "wit-0-1-0")]
     wit_bindgen::generate!({
         path: "../../wit/v0.1.0",
         world: "chain-adapter",
@@ -25,6 +36,12 @@ use bindings::exports::custos::chain::adapter as w;
 #[doc(hidden)]
 #[unsafe(link_section = "custos:wit-version")]
 #[used]
+#[cfg(not(feature = "wit-0-1-0"))]
+pub static CUSTOS_WIT_VERSION: [u8; 5] = *b"0.2.0";
+#[doc(hidden)]
+#[unsafe(link_section = "custos:wit-version")]
+#[used]
+#[cfg(feature = "wit-0-1-0")]
 pub static CUSTOS_WIT_VERSION: [u8; 5] = *b"0.1.0";
 
 /// Adapts a [`Plugin`] to the generated `Guest` trait.
@@ -71,6 +88,18 @@ fn scheme_in(s: w::SignatureScheme) -> sdk::SignatureScheme {
     }
 }
 
+fn asset(a: sdk::Asset) -> w::Asset {
+    w::Asset {
+        kind: match a.kind {
+            sdk::AssetKind::Native => w::AssetKind::Native,
+            sdk::AssetKind::Token => w::AssetKind::Token,
+        },
+        symbol: a.symbol,
+        contract: a.contract,
+        decimals: a.decimals,
+    }
+}
+
 fn intent(i: sdk::Intent) -> w::Intent {
     w::Intent {
         chain: i.chain,
@@ -81,7 +110,10 @@ fn intent(i: sdk::Intent) -> w::Intent {
             sdk::IntentKind::Message => w::IntentKind::Message,
             sdk::IntentKind::TypedData => w::IntentKind::TypedData,
             sdk::IntentKind::Hash => w::IntentKind::Hash,
+            #[cfg(not(feature = "wit-0-1-0"))]
+            sdk::IntentKind::Allowance => w::IntentKind::Allowance,
             // WIT 0.1.0 has no allowance kind: an allowance is a contract call there.
+            #[cfg(feature = "wit-0-1-0")]
             sdk::IntentKind::Allowance => w::IntentKind::ContractCall,
         },
         from: i.from,
@@ -91,15 +123,7 @@ fn intent(i: sdk::Intent) -> w::Intent {
             .map(|t| w::Transfer {
                 to: t.to,
                 amount: t.amount,
-                asset: w::Asset {
-                    kind: match t.asset.kind {
-                        sdk::AssetKind::Native => w::AssetKind::Native,
-                        sdk::AssetKind::Token => w::AssetKind::Token,
-                    },
-                    symbol: t.asset.symbol,
-                    contract: t.asset.contract,
-                    decimals: t.asset.decimals,
-                },
+                asset: asset(t.asset),
                 is_change: t.is_change,
             })
             .collect(),
@@ -118,6 +142,23 @@ fn intent(i: sdk::Intent) -> w::Intent {
                 .collect(),
         }),
         fee_max: i.fee_max,
+        // WIT 0.1.0 carries none of these: its intents reach the host without them.
+        #[cfg(not(feature = "wit-0-1-0"))]
+        fee_asset: i.fee_asset.map(asset),
+        #[cfg(not(feature = "wit-0-1-0"))]
+        allowances: i
+            .allowances
+            .into_iter()
+            .map(|a| w::Allowance {
+                spender: a.spender,
+                asset: asset(a.asset),
+                amount: a.amount,
+                unlimited: a.unlimited,
+                expiry: a.expiry,
+            })
+            .collect(),
+        #[cfg(not(feature = "wit-0-1-0"))]
+        network_bound: i.network_bound,
         nonce: i.nonce,
         typed_data: i.typed_data.map(|t| w::TypedData {
             domain: w::TypedDomain {

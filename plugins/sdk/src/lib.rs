@@ -127,7 +127,7 @@ macro_rules! plugin_from_fns {
 }
 
 /// The WIT package version these types mirror.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Curve {
