@@ -212,19 +212,20 @@ impl NodeAuthority {
             approvers: verified.approvers.clone(),
         });
         let (jname, jbytes) = Journal::name_and_bytes(&entry);
-        let ledger_entry = verified
+        let ledger_entries: Vec<_> = verified
             .velocity
-            .as_ref()
-            .and_then(|(k, amount)| books.ledger.draft(k, amount, now, &req.request_id));
+            .iter()
+            .filter_map(|(k, amount)| books.ledger.draft(k, amount, now, &req.request_id))
+            .collect();
         let mut batch: Vec<(Kind, &str, &[u8])> = vec![(Kind::Journal, &jname, &jbytes)];
-        if let Some((name, bytes, _)) = &ledger_entry {
+        for (name, bytes, _) in &ledger_entries {
             batch.push((Kind::Ledger, name, bytes));
         }
         store.put_batch(&batch).map_err(|e| {
             format!("the signing journal could not be written ({e}); nothing is signed")
         })?;
         books.journal.advance(&entry);
-        if let Some((_, _, e)) = ledger_entry {
+        for (_, _, e) in ledger_entries {
             books.ledger.push(e);
         }
         tracing::info!(request = %req.request_id, key = %rec.key_id, bundle = verified.bundle_version, approvers = ?verified.approvers, "signing admitted and journaled");

@@ -131,8 +131,11 @@ fn main() {
             intent: &intent,
             velocity: Velocity {
                 sent_24h: "3000000000000000000".into(),
+                native_sent_24h: "3000000000000000000".into(),
+                count_24h: "12".into(),
             },
             facts: RequestFacts::at("10.1.2.3", 1_795_262_400),
+            operation: None,
         };
         if let Ok(n) = std::env::var("CUSTOS_PROFILE_AT") {
             if n.parse::<usize>().ok() == Some(total) {

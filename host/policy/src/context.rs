@@ -55,11 +55,51 @@ pub struct WalletRef<'a> {
     pub groups: &'a [String],
 }
 
-/// Base units of the request's asset sent from this wallet in the last 24 h, change
-/// excluded (the service keeps this durably).
+/// What left this wallet in the last 24 h, this request excluded (the service keeps it
+/// durably; see [`crate::velocity`]). Empty strings read as 0.
 #[derive(Clone, Debug, Default)]
 pub struct Velocity {
+    /// Base units of the request's asset (fee ceilings included when it is native).
     pub sent_24h: String,
+    /// Base units of the chain's native asset (transfers and fee ceilings).
+    pub native_sent_24h: String,
+    /// Signed requests.
+    pub count_24h: String,
+}
+
+/// What an administrative request carries (generate_key, set_status, refresh_key,
+/// approve), for policy. Absent fields are left out of the context.
+#[derive(Clone, Debug, Default)]
+pub struct Operation {
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    pub request_id: Option<String>,
+    pub requester: Option<String>,
+    pub label: Option<String>,
+    pub curve: Option<String>,
+    pub algorithm: Option<String>,
+    pub shard_count: Option<u32>,
+    pub threshold: Option<u32>,
+}
+
+/// The intent of a request that moves nothing and signs nothing (generate_key,
+/// set_status, refresh_key): `kind` reads `none` in the context.
+pub fn no_intent() -> Intent {
+    Intent {
+        chain: String::new(),
+        network: String::new(),
+        kind: custos_plugin_sdk::IntentKind::Hash,
+        from: String::new(),
+        transfers: vec![],
+        call: None,
+        fee_max: None,
+        fee_asset: None,
+        allowances: vec![],
+        network_bound: false,
+        nonce: None,
+        typed_data: None,
+        extra: vec![],
+    }
 }
 
 pub struct RequestFacts {
@@ -77,6 +117,8 @@ pub struct DecisionRequest<'a> {
     pub intent: &'a Intent,
     pub velocity: Velocity,
     pub facts: RequestFacts,
+    /// Set for administrative actions (see [`Operation`]).
+    pub operation: Option<Operation>,
 }
 
 /// A request in Cedar's core form, ready for its evaluator.
@@ -233,6 +275,27 @@ fn set(items: impl IntoIterator<Item = Value>) -> Value {
     Value::set(items, None)
 }
 
+/// The address lists that contain every one of `addresses` (`<chain>:<address>`); none
+/// when there are no addresses.
+fn lists_containing_all(
+    addresses: &BTreeSet<String>,
+    address_lists: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<Value> {
+    let mut lists_of_all: Option<BTreeSet<String>> = None;
+    for r in addresses {
+        let parents = address_lists.get(r).cloned().unwrap_or_default();
+        lists_of_all = Some(match lists_of_all {
+            None => parents,
+            Some(acc) => acc.intersection(&parents).cloned().collect(),
+        });
+    }
+    lists_of_all
+        .unwrap_or_default()
+        .iter()
+        .map(|l| Value::from(euid(&CT.address_list, l)))
+        .collect()
+}
+
 fn max_units() -> Units {
     amount::to_units(&"9".repeat(40), 0).unwrap_or(Units {
         decimal: "922337203685477.5807".into(),
@@ -271,14 +334,62 @@ pub fn build(
         }
         sum = add(&sum, &t.amount);
     }
-    let sent = if req.velocity.sent_24h.is_empty() {
-        "0"
-    } else {
-        req.velocity.sent_24h.as_str()
+    let figure = |f: &'_ str| -> Result<String, String> {
+        match f {
+            "" => Ok("0".into()),
+            f if is_digits(f) => Ok(f.to_string()),
+            f => Err(format!("velocity `{f}` is not a decimal integer")),
+        }
     };
-    if !is_digits(sent) {
-        return Err(format!("velocity `{sent}` is not a decimal integer"));
-    }
+    let sent = &figure(&req.velocity.sent_24h)?;
+    let native_sent = figure(&req.velocity.native_sent_24h)?;
+    let count_sent = figure(&req.velocity.count_24h)?;
+    // The fee ceiling, in the native asset. Its decimals come from the plugin (WIT 0.2.0)
+    // or a native transfer of the same request; without them its size is unknown and it
+    // counts as the most (`fee_known = false`).
+    let fee = match &i.fee_max {
+        Some(f) if is_digits(f) => Some(f.as_str()),
+        Some(f) => return Err(format!("fee ceiling `{f}` is not a decimal integer")),
+        None => None,
+    };
+    let native_transfers: Vec<_> = moving
+        .iter()
+        .filter(|t| t.asset.kind == AssetKind::Native)
+        .collect();
+    let native_decimals = i
+        .fee_asset
+        .as_ref()
+        .and_then(|a| a.decimals)
+        .or_else(|| native_transfers.first().and_then(|t| t.asset.decimals));
+    let native_symbol = i
+        .fee_asset
+        .as_ref()
+        .and_then(|a| a.symbol.clone())
+        .or_else(|| native_transfers.first().and_then(|t| t.asset.symbol.clone()))
+        .unwrap_or_default();
+    let native_sum = native_transfers
+        .iter()
+        .fold("0".to_string(), |acc, t| add(&acc, &t.amount));
+    let fee_known = fee.is_none() || native_decimals.is_some();
+    let units_of_native = |base: &str| -> Result<Units, String> {
+        match native_decimals {
+            Some(d) => amount::to_units(base, d).map_err(|e| e.to_string()),
+            None if base.trim_start_matches('0').is_empty() => {
+                amount::to_units("0", 0).map_err(|e| e.to_string())
+            }
+            None => Ok(max_units()),
+        }
+    };
+    let fee_units = units_of_native(fee.unwrap_or("0"))?;
+    let native_amount_units = units_of_native(&native_sum)?;
+    let native_with_this = units_of_native(&add(&add(&native_sent, &native_sum), fee.unwrap_or("0")))?;
+    let native_units_24h = units_of_native(&native_sent)?;
+    // The fee ceiling counts in velocity on the native asset.
+    let this_amount = if single && keys.iter().next().is_some_and(|k| k == "native") {
+        add(&sum, fee.unwrap_or("0"))
+    } else {
+        sum.clone()
+    };
     let (units, units_24h, with_this) = match (moving.is_empty(), known, decimals) {
         (true, _, _) => {
             let z = amount::to_units("0", 0).map_err(|e| e.to_string())?;
@@ -287,7 +398,7 @@ pub fn build(
         (false, true, Some(d)) => (
             amount::to_units(&sum, d).map_err(|e| e.to_string())?,
             amount::to_units(sent, d).map_err(|e| e.to_string())?,
-            amount::to_units(&add(sent, &sum), d).map_err(|e| e.to_string())?,
+            amount::to_units(&add(sent, &this_amount), d).map_err(|e| e.to_string())?,
         ),
         // Mixed assets or unknown decimals: the size is unknown, so it counts as the most.
         _ => (max_units(), max_units(), max_units()),
@@ -344,28 +455,65 @@ pub fn build(
         .iter()
         .map(|t| format!("{}:{}", i.chain, t.to))
         .collect();
-    let mut lists_of_all: Option<BTreeSet<String>> = None;
-    for r in &recipients {
-        let parents = address_lists.get(r).cloned().unwrap_or_default();
-        lists_of_all = Some(match lists_of_all {
-            None => parents,
-            Some(acc) => acc.intersection(&parents).cloned().collect(),
-        });
+    let recipients_in = lists_containing_all(&recipients, address_lists);
+    // Allowances: what each grants, and the lists that contain every spender.
+    let mut allowances = Vec::with_capacity(i.allowances.len());
+    for a in &i.allowances {
+        if !is_digits(&a.amount) {
+            return Err(format!(
+                "allowance amount `{}` is not a decimal integer",
+                a.amount
+            ));
+        }
+        let u = match a.asset.decimals {
+            Some(d) => amount::to_units(&a.amount, d).map_err(|e| e.to_string())?,
+            None => max_units(),
+        };
+        let mut asset = vec![(
+            "kind",
+            s_(match a.asset.kind {
+                AssetKind::Native => "native",
+                AssetKind::Token => "token",
+            }),
+        )];
+        if let Some(v) = &a.asset.symbol {
+            asset.push(("symbol", s_(v)));
+        }
+        if let Some(v) = &a.asset.contract {
+            asset.push(("contract", s_(v)));
+        }
+        if let Some(d) = a.asset.decimals {
+            asset.push(("decimals", long(i64::from(d))));
+        }
+        allowances.push(record(vec![
+            ("spender", s_(&a.spender)),
+            ("amount", s_(&a.amount)),
+            ("amount_units", decimal(&u.decimal)?),
+            ("saturated", bool_(u.saturated)),
+            ("decimals_known", bool_(a.asset.decimals.is_some())),
+            ("asset", record(asset)),
+            ("unlimited", bool_(a.unlimited)),
+        ]));
     }
-    let recipients_in: Vec<Value> = if recipients.is_empty() {
-        vec![]
-    } else {
-        lists_of_all
-            .unwrap_or_default()
-            .iter()
-            .map(|l| Value::from(euid(&CT.address_list, l)))
-            .collect()
-    };
+    let spenders: BTreeSet<String> = i
+        .allowances
+        .iter()
+        .map(|a| format!("{}:{}", i.chain, a.spender))
+        .collect();
+    let spenders_in = lists_containing_all(&spenders, address_lists);
     let count = |n: usize| long(i64::try_from(n).unwrap_or(i64::MAX));
+    let count_24h: i64 = count_sent.parse().unwrap_or(i64::MAX);
     let mut ctx: Vec<(&str, Value)> = vec![
         ("chain", s_(&i.chain)),
         ("network", s_(&i.network)),
-        ("kind", s_(i.kind.as_str())),
+        (
+            "kind",
+            s_(if req.operation.is_some() && i.chain.is_empty() {
+                "none"
+            } else {
+                i.kind.as_str()
+            }),
+        ),
         ("from", s_(&i.from)),
         ("transfers", set(transfers)),
         ("transfer_count", count(moving.len())),
@@ -383,11 +531,29 @@ pub fn build(
         ("amount_known", bool_(known)),
         ("saturated", bool_(saturated)),
         ("recipients_in", set(recipients_in)),
+        ("fee_units", decimal(&fee_units.decimal)?),
+        ("fee_known", bool_(fee_known)),
+        ("fee_symbol", s_(&native_symbol)),
+        ("native_amount_units", decimal(&native_amount_units.decimal)?),
+        ("allowances", set(allowances)),
+        ("allowance_count", count(i.allowances.len())),
+        (
+            "allowance_unlimited",
+            bool_(i.allowances.iter().any(|a| a.unlimited)),
+        ),
+        ("allowance_spenders_in", set(spenders_in)),
         (
             "velocity",
             record(vec![
                 ("units_24h", decimal(&units_24h.decimal)?),
                 ("units_24h_with_this", decimal(&with_this.decimal)?),
+                ("native_units_24h", decimal(&native_units_24h.decimal)?),
+                (
+                    "native_units_24h_with_this",
+                    decimal(&native_with_this.decimal)?,
+                ),
+                ("count_24h", long(count_24h)),
+                ("count_24h_with_this", long(count_24h.saturating_add(1))),
             ]),
         ),
         (
@@ -409,6 +575,28 @@ pub fn build(
     }
     if let Some(f) = &i.fee_max {
         ctx.push(("fee_max", s_(f)));
+    }
+    if let Some(op) = &req.operation {
+        let mut fields = vec![];
+        for (k, v) in [
+            ("status", &op.status),
+            ("reason", &op.reason),
+            ("request_id", &op.request_id),
+            ("requester", &op.requester),
+            ("label", &op.label),
+            ("curve", &op.curve),
+            ("algorithm", &op.algorithm),
+        ] {
+            if let Some(v) = v {
+                fields.push((k, s_(v)));
+            }
+        }
+        for (k, v) in [("shard_count", op.shard_count), ("threshold", op.threshold)] {
+            if let Some(v) = v {
+                fields.push((k, long(i64::from(v))));
+            }
+        }
+        ctx.push(("operation", record(fields)));
     }
     if let Some(t) = &i.typed_data {
         let mut domain = vec![];

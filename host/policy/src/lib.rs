@@ -25,7 +25,9 @@ pub mod facts;
 pub mod testkit;
 pub mod velocity;
 
-pub use context::{Action, ClientRef, DecisionRequest, RequestFacts, Velocity, WalletRef};
+pub use context::{
+    Action, ClientRef, DecisionRequest, Operation, RequestFacts, Velocity, WalletRef, no_intent,
+};
 
 use cedar_policy::{
     ActionConstraint, Entities, Entity, Policy, PolicyId, PolicySet, ResourceConstraint, Schema,

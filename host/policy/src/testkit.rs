@@ -12,7 +12,10 @@
 //!     "wallet": {"id": "key-1", "label": "treasury", "tags": [], "groups": [],
 //!                "curve": "SECP256K1", "addresses": {"evm": "0x…"}},
 //!     "intent": { …the intent JSON of DESIGN §7… },
-//!     "velocity": {"sent_24h": "0"}  or  {"sent": [{"time": "…Z", "amount": "…"}]},
+//!     "velocity": {"sent_24h": "0", "native_sent_24h": "0", "count_24h": "3"}
+//!              or {"sent": [{"time": "…Z", "amount": "…"}], "count_24h": "3"},
+//!     "operation": {"status": "FROZEN", …}   (administrative actions; then "intent"
+//!                                              may be left out),
 //!     "time": "2026-11-21T12:00:00Z",
 //!     "client_ip": "10.0.0.5"
 //!   },
@@ -50,9 +53,12 @@ struct CaseRequest {
     principal: CasePrincipal,
     action: String,
     wallet: CaseWallet,
-    intent: Value,
+    #[serde(default)]
+    intent: Option<Value>,
     #[serde(default)]
     velocity: Option<CaseVelocity>,
+    #[serde(default)]
+    operation: Option<CaseOperation>,
     time: String,
     #[serde(default = "default_ip")]
     client_ip: String,
@@ -86,9 +92,39 @@ struct CaseWallet {
     addresses: BTreeMap<String, String>,
 }
 
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseOperation {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    requester: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    curve: Option<String>,
+    #[serde(default)]
+    algorithm: Option<String>,
+    #[serde(default)]
+    shard_count: Option<u32>,
+    #[serde(default)]
+    threshold: Option<u32>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CaseVelocity {
+    /// Base units of the chain's native asset sent in the last 24 h (transfers and fee
+    /// ceilings); defaults to `sent_24h` when the intent's asset is native, else 0.
+    #[serde(default)]
+    native_sent_24h: Option<String>,
+    /// Signed requests from the wallet in the last 24 h.
+    #[serde(default)]
+    count_24h: Option<String>,
     /// Base units sent in the last 24 h, given directly…
     #[serde(default)]
     sent_24h: Option<String>,
@@ -219,30 +255,46 @@ fn decide_case(snap: &PolicySnapshot, case: &CaseFile) -> Result<(Verdict, Decis
     let expected = expected_verdict(&case.expect)?;
     let r = &case.request;
     let action = parse_action(&r.action)?;
-    let intent = Intent::from_json(&r.intent)?;
+    let intent = match &r.intent {
+        Some(v) => Intent::from_json(v)?,
+        None if r.operation.is_some() => crate::no_intent(),
+        None => return Err("request.intent is missing".into()),
+    };
     let now = parse_utc(&r.time)?;
     let velocity = match &r.velocity {
         None => Velocity::default(),
-        Some(v) => match (&v.sent_24h, v.sent.is_empty()) {
-            (Some(s), true) => Velocity {
-                sent_24h: s.clone(),
-            },
-            (None, _) => {
-                let store = MemoryVelocity::new();
-                let key = VelocityKey::for_intent(&r.wallet.id, &intent)
-                    .map(|(k, _)| k)
-                    .ok_or("velocity.sent needs an intent that sends a single asset")?;
-                for s in &v.sent {
-                    store
-                        .record(&key, &s.amount, parse_utc(&s.time)?)
-                        .map_err(|e| e.to_string())?;
+        Some(v) => {
+            let sent_24h = match (&v.sent_24h, v.sent.is_empty()) {
+                (Some(s), true) => s.clone(),
+                (None, true) => String::new(),
+                (None, false) => {
+                    let store = MemoryVelocity::new();
+                    let key = VelocityKey::for_intent(&r.wallet.id, &intent)
+                        .map(|(k, _)| k)
+                        .ok_or("velocity.sent needs an intent that sends a single asset")?;
+                    for s in &v.sent {
+                        store
+                            .record(&key, &s.amount, parse_utc(&s.time)?)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    store.sent_24h(&key, now).map_err(|e| e.to_string())?
                 }
-                Velocity {
-                    sent_24h: store.sent_24h(&key, now).map_err(|e| e.to_string())?,
+                (Some(_), false) => {
+                    return Err("velocity: give sent_24h or sent, not both".into());
                 }
+            };
+            let native_asset = VelocityKey::for_intent(&r.wallet.id, &intent)
+                .is_some_and(|(k, _)| k.asset == "native");
+            Velocity {
+                native_sent_24h: match &v.native_sent_24h {
+                    Some(n) => n.clone(),
+                    None if native_asset => sent_24h.clone(),
+                    None => String::new(),
+                },
+                sent_24h,
+                count_24h: v.count_24h.clone().unwrap_or_default(),
             }
-            (Some(_), false) => return Err("velocity: give sent_24h or sent, not both".into()),
-        },
+        }
     };
     let addresses: Vec<(String, String)> = r
         .wallet
@@ -276,6 +328,17 @@ fn decide_case(snap: &PolicySnapshot, case: &CaseFile) -> Result<(Verdict, Decis
         intent: &intent,
         velocity,
         facts,
+        operation: r.operation.as_ref().map(|o| crate::Operation {
+            status: o.status.clone(),
+            reason: o.reason.clone(),
+            request_id: o.request_id.clone(),
+            requester: o.requester.clone(),
+            label: o.label.clone(),
+            curve: o.curve.clone(),
+            algorithm: o.algorithm.clone(),
+            shard_count: o.shard_count,
+            threshold: o.threshold,
+        }),
     };
     let d = evaluate(snap, &request);
     // The engine evaluates only the policies whose scope can apply; every case also

@@ -1,38 +1,70 @@
-//! Velocity: how much of an asset left a wallet in the last 24 hours. The service keeps
-//! this durably (it implements [`VelocityStore`] over its database); this module ships
-//! the interface, the asset key rules and an in-memory store for tests and the test kit.
+//! Velocity: how much of an asset left a wallet in the last 24 hours, and how many
+//! requests it signed. The service keeps this durably (it implements [`VelocityStore`]
+//! over its database) and every node keeps its own ledger; this module ships the key
+//! rules, the figures a decision reads and an in-memory store for tests and the test kit.
 //!
-//! Counted: every non-change transfer of a signed request, per wallet, chain, network
-//! and asset (native or token contract). A request mixing assets has no single key: its
-//! size is unknown to policy and the context treats it as the maximum.
+//! Counted per wallet, chain, network and asset (native or token contract): every
+//! non-change transfer of a signed request, and its fee ceiling on the native asset. The
+//! network is part of the key only when the signed bytes bind it (an EVM chain id);
+//! where the caller merely names it (Bitcoin, TRON, Solana) every network shares one
+//! bucket, so relabelling a request cannot move it into a fresh 24 h figure. A request
+//! mixing assets has no single asset key: its size is unknown to policy and the context
+//! treats it as the maximum (its fee is still counted on the native key). Each signed
+//! request also counts 1 under the wallet's request-count key.
 
 use crate::Velocity;
 use crate::amount::{add, is_digits};
-use custos_plugin_sdk::{AssetKind, Intent};
+use custos_plugin_sdk::{AssetKind, Intent, Transfer};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 pub const WINDOW_SECS: i64 = 24 * 3600;
+
+/// The asset name of a wallet's request count.
+pub const COUNT_ASSET: &str = "#requests";
 
 /// What a velocity figure is counted under.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VelocityKey {
     pub wallet: String,
     pub chain: String,
+    /// The network when the signed bytes bind it, else `*`.
     pub network: String,
-    /// `native` or the token contract / mint.
+    /// `native`, the token contract / mint, or [`COUNT_ASSET`].
     pub asset: String,
 }
 
+fn asset_of(t: &Transfer) -> String {
+    match t.asset.kind {
+        AssetKind::Native => "native".to_string(),
+        AssetKind::Token => t.asset.contract.clone().unwrap_or_default(),
+    }
+}
+
+/// The base units `intent` can pay in fees (its fee ceiling), when it states one.
+fn fee_of(intent: &Intent) -> Option<&str> {
+    intent.fee_max.as_deref().filter(|f| is_digits(f))
+}
+
 impl VelocityKey {
-    /// The key for what `intent` sends from `wallet`, and the amount (base units, change
-    /// excluded). `None` when it sends nothing or mixes assets.
+    fn under(wallet: &str, intent: &Intent, asset: String) -> VelocityKey {
+        VelocityKey {
+            wallet: wallet.to_string(),
+            chain: intent.chain.clone(),
+            network: if intent.network_bound {
+                intent.network.clone()
+            } else {
+                "*".into()
+            },
+            asset,
+        }
+    }
+
+    /// The key for the asset `intent` sends from `wallet`, and the amount (base units,
+    /// change excluded, the fee ceiling included when the asset is the native one).
+    /// `None` when it sends nothing or mixes assets.
     pub fn for_intent(wallet: &str, intent: &Intent) -> Option<(VelocityKey, String)> {
         let moving: Vec<_> = intent.transfers.iter().filter(|t| !t.is_change).collect();
-        let asset_of = |t: &custos_plugin_sdk::Transfer| match t.asset.kind {
-            AssetKind::Native => "native".to_string(),
-            AssetKind::Token => t.asset.contract.clone().unwrap_or_default(),
-        };
         let first = asset_of(moving.first()?);
         if moving.iter().any(|t| asset_of(t) != first) {
             return None;
@@ -44,16 +76,85 @@ impl VelocityKey {
             }
             sum = add(&sum, &t.amount);
         }
-        Some((
-            VelocityKey {
-                wallet: wallet.to_string(),
-                chain: intent.chain.clone(),
-                network: intent.network.clone(),
-                asset: first,
-            },
-            sum,
-        ))
+        if first == "native"
+            && let Some(fee) = fee_of(intent)
+        {
+            sum = add(&sum, fee);
+        }
+        Some((Self::under(wallet, intent, first), sum))
     }
+
+    /// The native-asset key of `intent`'s chain and what the request moves under it
+    /// (native transfers, change excluded, plus the fee ceiling). `None` when the
+    /// request moves no native value and states no fee, or an amount is malformed.
+    pub fn native_for_intent(wallet: &str, intent: &Intent) -> Option<(VelocityKey, String)> {
+        let mut sum = "0".to_string();
+        let mut any = false;
+        for t in intent
+            .transfers
+            .iter()
+            .filter(|t| !t.is_change && t.asset.kind == AssetKind::Native)
+        {
+            if !is_digits(&t.amount) {
+                return None;
+            }
+            sum = add(&sum, &t.amount);
+            any = true;
+        }
+        if let Some(fee) = fee_of(intent) {
+            sum = add(&sum, fee);
+            any = true;
+        }
+        any.then(|| (Self::under(wallet, intent, "native".into()), sum))
+    }
+
+    /// The wallet's request-count key (all chains and networks).
+    pub fn count(wallet: &str) -> VelocityKey {
+        VelocityKey {
+            wallet: wallet.to_string(),
+            chain: "*".into(),
+            network: "*".into(),
+            asset: COUNT_ASSET.into(),
+        }
+    }
+
+    /// Everything a signed `intent` adds to the figures, each key once: its asset, the
+    /// native asset (fee) when that is another key, and 1 to the request count.
+    pub fn entries(wallet: &str, intent: &Intent) -> Vec<(VelocityKey, String)> {
+        let mut out: Vec<(VelocityKey, String)> = Vec::with_capacity(3);
+        out.extend(Self::for_intent(wallet, intent));
+        if let Some((k, a)) = Self::native_for_intent(wallet, intent)
+            && !out.iter().any(|(o, _)| *o == k)
+        {
+            out.push((k, a));
+        }
+        out.push((Self::count(wallet), "1".into()));
+        out
+    }
+}
+
+/// The figures for a decision on `intent` from `wallet`, reading each key's 24 h sum
+/// (this request excluded) through `sent`.
+pub fn figures<E>(
+    wallet: &str,
+    intent: &Intent,
+    mut sent: impl FnMut(&VelocityKey) -> Result<String, E>,
+) -> Result<Velocity, E> {
+    let asset = VelocityKey::for_intent(wallet, intent);
+    let sent_24h = match &asset {
+        Some((k, _)) => sent(k)?,
+        None => String::new(),
+    };
+    let native_sent_24h = match VelocityKey::native_for_intent(wallet, intent) {
+        Some((k, _)) if asset.as_ref().is_some_and(|(a, _)| *a == k) => sent_24h.clone(),
+        Some((k, _)) => sent(&k)?,
+        None => String::new(),
+    };
+    Ok(Velocity {
+        sent_24h,
+        native_sent_24h,
+        count_24h: sent(&VelocityKey::count(wallet))?,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,12 +177,7 @@ pub fn velocity_for(
     intent: &Intent,
     now: i64,
 ) -> Result<Velocity, VelocityError> {
-    Ok(match VelocityKey::for_intent(wallet, intent) {
-        Some((key, _)) => Velocity {
-            sent_24h: store.sent_24h(&key, now)?,
-        },
-        None => Velocity::default(),
-    })
+    figures(wallet, intent, |k| store.sent_24h(k, now))
 }
 
 /// Records what a signed `intent` sent from `wallet` at `at`.
@@ -91,10 +187,10 @@ pub fn record_signed(
     intent: &Intent,
     at: i64,
 ) -> Result<(), VelocityError> {
-    match VelocityKey::for_intent(wallet, intent) {
-        Some((key, amount)) => store.record(&key, &amount, at),
-        None => Ok(()),
+    for (key, amount) in VelocityKey::entries(wallet, intent) {
+        store.record(&key, &amount, at)?;
     }
+    Ok(())
 }
 
 /// In-memory store (tests, the policy test kit). Entries older than the window are

@@ -33,7 +33,7 @@ fn eth(to: &str, wei: &str) -> Intent {
         }],
         call: None,
         fee_max: Some("420000000000000".into()),
-        fee_asset: None,
+        fee_asset: Some(Asset::native("ETH", 18)),
         allowances: vec![],
         network_bound: false,
         nonce: Some("9".into()),
@@ -85,7 +85,10 @@ fn decide(
         intent,
         velocity: Velocity {
             sent_24h: sent_24h.into(),
+            native_sent_24h: sent_24h.into(),
+            count_24h: String::new(),
         },
+        operation: None,
         facts: RequestFacts {
             client_ip: "127.0.0.1".into(),
             time: "2026-11-21T12:00:00Z".into(),
@@ -135,10 +138,11 @@ fn frozen_wallet_and_velocity_and_whitelist() {
         (v, p),
         (Verdict::Deny, vec!["forbid-frozen-by-risk".to_string()])
     );
-    // 45 ETH sent today + 5 = 50: allowed; + 5.000…1 is over 50: denied.
+    // 45 ETH sent today + 4.99958 + the 0.00042 ETH fee ceiling = 50: allowed; one wei
+    // more is over 50: denied (fees count in velocity).
     let (v, _, _) = decide(
         &e,
-        &eth(TO, "5000000000000000000"),
+        &eth(TO, "4999580000000000000"),
         &[],
         &[],
         "45000000000000000000",
@@ -146,7 +150,7 @@ fn frozen_wallet_and_velocity_and_whitelist() {
     assert_eq!(v, Verdict::Allow);
     let (v, p, _) = decide(
         &e,
-        &eth(TO, "5000000000000000001"),
+        &eth(TO, "4999580000000000001"),
         &[],
         &[],
         "45000000000000000000",

@@ -12,7 +12,7 @@ use custos_plugin_runtime::PluginRuntime;
 use custos_plugin_sdk as sdk;
 use custos_policy::velocity::VelocityKey;
 use custos_policy::{
-    ClientRef, Decision, DecisionRequest, RequestFacts, Velocity, Verdict, WalletRef,
+    ClientRef, Decision, DecisionRequest, RequestFacts, Verdict, WalletRef,
 };
 use custos_wire::SignRequest;
 use std::collections::BTreeMap;
@@ -38,8 +38,8 @@ pub struct Verified {
     pub request_sha256: String,
     /// sha256 of the canonical intent JSON.
     pub intent_sha256: String,
-    /// What this request moves, for the node's own velocity ledger.
-    pub velocity: Option<(VelocityKey, String)>,
+    /// What this request adds to the node's own velocity ledger (each key once).
+    pub velocity: Vec<(VelocityKey, String)>,
 }
 
 /// Why a node refuses a session; the text names the reason.
@@ -127,11 +127,9 @@ pub fn check(
             derived: derived.payloads.len(),
         });
     }
-    let velocity = VelocityKey::for_intent(key.key_id, &derived.intent);
-    let sent = match &velocity {
-        Some((vk, _)) => sent_24h(vk).map_err(Refusal::Velocity)?,
-        None => String::new(),
-    };
+    let velocity = VelocityKey::entries(key.key_id, &derived.intent);
+    let figures = custos_policy::velocity::figures(key.key_id, &derived.intent, sent_24h)
+        .map_err(Refusal::Velocity)?;
     let addresses: Vec<(String, String)> = key
         .addresses
         .iter()
@@ -155,8 +153,9 @@ pub fn check(
                 groups: &req.wallet.groups,
             },
             intent: &derived.intent,
-            velocity: Velocity { sent_24h: sent },
+            velocity: figures,
             facts: RequestFacts::at(req.requester.ip.clone(), now),
+            operation: None,
         },
     );
     let version = bundle.version;

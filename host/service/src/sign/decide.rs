@@ -17,7 +17,7 @@ pub(crate) struct Decided {
     /// The `policy` block of the answer (and of the request record).
     pub policy: Value,
     /// The velocity entry reserved for this request, released if it does not sign.
-    pub reservation: Option<Vec<u8>>,
+    pub reservation: Option<Vec<Vec<u8>>>,
     /// Signed approval statements, sent to the nodes with the request.
     pub approvals: Vec<custos_wire::ApprovalSignature>,
 }
@@ -72,6 +72,7 @@ impl Service {
             intent: &p.intent,
             velocity,
             facts: RequestFacts::at(requester.ip.to_string(), requester.now),
+            operation: None,
         });
         let reservation = if reserve && !velocity_off && decision.verdict == Verdict::Allow {
             self.reserve(&p, requester.now)?
@@ -87,24 +88,29 @@ impl Service {
         })
     }
 
-    /// Records the request's transfer in the velocity store (if it moves anything) and
-    /// returns the entry, to release it if the request does not sign.
-    pub(crate) fn reserve(&self, p: &Prepared, now: i64) -> ApiResult<Option<Vec<u8>>> {
-        let Some((vkey, amount)) = VelocityKey::for_intent(&p.key.key_id, &p.intent) else {
-            return Ok(None);
-        };
-        self.velocity
-            .record_entry(&vkey, &amount, now)
-            .map(Some)
-            .map_err(|e| ApiError::internal(format!("{e}; nothing was signed")))
+    /// Records what the request adds to the velocity figures (its asset, the native asset
+    /// for its fee, the request count) and returns the entries, to release them if the
+    /// request does not sign.
+    pub(crate) fn reserve(&self, p: &Prepared, now: i64) -> ApiResult<Option<Vec<Vec<u8>>>> {
+        let mut taken = Vec::new();
+        for (vkey, amount) in VelocityKey::entries(&p.key.key_id, &p.intent) {
+            match self.velocity.record_entry(&vkey, &amount, now) {
+                Ok(entry) => taken.push(entry),
+                Err(e) => {
+                    self.release(Some(taken));
+                    return Err(ApiError::internal(format!("{e}; nothing was signed")));
+                }
+            }
+        }
+        Ok(Some(taken))
     }
 
     /// Gives back a reservation whose request did not sign.
-    pub(crate) fn release(&self, reservation: Option<Vec<u8>>) {
-        if let Some(r) = reservation
-            && let Err(e) = self.velocity.release(&r)
-        {
-            tracing::error!(error = %e, "could not release a velocity reservation; the 24 h figure over-counts until it expires");
+    pub(crate) fn release(&self, reservation: Option<Vec<Vec<u8>>>) {
+        for r in reservation.into_iter().flatten() {
+            if let Err(e) = self.velocity.release(&r) {
+                tracing::error!(error = %e, "could not release a velocity reservation; the 24 h figure over-counts until it expires");
+            }
         }
     }
 }
