@@ -365,7 +365,11 @@ pub fn build(
         .fee_asset
         .as_ref()
         .and_then(|a| a.symbol.clone())
-        .or_else(|| native_transfers.first().and_then(|t| t.asset.symbol.clone()))
+        .or_else(|| {
+            native_transfers
+                .first()
+                .and_then(|t| t.asset.symbol.clone())
+        })
         .unwrap_or_default();
     let native_sum = native_transfers
         .iter()
@@ -382,7 +386,8 @@ pub fn build(
     };
     let fee_units = units_of_native(fee.unwrap_or("0"))?;
     let native_amount_units = units_of_native(&native_sum)?;
-    let native_with_this = units_of_native(&add(&add(&native_sent, &native_sum), fee.unwrap_or("0")))?;
+    let native_with_this =
+        units_of_native(&add(&add(&native_sent, &native_sum), fee.unwrap_or("0")))?;
     let native_units_24h = units_of_native(&native_sent)?;
     // The fee ceiling counts in velocity on the native asset.
     let this_amount = if single && keys.iter().next().is_some_and(|k| k == "native") {
@@ -534,7 +539,10 @@ pub fn build(
         ("fee_units", decimal(&fee_units.decimal)?),
         ("fee_known", bool_(fee_known)),
         ("fee_symbol", s_(&native_symbol)),
-        ("native_amount_units", decimal(&native_amount_units.decimal)?),
+        (
+            "native_amount_units",
+            decimal(&native_amount_units.decimal)?,
+        ),
         ("allowances", set(allowances)),
         ("allowance_count", count(i.allowances.len())),
         (
