@@ -54,6 +54,28 @@ fn erc20_calls() {
 }
 
 #[test]
+fn fee_asset_and_network_binding() {
+    conformance::check_fee_asset_and_network_binding(component());
+}
+
+#[test]
+fn allowances() {
+    conformance::check_allowances(component());
+}
+
+#[test]
+fn eip712_allowances() {
+    conformance::check_eip712_allowances(component());
+}
+
+/// Through the real component: a `uint256` sent as the JSON number 1e30 reads exactly
+/// `1000000000000000000000000000000`.
+#[test]
+fn eip712_big_json_numbers_are_exact() {
+    conformance::check_eip712_big_json_numbers(component());
+}
+
+#[test]
 fn build_transfers() {
     conformance::check_build(component());
 }

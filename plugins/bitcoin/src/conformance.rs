@@ -183,6 +183,11 @@ pub fn check_bip143_example(api: &dyn Api) {
         v["input0_amount_sat"].as_u64().unwrap() + v["input1_amount_sat"].as_u64().unwrap();
     let fee = inputs - 112_340_000 - 223_450_000;
     assert_eq!(intent.fee_max, Some(fee.to_string()));
+    let fee_asset = intent.fee_asset.as_ref().expect("fee asset");
+    assert_eq!(fee_asset.symbol.as_deref(), Some("BTC"));
+    assert_eq!(fee_asset.decimals, Some(8));
+    assert!(!intent.network_bound);
+    assert!(intent.allowances.is_empty());
     assert!(intent.extra.contains(&("locktime".into(), "17".into())));
     assert!(intent.extra.contains(&("version".into(), "1".into())));
     assert!(intent.extra.contains(&("signed_inputs".into(), "1".into())));

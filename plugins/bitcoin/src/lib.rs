@@ -113,8 +113,10 @@ fn intent_of(
         transfers,
         call: None,
         fee_max: Some(read.fee().to_string()),
-        fee_asset: None,
+        fee_asset: Some(btc()),
         allowances: vec![],
+        // A PSBT names no network: the same transaction is valid wherever its inputs
+        // exist (the network only picks address prefixes).
         network_bound: false,
         nonce: None,
         typed_data: None,

@@ -5,7 +5,7 @@
 //! Test-only (feature `conformance`); never compiled into the component.
 
 use alloy_primitives::{Address, U256, hex, keccak256};
-use custos_plugin_sdk::{ErrorCode, IntentKind, Message, Signature, TransferRequest};
+use custos_plugin_sdk::{AssetKind, ErrorCode, IntentKind, Message, Signature, TransferRequest};
 use k256::ecdsa::{RecoveryId, Signature as EcdsaSignature, SigningKey, VerifyingKey};
 
 pub use custos_plugin_sdk::conformance::{
@@ -396,7 +396,7 @@ pub fn check_erc20(api: &dyn Api) {
         api.parse(&eip1559(1, 0, usdt, U256::ZERO, &data), None, None),
         "approve",
     );
-    assert_eq!(i.kind, IntentKind::ContractCall);
+    assert_eq!(i.kind, IntentKind::Allowance);
     assert!(i.transfers.is_empty());
     let json = i.to_json();
     assert_eq!(json["call"]["method"], "approve(address,uint256)");
@@ -441,6 +441,532 @@ pub fn check_erc20(api: &dyn Api) {
         api.parse(&eip1559(1, 0, usdt, U256::ZERO, &short), None, None),
         ErrorCode::ParseError,
         "expected 64 argument bytes",
+    );
+}
+
+/// Every request names its fee's asset, and an EVM transaction binds its chain id.
+pub fn check_fee_asset_and_network_binding(api: &dyn Api) {
+    let to: Address = "0x3535353535353535353535353535353535353535"
+        .parse()
+        .unwrap();
+    for (chain, symbol) in [
+        (1u64, Some("ETH")),
+        (11155111, Some("ETH")),
+        (17000, Some("ETH")),
+        (10, Some("ETH")),
+        (8453, Some("ETH")),
+        (42161, Some("ETH")),
+        (56, Some("BNB")),
+        (97, Some("BNB")),
+        (137, Some("POL")),
+        (43114, Some("AVAX")),
+        (999_999, None),
+    ] {
+        let i = ok(
+            api.parse(&eip1559(chain, 0, to, U256::from(1u8), &[]), None, None),
+            "fee asset",
+        );
+        let fee = i.fee_asset.as_ref().expect("fee asset");
+        assert_eq!(fee.kind, AssetKind::Native);
+        assert_eq!(fee.symbol.as_deref(), symbol, "chain {chain}");
+        assert_eq!(fee.decimals, Some(18));
+        assert!(i.network_bound);
+        // 1559: gas limit x max fee per gas (30 gwei x 100000).
+        assert_eq!(i.fee_max.as_deref(), Some("3000000000000000"));
+        assert_eq!(i.to_json()["fee"]["max_units"], "0.003");
+    }
+    // Legacy: gas price x gas limit (the EIP-155 example: 20 gwei x 21000).
+    let example = hex::decode("ec098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080018080").unwrap();
+    let i = ok(api.parse(&example, Some("1"), None), "legacy fee");
+    assert_eq!(i.fee_max.as_deref(), Some("420000000000000"));
+    assert!(i.network_bound);
+    assert_eq!(i.fee_asset.unwrap().symbol.as_deref(), Some("ETH"));
+}
+
+/// ERC-20 `approve` / `increaseAllowance` and Permit2's `approve` are allowances, with
+/// the call still shown.
+pub fn check_allowances(api: &dyn Api) {
+    let usdt: Address = "0xdAC17F958D2ee523a2206206994597C13D831ec7"
+        .parse()
+        .unwrap();
+    let other: Address = "0x1234567890123456789012345678901234567890"
+        .parse()
+        .unwrap();
+    let bob: Address = "0x0000000000000000000000000000000000000B0b"
+        .parse()
+        .unwrap();
+    let permit2: Address = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
+        .parse()
+        .unwrap();
+    let approve = |sel: [u8; 4], amount: U256| {
+        let mut d = sel.to_vec();
+        d.extend(word_addr(bob));
+        d.extend_from_slice(&amount.to_be_bytes::<32>());
+        d
+    };
+    let half = U256::from(1u8) << 255;
+    for (sel, token, amount, unlimited, method) in [
+        (
+            crate::calldata::APPROVE,
+            usdt,
+            U256::MAX,
+            true,
+            "approve(address,uint256)",
+        ),
+        (
+            crate::calldata::APPROVE,
+            usdt,
+            half,
+            true,
+            "approve(address,uint256)",
+        ),
+        (
+            crate::calldata::APPROVE,
+            usdt,
+            half - U256::from(1u8),
+            false,
+            "approve(address,uint256)",
+        ),
+        (
+            crate::calldata::APPROVE,
+            other,
+            U256::from(2_500_000u64),
+            false,
+            "approve(address,uint256)",
+        ),
+        (
+            crate::calldata::INCREASE_ALLOWANCE,
+            usdt,
+            U256::from(7u8),
+            false,
+            "increaseAllowance(address,uint256)",
+        ),
+    ] {
+        let i = ok(
+            api.parse(
+                &eip1559(1, 0, token, U256::ZERO, &approve(sel, amount)),
+                Some("1"),
+                None,
+            ),
+            method,
+        );
+        assert_eq!(i.kind, IntentKind::Allowance, "{method}");
+        assert!(i.transfers.is_empty());
+        assert_eq!(i.call.as_ref().unwrap().method.as_deref(), Some(method));
+        assert_eq!(i.allowances.len(), 1);
+        let a = &i.allowances[0];
+        assert_eq!(a.spender, bob.to_checksum(None));
+        assert_eq!(a.asset.kind, AssetKind::Token);
+        assert_eq!(
+            a.asset.contract.as_deref(),
+            Some(token.to_checksum(None).as_str())
+        );
+        assert_eq!(a.amount, amount.to_string());
+        assert_eq!(a.unlimited, unlimited, "{method} {amount}");
+        assert_eq!(a.expiry, None);
+        if token == usdt {
+            assert_eq!(a.asset.symbol.as_deref(), Some("USDT"));
+            assert_eq!(a.asset.decimals, Some(6));
+        } else {
+            assert_eq!((a.asset.symbol.as_deref(), a.asset.decimals), (None, None));
+        }
+        let json = i.to_json();
+        assert_eq!(json["kind"], "allowance");
+        assert_eq!(json["allowances"][0]["spender"], bob.to_checksum(None));
+        assert_eq!(json["allowances"][0]["unlimited"], unlimited);
+    }
+    // An approve that also sends native value lists that transfer too.
+    let i = ok(
+        api.parse(
+            &eip1559(
+                1,
+                0,
+                usdt,
+                U256::from(5u8),
+                &approve(crate::calldata::APPROVE, U256::from(1u8)),
+            ),
+            None,
+            None,
+        ),
+        "approve with value",
+    );
+    assert_eq!(i.kind, IntentKind::Allowance);
+    assert_eq!(i.transfers.len(), 1);
+    assert_eq!(i.transfers[0].asset.kind, AssetKind::Native);
+
+    // Permit2: approve(token, spender, uint160 amount, uint48 expiration).
+    let p2 = |amount: U256, expiration: U256| {
+        let mut d = crate::calldata::PERMIT2_APPROVE.to_vec();
+        d.extend(word_addr(usdt));
+        d.extend(word_addr(bob));
+        d.extend_from_slice(&amount.to_be_bytes::<32>());
+        d.extend_from_slice(&expiration.to_be_bytes::<32>());
+        d
+    };
+    let max160 = (U256::from(1u8) << 160) - U256::from(1u8);
+    for (amount, unlimited) in [(max160, true), (U256::from(1_000_000u64), false)] {
+        let i = ok(
+            api.parse(
+                &eip1559(
+                    1,
+                    0,
+                    permit2,
+                    U256::ZERO,
+                    &p2(amount, U256::from(1_900_000_000u64)),
+                ),
+                None,
+                None,
+            ),
+            "permit2 approve",
+        );
+        assert_eq!(i.kind, IntentKind::Allowance);
+        let c = i.call.as_ref().unwrap();
+        assert_eq!(c.selector, "0x87517c45");
+        assert_eq!(
+            c.method.as_deref(),
+            Some("approve(address,address,uint160,uint48)")
+        );
+        assert_eq!(c.args.len(), 4);
+        assert_eq!(c.to, permit2.to_checksum(None));
+        let a = &i.allowances[0];
+        assert_eq!(a.spender, bob.to_checksum(None));
+        assert_eq!(
+            a.asset.contract.as_deref(),
+            Some(usdt.to_checksum(None).as_str())
+        );
+        assert_eq!(a.asset.symbol.as_deref(), Some("USDT"));
+        assert_eq!(a.amount, amount.to_string());
+        assert_eq!(a.unlimited, unlimited);
+        assert_eq!(a.expiry.as_deref(), Some("1900000000"));
+    }
+    // Permit2 arguments that do not fit their types, or a wrong length, are refused.
+    expect_plugin_error(
+        api.parse(
+            &eip1559(
+                1,
+                0,
+                permit2,
+                U256::ZERO,
+                &p2(max160 + U256::from(1u8), U256::ZERO),
+            ),
+            None,
+            None,
+        ),
+        ErrorCode::ParseError,
+        "does not fit uint160",
+    );
+    expect_plugin_error(
+        api.parse(
+            &eip1559(
+                1,
+                0,
+                permit2,
+                U256::ZERO,
+                &p2(U256::ZERO, U256::from(1u8) << 48),
+            ),
+            None,
+            None,
+        ),
+        ErrorCode::ParseError,
+        "does not fit uint48",
+    );
+    let mut short = p2(U256::ZERO, U256::ZERO);
+    short.truncate(100);
+    expect_plugin_error(
+        api.parse(&eip1559(1, 0, permit2, U256::ZERO, &short), None, None),
+        ErrorCode::ParseError,
+        "expected 128 argument bytes",
+    );
+    let mut short = approve(crate::calldata::INCREASE_ALLOWANCE, U256::ZERO);
+    short.truncate(40);
+    expect_plugin_error(
+        api.parse(&eip1559(1, 0, usdt, U256::ZERO, &short), None, None),
+        ErrorCode::ParseError,
+        "expected 64 argument bytes",
+    );
+}
+
+fn typed_doc(
+    primary: &str,
+    types: serde_json::Value,
+    domain: serde_json::Value,
+    message: serde_json::Value,
+) -> String {
+    let mut t = types;
+    let mut dom = vec![];
+    for (k, ty) in [
+        ("name", "string"),
+        ("version", "string"),
+        ("chainId", "uint256"),
+        ("verifyingContract", "address"),
+    ] {
+        if domain.get(k).is_some() {
+            dom.push(serde_json::json!({"name": k, "type": ty}));
+        }
+    }
+    t["EIP712Domain"] = serde_json::Value::Array(dom);
+    serde_json::json!({"types": t, "primaryType": primary, "domain": domain, "message": message})
+        .to_string()
+}
+
+const OWNER: &str = "0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F";
+const SPENDER: &str = "0x1111111254EEB25477B68fb85Ed929f73A960582";
+const USDC: &str = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48";
+const USDT: &str = "0xdAC17F958D2ee523a2206206994597C13D831ec7";
+const PERMIT2: &str = "0x000000000022D473030F116dDEE9F6B43aC78BA3";
+
+/// EIP-712 permits (EIP-2612, DAI, Permit2) are allowances; look-alikes are not.
+pub fn check_eip712_allowances(api: &dyn Api) {
+    use serde_json::json;
+    let parse = |doc: String, name: &str| {
+        ok(
+            api.parse_message(&Message::TypedDataJson(doc), None, None),
+            name,
+        )
+        .intent
+    };
+    let eip2612 = json!({"Permit": [
+        {"name":"owner","type":"address"},{"name":"spender","type":"address"},
+        {"name":"value","type":"uint256"},{"name":"nonce","type":"uint256"},
+        {"name":"deadline","type":"uint256"}]});
+    let usdc_domain = json!({"name":"USD Coin","version":"2","chainId":1,"verifyingContract":USDC});
+    let i = parse(
+        typed_doc(
+            "Permit",
+            eip2612.clone(),
+            usdc_domain.clone(),
+            json!({"owner":OWNER,"spender":SPENDER,
+            "value":"115792089237316195423570985008687907853269984665640564039457584007913129639935",
+            "nonce":"0","deadline":"1893456000"}),
+        ),
+        "eip-2612",
+    );
+    assert_eq!(i.kind, IntentKind::Allowance);
+    assert!(i.network_bound, "the domain has a chainId");
+    assert_eq!(i.fee_asset, None);
+    assert!(i.typed_data.is_some(), "typed data still shown");
+    let a = &i.allowances[0];
+    assert_eq!(a.spender, SPENDER);
+    assert_eq!(a.asset.contract.as_deref(), Some(USDC));
+    assert_eq!(a.asset.symbol.as_deref(), Some("USDC"));
+    assert_eq!(a.asset.decimals, Some(6));
+    assert!(a.unlimited);
+    assert_eq!(a.expiry.as_deref(), Some("1893456000"));
+
+    // Without a domain chainId the signature is not bound to a network.
+    let i = parse(
+        typed_doc(
+            "Permit",
+            eip2612.clone(),
+            json!({"name":"T","verifyingContract":USDC}),
+            json!({"owner":OWNER,"spender":SPENDER,"value":5,"nonce":0,"deadline":7}),
+        ),
+        "eip-2612 without chain id",
+    );
+    assert!(!i.network_bound);
+    assert_eq!(i.allowances[0].amount, "5");
+    assert!(!i.allowances[0].unlimited);
+
+    // DAI: allowed = true is unlimited; expiry 0 never expires.
+    let dai = json!({"Permit": [
+        {"name":"holder","type":"address"},{"name":"spender","type":"address"},
+        {"name":"nonce","type":"uint256"},{"name":"expiry","type":"uint256"},
+        {"name":"allowed","type":"bool"}]});
+    let dai_domain = json!({"name":"Dai Stablecoin","version":"1","chainId":1,
+        "verifyingContract":"0x6B175474E89094C44Da98b954EedeAC495271d0F"});
+    for (allowed, expiry, want_expiry) in [(true, 0, None), (false, 1700000000, Some("1700000000"))]
+    {
+        let i = parse(
+            typed_doc(
+                "Permit",
+                dai.clone(),
+                dai_domain.clone(),
+                json!({"holder":OWNER,"spender":SPENDER,"nonce":1,"expiry":expiry,"allowed":allowed}),
+            ),
+            "dai permit",
+        );
+        assert_eq!(i.kind, IntentKind::Allowance);
+        let a = &i.allowances[0];
+        assert_eq!(a.unlimited, allowed);
+        assert_eq!(
+            a.amount,
+            if allowed {
+                U256::MAX.to_string()
+            } else {
+                "0".into()
+            }
+        );
+        assert_eq!(a.expiry.as_deref(), want_expiry);
+        assert_eq!(a.asset.symbol.as_deref(), Some("DAI"));
+    }
+
+    let permit2_domain = json!({"name":"Permit2","chainId":1,"verifyingContract":PERMIT2});
+    let details = json!([{"name":"token","type":"address"},{"name":"amount","type":"uint160"},
+        {"name":"expiration","type":"uint48"},{"name":"nonce","type":"uint48"}]);
+    let max160 = ((U256::from(1u8) << 160usize) - U256::from(1u8)).to_string();
+    let single = json!({"PermitSingle": [{"name":"details","type":"PermitDetails"},
+        {"name":"spender","type":"address"},{"name":"sigDeadline","type":"uint256"}],
+        "PermitDetails": details.clone()});
+    let i = parse(
+        typed_doc(
+            "PermitSingle",
+            single,
+            permit2_domain.clone(),
+            json!({"details":
+            {"token":USDT,"amount":max160,"expiration":1900000000u64,"nonce":0},
+            "spender":SPENDER,"sigDeadline":1800000000u64}),
+        ),
+        "permit2 single",
+    );
+    assert_eq!(i.kind, IntentKind::Allowance);
+    let a = &i.allowances[0];
+    assert_eq!(
+        (a.spender.as_str(), a.asset.contract.as_deref()),
+        (SPENDER, Some(USDT))
+    );
+    assert!(a.unlimited);
+    assert_eq!(a.expiry.as_deref(), Some("1900000000"));
+
+    let batch = json!({"PermitBatch": [{"name":"details","type":"PermitDetails[]"},
+        {"name":"spender","type":"address"},{"name":"sigDeadline","type":"uint256"}],
+        "PermitDetails": details.clone()});
+    let i = parse(
+        typed_doc(
+            "PermitBatch",
+            batch,
+            permit2_domain.clone(),
+            json!({"details": [
+            {"token":USDT,"amount":"1000","expiration":1,"nonce":0},
+            {"token":USDC,"amount":max160,"expiration":2,"nonce":0}],
+            "spender":SPENDER,"sigDeadline":1800000000u64}),
+        ),
+        "permit2 batch",
+    );
+    assert_eq!(i.allowances.len(), 2);
+    assert_eq!(i.allowances[0].amount, "1000");
+    assert!(!i.allowances[0].unlimited);
+    assert_eq!(i.allowances[1].asset.contract.as_deref(), Some(USDC));
+    assert!(i.allowances[1].unlimited);
+
+    let perms = json!([{"name":"token","type":"address"},{"name":"amount","type":"uint256"}]);
+    let transfer = json!({"PermitTransferFrom": [{"name":"permitted","type":"TokenPermissions"},
+        {"name":"spender","type":"address"},{"name":"nonce","type":"uint256"},
+        {"name":"deadline","type":"uint256"}], "TokenPermissions": perms.clone()});
+    let i = parse(
+        typed_doc(
+            "PermitTransferFrom",
+            transfer,
+            permit2_domain.clone(),
+            json!({
+            "permitted":{"token":USDT,"amount":"2500000"},"spender":SPENDER,"nonce":3,"deadline":99}),
+        ),
+        "permit2 transfer",
+    );
+    let a = &i.allowances[0];
+    assert_eq!(
+        (a.amount.as_str(), a.unlimited, a.expiry.as_deref()),
+        ("2500000", false, Some("99"))
+    );
+    assert_eq!(i.to_json()["allowances"][0]["amount_units"], "2.5");
+
+    let witness = json!({"PermitBatchWitnessTransferFrom": [
+        {"name":"permitted","type":"TokenPermissions[]"},{"name":"spender","type":"address"},
+        {"name":"nonce","type":"uint256"},{"name":"deadline","type":"uint256"},
+        {"name":"witness","type":"Order"}], "TokenPermissions": perms.clone(),
+        "Order": [{"name":"id","type":"uint256"}]});
+    let i = parse(
+        typed_doc(
+            "PermitBatchWitnessTransferFrom",
+            witness,
+            permit2_domain.clone(),
+            json!({
+            "permitted":[{"token":USDT,"amount":"1"},{"token":USDC,"amount":"2"}],
+            "spender":SPENDER,"nonce":3,"deadline":99,"witness":{"id":1}}),
+        ),
+        "permit2 batch witness transfer",
+    );
+    assert_eq!(i.allowances.len(), 2);
+    assert_eq!(i.allowances[1].amount, "2");
+
+    // Look-alikes stay typed data: no spender, another amount type, an extra field, the
+    // right fields under another primary type.
+    for (primary, types, message) in [
+        (
+            "Permit",
+            json!({"Permit": [{"name":"owner","type":"address"},{"name":"value","type":"uint256"},
+            {"name":"nonce","type":"uint256"},{"name":"deadline","type":"uint256"}]}),
+            json!({"owner":OWNER,"value":1,"nonce":0,"deadline":1}),
+        ),
+        (
+            "Permit",
+            json!({"Permit": [{"name":"owner","type":"address"},{"name":"spender","type":"address"},
+            {"name":"value","type":"uint128"},{"name":"nonce","type":"uint256"},{"name":"deadline","type":"uint256"}]}),
+            json!({"owner":OWNER,"spender":SPENDER,"value":1,"nonce":0,"deadline":1}),
+        ),
+        (
+            "Permit",
+            json!({"Permit": [{"name":"owner","type":"address"},{"name":"spender","type":"address"},
+            {"name":"value","type":"uint256"},{"name":"nonce","type":"uint256"},{"name":"deadline","type":"uint256"},
+            {"name":"memo","type":"string"}]}),
+            json!({"owner":OWNER,"spender":SPENDER,"value":1,"nonce":0,"deadline":1,"memo":"x"}),
+        ),
+        (
+            "Approval",
+            json!({"Approval": [{"name":"owner","type":"address"},{"name":"spender","type":"address"},
+            {"name":"value","type":"uint256"},{"name":"nonce","type":"uint256"},{"name":"deadline","type":"uint256"}]}),
+            json!({"owner":OWNER,"spender":SPENDER,"value":1,"nonce":0,"deadline":1}),
+        ),
+        (
+            "PermitSingle",
+            json!({"PermitSingle": [{"name":"details","type":"Details"},
+            {"name":"spender","type":"address"},{"name":"sigDeadline","type":"uint256"}],
+            "Details": details.clone()}),
+            json!({"details":{"token":USDT,"amount":1,"expiration":1,"nonce":0},"spender":SPENDER,"sigDeadline":1}),
+        ),
+    ] {
+        let i = parse(
+            typed_doc(primary, types, usdc_domain.clone(), message),
+            "look-alike",
+        );
+        assert_eq!(i.kind, IntentKind::TypedData, "{primary}");
+        assert!(i.allowances.is_empty());
+    }
+}
+
+/// An EIP-712 integer sent as a JSON number of any size is read exactly, never as a float.
+pub fn check_eip712_big_json_numbers(api: &dyn Api) {
+    let doc = r#"{"types":{"EIP712Domain":[{"name":"name","type":"string"},{"name":"chainId","type":"uint256"},{"name":"verifyingContract","type":"address"}],
+        "Permit":[{"name":"owner","type":"address"},{"name":"spender","type":"address"},{"name":"value","type":"uint256"},{"name":"nonce","type":"uint256"},{"name":"deadline","type":"uint256"}]},
+        "primaryType":"Permit","domain":{"name":"T","chainId":1,"verifyingContract":"0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"},
+        "message":{"owner":"0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F","spender":"0x1111111254EEB25477B68fb85Ed929f73A960582",
+        "value":1000000000000000000000000000000,"nonce":0,"deadline":1893456000}}"#;
+    let as_string = doc.replace(
+        "1000000000000000000000000000000",
+        "\"1000000000000000000000000000000\"",
+    );
+    let parsed = ok(
+        api.parse_message(&Message::TypedDataJson(doc.into()), Some("1"), None),
+        "big json number",
+    );
+    let td = parsed.intent.typed_data.as_ref().unwrap();
+    let value = td.message.iter().find(|f| f.path == "value").unwrap();
+    assert_eq!(value.value, "1000000000000000000000000000000");
+    assert_eq!(
+        parsed.intent.allowances[0].amount,
+        "1000000000000000000000000000000"
+    );
+    // The same digest as the value given as a decimal string.
+    let same = ok(
+        api.parse_message(&Message::TypedDataJson(as_string), Some("1"), None),
+        "big json string",
+    );
+    assert_eq!(parsed.payload.digest, same.payload.digest);
+    // A float is still refused.
+    let float = doc.replace("1000000000000000000000000000000", "1.5");
+    expect_plugin_error(
+        api.parse_message(&Message::TypedDataJson(float), Some("1"), None),
+        ErrorCode::ParseError,
+        "typed data",
     );
 }
 
@@ -845,6 +1371,10 @@ pub fn check_all(api: &dyn Api) {
     check_eip712_permit_fields(api);
     check_eip191(api);
     check_erc20(api);
+    check_fee_asset_and_network_binding(api);
+    check_allowances(api);
+    check_eip712_allowances(api);
+    check_eip712_big_json_numbers(api);
     check_build(api);
     check_signature_rules(api);
     check_malformed(api);

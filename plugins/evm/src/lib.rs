@@ -40,18 +40,27 @@ pub fn info() -> PluginInfo {
     )
 }
 
-/// Native asset symbol per chain id (all EVM native assets have 18 decimals).
-fn native_symbol(chain_id: u64) -> Option<&'static str> {
+/// Native asset symbol per chain id (all EVM native assets have 18 decimals). Testnets
+/// name their mainnet's asset, so a policy limit by symbol covers them too; an unknown
+/// chain's asset has no symbol (its decimals are still 18).
+pub fn native_symbol(chain_id: u64) -> Option<&'static str> {
     match chain_id {
-        1 | 10 | 8453 | 42161 | 11155111 | 17000 => Some("ETH"),
-        56 => Some("BNB"),
-        137 => Some("POL"),
-        43114 => Some("AVAX"),
+        // Ethereum, Sepolia, Holesky, Hoodi; OP Mainnet, Base, Arbitrum One and their
+        // Sepolia testnets.
+        1 | 11155111 | 17000 | 560048 | 10 | 8453 | 42161 | 11155420 | 84532 | 421614 => {
+            Some("ETH")
+        }
+        // BNB Smart Chain and its testnet.
+        56 | 97 => Some("BNB"),
+        // Polygon PoS and Amoy.
+        137 | 80002 => Some("POL"),
+        // Avalanche C-Chain and Fuji.
+        43114 | 43113 => Some("AVAX"),
         _ => None,
     }
 }
 
-fn native_asset(chain_id: u64) -> Asset {
+pub fn native_asset(chain_id: u64) -> Asset {
     Asset {
         kind: AssetKind::Native,
         symbol: native_symbol(chain_id).map(String::from),
@@ -120,6 +129,7 @@ fn intent_of(tx: &UnsignedTx<'_>, from: String) -> PluginResult<Intent> {
         ));
     }
     let mut transfers = Vec::new();
+    let mut allowances = Vec::new();
     let mut call = None;
     let mut kind = IntentKind::Transfer;
     match tx.to {
@@ -151,6 +161,7 @@ fn intent_of(tx: &UnsignedTx<'_>, from: String) -> PluginResult<Intent> {
         Some(to) => {
             let to_s = to.to_checksum(None);
             let erc20 = calldata::decode_erc20(tx.input)?;
+            let permit2 = calldata::decode_permit2_approve(tx.input)?;
             if !tx.value.is_zero() {
                 transfers.push(Transfer {
                     to: to_s.clone(),
@@ -160,20 +171,30 @@ fn intent_of(tx: &UnsignedTx<'_>, from: String) -> PluginResult<Intent> {
                 });
             }
             let known = calldata::known_token(chain_id, to);
+            allowances.extend(
+                erc20
+                    .as_ref()
+                    .and_then(|e| e.allowance(&to_s, known, calldata::checksummed)),
+            );
+            allowances.extend(permit2.as_ref().map(|p| p.allowance(chain_id)));
             match erc20
                 .as_ref()
                 .and_then(|e| e.token_transfer(&to_s, known, calldata::checksummed))
             {
                 Some(t) => transfers.push(t),
+                None if !allowances.is_empty() => kind = IntentKind::Allowance,
                 None => kind = IntentKind::ContractCall,
             }
-            call = Some(abi::contract_call(
-                to_s,
-                tx.input,
-                erc20.as_ref(),
-                calldata::MORE_METHODS,
-                calldata::checksummed,
-            ));
+            call = Some(match &permit2 {
+                Some(p) => p.call(to_s),
+                None => abi::contract_call(
+                    to_s,
+                    tx.input,
+                    erc20.as_ref(),
+                    calldata::MORE_METHODS,
+                    calldata::checksummed,
+                ),
+            });
         }
     }
     Ok(Intent {
@@ -184,9 +205,10 @@ fn intent_of(tx: &UnsignedTx<'_>, from: String) -> PluginResult<Intent> {
         transfers,
         call,
         fee_max: Some(tx.fee_ceiling().to_string()),
-        fee_asset: None,
-        allowances: vec![],
-        network_bound: false,
+        fee_asset: Some(native_asset(chain_id)),
+        allowances,
+        // Every accepted form signs its chain id (EIP-155 legacy, EIP-2930, EIP-1559).
+        network_bound: true,
         nonce: Some(tx.nonce.to_string()),
         typed_data: None,
         extra,

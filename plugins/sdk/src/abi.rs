@@ -1,11 +1,13 @@
 //! Token calls in the Ethereum ABI (4-byte selector, 32-byte words), which EVM's ERC-20
-//! and TRON's TRC-20 share: `transfer`, `transferFrom` and `approve` decoded exactly,
-//! other calls named when their selector is known.
+//! and TRON's TRC-20 share: `transfer`, `transferFrom`, `approve` and `increaseAllowance`
+//! decoded exactly, other calls named when their selector is known.
 //!
 //! The chain supplies what differs: how an address word reads and prints, what its
 //! errors call the call data, and the selectors it names beyond [`COMMON_METHODS`].
 
-use crate::{Asset, AssetKind, CallArg, ContractCall, PluginError, PluginResult, Transfer, amount};
+use crate::{
+    Allowance, Asset, AssetKind, CallArg, ContractCall, PluginError, PluginResult, Transfer, amount,
+};
 
 /// A 4-byte method selector.
 pub type Selector = [u8; 4];
@@ -16,13 +18,10 @@ pub type Word = [u8; 32];
 pub const TRANSFER: Selector = [0xa9, 0x05, 0x9c, 0xbb];
 pub const TRANSFER_FROM: Selector = [0x23, 0xb8, 0x72, 0xdd];
 pub const APPROVE: Selector = [0x09, 0x5e, 0xa7, 0xb3];
+pub const INCREASE_ALLOWANCE: Selector = [0x39, 0x50, 0x93, 0x51];
 
 /// Method signatures every chain here can name but does not decode further.
 pub const COMMON_METHODS: &[(Selector, &str)] = &[
-    (
-        [0x39, 0x50, 0x93, 0x51],
-        "increaseAllowance(address,uint256)",
-    ),
     (
         [0xa4, 0x57, 0xc2, 0xd7],
         "decreaseAllowance(address,uint256)",
@@ -38,9 +37,32 @@ pub const COMMON_METHODS: &[(Selector, &str)] = &[
 
 /// A decoded token call; `A` is the chain's address.
 pub enum TokenCall<A> {
-    Transfer { to: A, amount: Word },
-    TransferFrom { from: A, to: A, amount: Word },
-    Approve { spender: A, amount: Word },
+    Transfer {
+        to: A,
+        amount: Word,
+    },
+    TransferFrom {
+        from: A,
+        to: A,
+        amount: Word,
+    },
+    Approve {
+        spender: A,
+        amount: Word,
+    },
+    /// OpenZeppelin's `increaseAllowance`: `amount` is added to the current allowance.
+    IncreaseAllowance {
+        spender: A,
+        amount: Word,
+    },
+}
+
+/// Whether a `uint256` amount is "unlimited" for policy: in the top half of the range
+/// (at least `2^255`). Wallets ask for `2^256 - 1` but also `2^255` and other huge
+/// values; any of them is far beyond any token supply, so they all mean "no limit", and
+/// a policy that caps allowances must not be slipped past by `2^256 - 2`.
+pub fn is_unlimited_u256(amount: &Word) -> bool {
+    amount[0] & 0x80 != 0
 }
 
 impl<A> TokenCall<A> {
@@ -49,6 +71,7 @@ impl<A> TokenCall<A> {
             TokenCall::Transfer { .. } => "transfer(address,uint256)",
             TokenCall::TransferFrom { .. } => "transferFrom(address,address,uint256)",
             TokenCall::Approve { .. } => "approve(address,uint256)",
+            TokenCall::IncreaseAllowance { .. } => "increaseAllowance(address,uint256)",
         }
     }
 
@@ -69,10 +92,34 @@ impl<A> TokenCall<A> {
                 a("to", "address", address(to)),
                 uint(amount),
             ],
-            TokenCall::Approve { spender, amount } => {
+            TokenCall::Approve { spender, amount }
+            | TokenCall::IncreaseAllowance { spender, amount } => {
                 vec![a("spender", "address", address(spender)), uint(amount)]
             }
         }
+    }
+
+    /// The allowance this call grants on `contract` (`approve`, `increaseAllowance`; None
+    /// for transfers). For `increaseAllowance` the amount is the increase: the spender's
+    /// total is the current allowance plus it. `known` as for [`Self::token_transfer`].
+    pub fn allowance(
+        &self,
+        contract: &str,
+        known: Option<(&str, u8)>,
+        address: impl Fn(&A) -> String,
+    ) -> Option<Allowance> {
+        let (spender, amount) = match self {
+            TokenCall::Approve { spender, amount }
+            | TokenCall::IncreaseAllowance { spender, amount } => (spender, amount),
+            TokenCall::Transfer { .. } | TokenCall::TransferFrom { .. } => return None,
+        };
+        Some(Allowance {
+            spender: address(spender),
+            asset: token_asset(contract, known),
+            amount: amount::u256_to_decimal(amount),
+            unlimited: is_unlimited_u256(amount),
+            expiry: None,
+        })
     }
 
     /// The tokens this call moves out of `contract` (`transfer`, `transferFrom`; None for
@@ -88,19 +135,24 @@ impl<A> TokenCall<A> {
             TokenCall::Transfer { to, amount } | TokenCall::TransferFrom { to, amount, .. } => {
                 (to, amount)
             }
-            TokenCall::Approve { .. } => return None,
+            TokenCall::Approve { .. } | TokenCall::IncreaseAllowance { .. } => return None,
         };
         Some(Transfer {
             to: address(to),
             amount: amount::u256_to_decimal(amount),
-            asset: Asset {
-                kind: AssetKind::Token,
-                symbol: known.map(|(s, _)| s.to_string()),
-                contract: Some(contract.to_string()),
-                decimals: known.map(|(_, d)| d),
-            },
+            asset: token_asset(contract, known),
             is_change: false,
         })
+    }
+}
+
+/// The token at `contract`, with symbol and decimals when `known`.
+pub fn token_asset(contract: &str, known: Option<(&str, u8)>) -> Asset {
+    Asset {
+        kind: AssetKind::Token,
+        symbol: known.map(|(s, _)| s.to_string()),
+        contract: Some(contract.to_string()),
+        decimals: known.map(|(_, d)| d),
     }
 }
 
@@ -147,7 +199,8 @@ fn word(args: &[u8], i: usize) -> Word {
         .unwrap_or([0u8; 32])
 }
 
-/// Decodes `transfer`, `transferFrom` and `approve` exactly; None for any other selector.
+/// Decodes `transfer`, `transferFrom`, `approve` and `increaseAllowance` exactly; None
+/// for any other selector.
 /// A known selector whose arguments do not decode exactly (wrong length, an address word
 /// `address` refuses) is an error, not a generic call: an intent that half-understood a
 /// token transfer must never reach policy. `what` names the call data in errors.
@@ -164,6 +217,7 @@ pub fn decode<A>(
         TRANSFER => (2, "transfer(address,uint256)"),
         TRANSFER_FROM => (3, "transferFrom(address,address,uint256)"),
         APPROVE => (2, "approve(address,uint256)"),
+        INCREASE_ALLOWANCE => (2, "increaseAllowance(address,uint256)"),
         _ => return Ok(None),
     };
     if args.len() != words * 32 {
@@ -193,7 +247,11 @@ pub fn decode<A>(
             to: addr(1)?,
             amount: word(args, 2),
         },
-        _ => TokenCall::Approve {
+        APPROVE => TokenCall::Approve {
+            spender: addr(0)?,
+            amount: word(args, 1),
+        },
+        _ => TokenCall::IncreaseAllowance {
             spender: addr(0)?,
             amount: word(args, 1),
         },

@@ -23,6 +23,7 @@ pub mod conformance;
 mod from_json;
 #[cfg(target_arch = "wasm32")]
 pub mod guest;
+pub mod json_numbers;
 #[cfg(feature = "secp256k1")]
 pub mod secp256k1;
 

@@ -28,6 +28,7 @@ pub const KIT_LAYOUT: &str = include_str!("../tests/vectors/kit_message_layout.j
 
 const SYSTEM: &str = "11111111111111111111111111111111";
 const TOKEN: &str = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA";
+const TOKEN_2022: &str = "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb";
 const ATA: &str = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL";
 const COMPUTE_BUDGET: &str = "ComputeBudget111111111111111111111111111111";
 const MEMO: &str = "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr";
@@ -716,24 +717,126 @@ pub fn check_intents(api: &dyn Api) {
     );
 
     // A known program's other methods are calls with a method name.
-    let mut approve = vec![4];
-    approve.extend_from_slice(&u64::MAX.to_le_bytes());
     let m = Raw {
         version: None,
         header: [1, 0, 1],
-        keys: vec![pk, [1; 32], [2; 32], key(TOKEN)],
+        keys: vec![pk, [1; 32], key(TOKEN)],
         blockhash: key(BLOCKHASH),
-        instructions: vec![(3, vec![1, 2, 0], approve)],
+        instructions: vec![(2, vec![1, 0], vec![5])],
         lookups: vec![],
     }
     .encode();
-    let i = ok(api.parse(&m, None, None), "approve");
+    let i = ok(api.parse(&m, None, None), "revoke");
     assert_eq!(i.kind, IntentKind::ContractCall);
     assert_eq!(
         i.call.as_ref().unwrap().method.as_deref(),
-        Some("spl-token approve")
+        Some("spl-token revoke")
     );
     assert_eq!(i.call.as_ref().unwrap().to, TOKEN);
+    assert!(i.allowances.is_empty());
+
+    // Every intent names SOL (9 decimals) as the fee's asset; no message binds a cluster.
+    let fee = i.fee_asset.as_ref().expect("fee asset");
+    assert_eq!(
+        (fee.symbol.as_deref(), fee.decimals),
+        (Some("SOL"), Some(9))
+    );
+    assert_eq!(fee.kind, AssetKind::Native);
+    assert!(!i.network_bound);
+}
+
+/// SPL Token / Token-2022 `approve` and `approveChecked` are allowances.
+pub fn check_allowances(api: &dyn Api) {
+    let pk = test_key(0x42).verifying_key().to_bytes();
+    let (source, delegate, mint) = ([1u8; 32], [2u8; 32], [5u8; 32]);
+    let approve = |amount: u64| {
+        let mut d = vec![4];
+        d.extend_from_slice(&amount.to_le_bytes());
+        d
+    };
+    for (program, amount, unlimited) in [
+        (TOKEN, u64::MAX, true),
+        (TOKEN_2022, 1_000_000, false),
+        (TOKEN, u64::MAX - 1, false),
+    ] {
+        // approve: [source, delegate, owner].
+        let m = Raw {
+            version: None,
+            header: [1, 0, 1],
+            keys: vec![pk, source, delegate, key(program)],
+            blockhash: key(BLOCKHASH),
+            instructions: vec![(3, vec![1, 2, 0], approve(amount))],
+            lookups: vec![],
+        }
+        .encode();
+        let i = ok(api.parse(&m, None, Some(&pk)), "approve");
+        assert_eq!(i.kind, IntentKind::Allowance);
+        assert!(i.call.is_none() && i.transfers.is_empty());
+        let a = &i.allowances[0];
+        assert_eq!(a.spender, b58(&delegate));
+        assert_eq!(a.asset.kind, AssetKind::Token);
+        // No mint in `approve`: the asset is the source token account.
+        assert_eq!(a.asset.contract.as_deref(), Some(b58(&source).as_str()));
+        assert_eq!((a.asset.symbol.as_deref(), a.asset.decimals), (None, None));
+        assert_eq!(a.amount, amount.to_string());
+        assert_eq!(a.unlimited, unlimited);
+        assert_eq!(a.expiry, None);
+        assert_eq!(i.to_json()["kind"], "allowance");
+        assert!(extra(&i, "instruction_0").unwrap().contains("approve"));
+    }
+
+    // approveChecked: [source, mint, delegate, owner]; the mint and decimals are known.
+    let mut data = vec![13];
+    data.extend_from_slice(&2_500_000u64.to_le_bytes());
+    data.push(6);
+    let m = Raw {
+        version: None,
+        header: [1, 0, 2],
+        keys: vec![pk, source, delegate, mint, key(TOKEN)],
+        blockhash: key(BLOCKHASH),
+        instructions: vec![(4, vec![1, 3, 2, 0], data.clone())],
+        lookups: vec![],
+    }
+    .encode();
+    let i = ok(api.parse(&m, None, Some(&pk)), "approveChecked");
+    assert_eq!(i.kind, IntentKind::Allowance);
+    let a = &i.allowances[0];
+    assert_eq!(a.spender, b58(&delegate));
+    assert_eq!(a.asset.contract.as_deref(), Some(b58(&mint).as_str()));
+    assert_eq!(a.asset.decimals, Some(6));
+    assert_eq!(a.amount, "2500000");
+    assert!(!a.unlimited);
+    assert_eq!(i.to_json()["allowances"][0]["amount_units"], "2.5");
+
+    // Wrong data lengths or too few accounts are refused.
+    let mut long = data.clone();
+    long.push(0);
+    for (ix, needle) in [
+        (
+            (4u8, vec![1, 3, 2, 0], long),
+            "approveChecked data must be 10 bytes",
+        ),
+        (
+            (4u8, vec![1, 3, 2], data),
+            "approveChecked needs 4 accounts",
+        ),
+        (
+            (4u8, vec![1, 2, 0], vec![4, 1]),
+            "approve data must be 9 bytes",
+        ),
+        ((4u8, vec![1, 2], approve(1)), "approve needs 3 accounts"),
+    ] {
+        let m = Raw {
+            version: None,
+            header: [1, 0, 2],
+            keys: vec![pk, source, delegate, mint, key(TOKEN)],
+            blockhash: key(BLOCKHASH),
+            instructions: vec![ix],
+            lookups: vec![],
+        }
+        .encode();
+        expect_plugin_error(api.parse(&m, None, None), ErrorCode::ParseError, needle);
+    }
 }
 
 /// Builds from fields, and build errors.
@@ -1131,6 +1234,7 @@ pub fn check_malformed(api: &dyn Api) {
 
 /// Everything above, in order.
 pub fn check_all(api: &dyn Api) {
+    check_allowances(api);
     check_transaction_vectors(api);
     check_kit_layouts(api);
     check_sign_and_assemble(api);

@@ -39,8 +39,9 @@ pub mod programs;
 mod component;
 
 use custos_plugin_sdk::{
-    Assembled, BuiltTx, Intent, IntentKind, PluginError, PluginInfo, PluginResult, Signature,
-    SignatureScheme, SigningPayload, TransferRequest, decimal_field, one_payload, one_signature,
+    Assembled, Asset, BuiltTx, Intent, IntentKind, PluginError, PluginInfo, PluginResult,
+    Signature, SignatureScheme, SigningPayload, TransferRequest, decimal_field, one_payload,
+    one_signature,
 };
 use ed25519_dalek::VerifyingKey;
 use message::{Key, Message, Meta, NewInstruction, b58};
@@ -148,8 +149,12 @@ fn intent_of(msg: &Message<'_>, network: &str, signer: &Key) -> PluginResult<Int
     Ok(Intent {
         chain: PLUGIN_NAME.into(),
         network: network.into(),
+        // An instruction this plugin does not decode makes it a contract call; else a
+        // delegation makes it an allowance (listed in `allowances` either way).
         kind: if s.call.is_some() {
             IntentKind::ContractCall
+        } else if !s.allowances.is_empty() {
+            IntentKind::Allowance
         } else {
             IntentKind::Transfer
         },
@@ -157,8 +162,10 @@ fn intent_of(msg: &Message<'_>, network: &str, signer: &Key) -> PluginResult<Int
         transfers: s.transfers,
         call: s.call,
         fee_max: Some(fee.to_string()),
-        fee_asset: None,
-        allowances: vec![],
+        fee_asset: Some(Asset::native("SOL", 9)),
+        allowances: s.allowances,
+        // A message names no cluster: only the recent blockhash ties it to one, and the
+        // host does not check blockhashes.
         network_bound: false,
         nonce: Some(b58(&msg.blockhash)),
         typed_data: None,

@@ -8,7 +8,7 @@
 
 use crate::message::{Key, Message, b58};
 use custos_plugin_sdk::{
-    Asset, AssetKind, CallArg, ContractCall, PluginError, PluginResult, Transfer,
+    Allowance, Asset, AssetKind, CallArg, ContractCall, PluginError, PluginResult, Transfer,
 };
 
 pub const SYSTEM: &str = "11111111111111111111111111111111";
@@ -88,6 +88,8 @@ fn system_method(tag: u32) -> Option<&'static str> {
 pub struct Summary {
     /// Value the signer pays.
     pub transfers: Vec<Transfer>,
+    /// Delegations granted by SPL `approve` / `approveChecked`, whoever the owner is.
+    pub allowances: Vec<Allowance>,
     /// The first instruction of a program (or method) this plugin does not decode.
     pub call: Option<ContractCall>,
     pub unknown_instructions: usize,
@@ -194,6 +196,30 @@ fn native(to: String, lamports: u64) -> Transfer {
         amount: lamports.to_string(),
         asset: Asset::native("SOL", 9),
         is_change: false,
+    }
+}
+
+/// An SPL delegation of `amount` to `delegate` over `contract` (the mint when the
+/// instruction names it, else the source token account); `checked` carries the symbol
+/// when known and the decimals the instruction states. Unlimited only at `u64::MAX`: a
+/// u64 has no room for "huge but bounded" values the way a uint256 does.
+fn spl_allowance(
+    delegate: String,
+    contract: String,
+    checked: Option<(Option<&str>, u8)>,
+    amount: u64,
+) -> Allowance {
+    Allowance {
+        spender: delegate,
+        asset: Asset {
+            kind: AssetKind::Token,
+            symbol: checked.and_then(|(s, _)| s).map(String::from),
+            contract: Some(contract),
+            decimals: checked.map(|(_, d)| d),
+        },
+        amount: amount.to_string(),
+        unlimited: amount == u64::MAX,
+        expiry: None,
     }
 }
 
@@ -361,6 +387,47 @@ pub fn summarize(msg: &Message<'_>, signer: &Key, network: &str) -> PluginResult
                         format!(
                             "{name} transferChecked {amount} (decimals {decimals}, mint {mint}) from {} -> {to} (authority {})",
                             cx.acc(acc, 0),
+                            cx.acc(acc, 3)
+                        )
+                    }
+                    4 => {
+                        // approve: [source, delegate, owner, ..multisig signers]. The mint
+                        // is not named, so the asset is the source token account the
+                        // delegate may debit (its contract), with no symbol or decimals.
+                        exact(i, "token approve", data, 9)?;
+                        min_accounts(i, "token approve", acc, 3)?;
+                        let amount = le_u64(data, 1);
+                        let source = cx.acc(acc, 0);
+                        let delegate = cx.acc(acc, 1);
+                        s.allowances.push(spl_allowance(
+                            delegate.clone(),
+                            source.clone(),
+                            None,
+                            amount,
+                        ));
+                        format!(
+                            "{name} approve {amount} from {source} to delegate {delegate} (owner {}, mint not named)",
+                            cx.acc(acc, 2)
+                        )
+                    }
+                    13 => {
+                        // approveChecked: [source, mint, delegate, owner, ..multisig signers].
+                        exact(i, "token approveChecked", data, 10)?;
+                        min_accounts(i, "token approveChecked", acc, 4)?;
+                        let amount = le_u64(data, 1);
+                        let decimals = data.get(9).copied().unwrap_or_default();
+                        let source = cx.acc(acc, 0);
+                        let mint = cx.acc(acc, 1);
+                        let delegate = cx.acc(acc, 2);
+                        let symbol = known_token(cx.network, &mint).map(|(s, _)| s);
+                        s.allowances.push(spl_allowance(
+                            delegate.clone(),
+                            mint.clone(),
+                            Some((symbol, decimals)),
+                            amount,
+                        ));
+                        format!(
+                            "{name} approveChecked {amount} (decimals {decimals}, mint {mint}) from {source} to delegate {delegate} (owner {})",
                             cx.acc(acc, 3)
                         )
                     }

@@ -9,6 +9,7 @@ custos_plugin_sdk::native_tests! {
     kit_codec_layouts_are_refused => check_kit_layouts,
     sign_then_assemble_verifies_independently => check_sign_and_assemble,
     instruction_intents => check_intents,
+    spl_allowances => check_allowances,
     build_transfers => check_build,
     malformed_input_is_a_plugin_error => check_malformed,
     all_in_order => check_all,

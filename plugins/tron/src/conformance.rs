@@ -631,7 +631,7 @@ pub fn check_contract_calls(api: &dyn Api) {
     data.extend(word_addr(0xbb));
     data.extend_from_slice(&[0xff; 32]);
     let i = ok(api.parse(&trigger(0, data), None, None), "approve");
-    assert_eq!(i.kind, IntentKind::ContractCall);
+    assert_eq!(i.kind, IntentKind::Allowance);
     assert!(i.transfers.is_empty());
     let json = i.to_json();
     assert_eq!(json["call"]["method"], "approve(address,uint256)");
@@ -640,6 +640,35 @@ pub fn check_contract_calls(api: &dyn Api) {
         json["call"]["args"]["amount"],
         "115792089237316195423570985008687907853269984665640564039457584007913129639935"
     );
+    // The allowance: spender as a T… address, the token contract, unlimited at 2^256 - 1.
+    assert_eq!(i.allowances.len(), 1);
+    let a = &i.allowances[0];
+    assert_eq!(a.spender, t(0xbb));
+    assert!(a.spender.starts_with('T'));
+    assert_eq!(a.asset.contract.as_deref(), Some(t(0xcc).as_str()));
+    assert!(a.unlimited);
+    assert_eq!(a.expiry, None);
+    assert_eq!(json["kind"], "allowance");
+    assert_eq!(json["allowances"][0]["spender"], t(0xbb));
+    // The TRX fee: fee_limit, in TRX with 6 decimals; raw_data binds no network.
+    let fee = i.fee_asset.as_ref().expect("fee asset");
+    assert_eq!(
+        (fee.symbol.as_deref(), fee.decimals),
+        (Some("TRX"), Some(6))
+    );
+    assert_eq!(json["fee"]["max_units"], "10");
+    assert!(!i.network_bound);
+
+    // A bounded approve and increaseAllowance.
+    for sel in [crate::trc20::APPROVE, crate::trc20::INCREASE_ALLOWANCE] {
+        let mut data = sel.to_vec();
+        data.extend(word_addr(0xbb));
+        data.extend_from_slice(&amount);
+        let i = ok(api.parse(&trigger(0, data), None, None), "bounded approve");
+        assert_eq!(i.kind, IntentKind::Allowance);
+        assert_eq!(i.allowances[0].amount, "7");
+        assert!(!i.allowances[0].unlimited);
+    }
 
     let i = ok(
         api.parse(&trigger(5, vec![0xde, 0xad, 0xbe, 0xef, 1]), None, None),

@@ -281,6 +281,7 @@ fn intent_of(tx: &Tx, network: &str) -> PluginResult<Intent> {
         }
     }
     let mut transfers = Vec::new();
+    let mut allowances = Vec::new();
     let mut call = None;
     let mut kind = IntentKind::Transfer;
     match &tx.body {
@@ -307,11 +308,17 @@ fn intent_of(tx: &Tx, network: &str) -> PluginResult<Intent> {
             }
             let token = trc20::decode(data)?;
             let known = known_token(network, contract);
+            allowances.extend(
+                token
+                    .as_ref()
+                    .and_then(|t| t.allowance(&to_s, known, encode_address)),
+            );
             match token
                 .as_ref()
                 .and_then(|t| t.token_transfer(&to_s, known, encode_address))
             {
                 Some(t) => transfers.push(t),
+                None if !allowances.is_empty() => kind = IntentKind::Allowance,
                 None => kind = IntentKind::ContractCall,
             }
             call = Some(abi::contract_call(
@@ -331,8 +338,10 @@ fn intent_of(tx: &Tx, network: &str) -> PluginResult<Intent> {
         transfers,
         call,
         fee_max: (r.fee_limit > 0).then(|| r.fee_limit.to_string()),
-        fee_asset: None,
-        allowances: vec![],
+        fee_asset: Some(trx()),
+        allowances,
+        // raw_data names no network: the same bytes are valid on mainnet, Shasta and Nile
+        // alike (only the reference block, which the host does not check, tells them apart).
         network_bound: false,
         nonce: None,
         typed_data: None,

@@ -5,7 +5,7 @@ use crate::keys::{ADDRESS_PREFIX, Address};
 use custos_plugin_sdk::PluginResult;
 use custos_plugin_sdk::abi::{self, TokenCall, Word};
 
-pub use custos_plugin_sdk::abi::{APPROVE, TRANSFER, TRANSFER_FROM};
+pub use custos_plugin_sdk::abi::{APPROVE, INCREASE_ALLOWANCE, TRANSFER, TRANSFER_FROM};
 
 /// An address argument: 20 bytes, left-padded with zeros. Byte 11 may also be 0x41:
 /// wallet-core (Trust Wallet) pads the 21-byte TRON form, and the TVM reads the low 20
@@ -23,7 +23,8 @@ fn address_word(w: &Word) -> Option<Address> {
     Some(a)
 }
 
-/// Decodes TRC-20 `transfer`, `transferFrom` and `approve` exactly (see [`abi::decode`]).
+/// Decodes TRC-20 `transfer`, `transferFrom`, `approve` and `increaseAllowance` exactly
+/// (see [`abi::decode`]).
 pub fn decode(input: &[u8]) -> PluginResult<Option<TokenCall<Address>>> {
     abi::decode(input, "call data", address_word)
 }
