@@ -129,6 +129,7 @@ impl Service {
         require_role(&caller.client, &[Role::Signer])?;
         let value: Value =
             serde_json::from_slice(bytes).map_err(|e| bad_json("body is not valid JSON", &e))?;
+        let value = prepare::exact_eip712_data(bytes, value);
         let body = SignBody::deserialize(&value).map_err(|e| bad_json("sign request", &e))?;
         if !valid_request_id(&body.request_id) {
             return Err(ApiError::invalid(

@@ -41,6 +41,34 @@ impl From<DeriveError> for ApiError {
     }
 }
 
+/// An `EIP712` body with its typed-data object's `data` read again from the request bytes,
+/// integer literals beyond 64 bits kept as exact decimal strings. serde_json (without its
+/// `arbitrary_precision` feature, which would change it for every crate) reads such a
+/// literal, e.g. a `uint256` sent as `1000000000000000000000000000000`, as the float
+/// `1e30`, which the plugin refuses; as a string it means the same to EIP-712 and nothing
+/// is rounded. Done before anything else sees the body, so the request record, its hash,
+/// the approvals and the nodes all see the same exact text. Any other body is unchanged.
+pub(crate) fn exact_eip712_data(bytes: &[u8], mut body: Value) -> Value {
+    let typed_object = body.get("data_type").and_then(Value::as_str) == Some("EIP712")
+        && body.get("data").is_some_and(Value::is_object);
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return body;
+    };
+    if !typed_object {
+        return body;
+    }
+    let std::borrow::Cow::Owned(exact) = sdk::json_numbers::big_integers_as_strings(text) else {
+        return body;
+    };
+    if let (Ok(Value::Object(mut m)), Some(slot)) =
+        (serde_json::from_str::<Value>(&exact), body.get_mut("data"))
+        && let Some(data) = m.remove("data")
+    {
+        *slot = data;
+    }
+    body
+}
+
 impl Service {
     /// Parses the request data with the chain's plugin into an intent and the payloads to
     /// sign.
@@ -81,5 +109,44 @@ impl Service {
             what,
             action,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exact_eip712_data;
+    use serde_json::{Value, json};
+
+    fn exact(body: &str) -> Value {
+        exact_eip712_data(body.as_bytes(), serde_json::from_str(body).unwrap())
+    }
+
+    #[test]
+    fn eip712_big_integers_reach_the_plugin_exactly() {
+        let v = exact(
+            r#"{"request_id":"r1","chain":"evm","data_type":"EIP712",
+                "data":{"message":{"value":1000000000000000000000000000000,"n":5,"f":1.5}},"x":100000000000000000000000}"#,
+        );
+        assert_eq!(
+            v["data"]["message"],
+            json!({"value":"1000000000000000000000000000000","n":5,"f":1.5})
+        );
+        // Only `data` is re-read.
+        assert!(v["x"].is_f64());
+    }
+
+    #[test]
+    fn other_bodies_are_unchanged() {
+        for body in [
+            r#"{"data_type":"RAW_TX","data":{"v":1000000000000000000000000000000}}"#,
+            r#"{"data_type":"EIP712","data":"{\"v\":1000000000000000000000000000000}"}"#,
+            r#"{"data_type":"EIP712","data":{"v":1}}"#,
+        ] {
+            assert_eq!(
+                exact(body),
+                serde_json::from_str::<Value>(body).unwrap(),
+                "{body}"
+            );
+        }
     }
 }
