@@ -206,6 +206,10 @@ fn serve(path: &std::path::Path, stop_on_stdin_eof: bool) -> Result<()> {
                 .unwrap_or(60),
         ),
     );
+    let state = state.with_max_sessions(
+        cfg.max_sessions
+            .unwrap_or(custos_wire::DEFAULT_MAX_SESSIONS),
+    );
     let state = Arc::new(match &cfg.authority {
         Some(a) => {
             // A plugin whose sha256 differs from this node's pin, or a bundle that does

@@ -6,6 +6,10 @@
 //! is more than [`START_WINDOW_SECS`] from this node's clock, when this node has banned a
 //! participant from that key, or when its session id is on record (every accepted id is
 //! recorded durably before the session runs, and kept for twice the window).
+//!
+//! At most `max_sessions` sessions run at once: one more is refused before anything is
+//! recorded, with `RESOURCE_EXHAUSTED` (used for nothing else), which the host takes as
+//! "busy, retry", not as the node being down.
 
 use crate::authority::NodeAuthority;
 use crate::engine;
@@ -19,6 +23,7 @@ use custos_wire::{
 };
 use std::collections::BTreeSet;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -39,6 +44,43 @@ pub struct State {
     last_prune: Mutex<u64>,
     /// What this node checks before it signs; `None`: it signs nothing.
     pub authority: Option<Arc<NodeAuthority>>,
+    /// The sessions running now and the cap on them.
+    sessions: Arc<SessionSlots>,
+}
+
+/// Counts the sessions running against a cap; a [`SessionSlot`] holds one.
+pub struct SessionSlots {
+    running: AtomicUsize,
+    max: usize,
+}
+
+/// One session slot, given back when dropped (when the session's thread ends).
+struct SessionSlot(Arc<SessionSlots>);
+
+impl SessionSlots {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            running: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// A slot, or `None` when `max` sessions are running.
+    fn take(self: &Arc<Self>) -> Option<SessionSlot> {
+        let max = self.max;
+        self.running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| SessionSlot(self.clone()))
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// How far a `Start`'s `issued_at` may be from this node's clock, either way. Session ids
@@ -72,7 +114,14 @@ impl State {
             message_timeout,
             last_prune: Mutex::new(0),
             authority: None,
+            sessions: SessionSlots::new(custos_wire::DEFAULT_MAX_SESSIONS),
         }
+    }
+
+    /// At most `max` sessions at once (0: none).
+    pub fn with_max_sessions(mut self, max: usize) -> Self {
+        self.sessions = SessionSlots::new(max);
+        self
     }
 
     pub fn with_authority(mut self, a: Arc<NodeAuthority>) -> Self {
@@ -233,6 +282,15 @@ impl Node for NodeService {
         };
         check_start(&self.state, &start).map_err(Status::invalid_argument)?;
         check_bans(&self.state, &start)?;
+        // Before anything is recorded: a refused session costs this node nothing.
+        let Some(slot) = self.state.sessions.take() else {
+            let max = self.state.sessions.max;
+            tracing::warn!(max, "refused a session: at the cap of concurrent sessions");
+            return Err(Status::resource_exhausted(format!(
+                "node {} is busy: it runs at most {max} sessions at once; retry shortly",
+                self.state.id
+            )));
+        };
         // Recorded (synced) before anything runs: a node restarted a moment later still
         // refuses the same id.
         let first = self
@@ -260,6 +318,7 @@ impl Node for NodeService {
         let state = self.state.clone();
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             handle.block_on(async move {
                 let session = hex::encode(start.session);
                 tracing::info!(%session, algo = start.algo.as_str(), op = start.op.name(), key = start.op.key_id(), "session started");
@@ -367,6 +426,20 @@ pub fn failure(kind: FailureKind, message: impl Into<String>) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_slots_are_capped_and_given_back() {
+        let slots = SessionSlots::new(2);
+        let a = slots.take().unwrap();
+        let b = slots.take().unwrap();
+        assert!(slots.take().is_none());
+        drop(a);
+        let c = slots.take().unwrap();
+        assert!(slots.take().is_none());
+        drop((b, c));
+        assert_eq!(slots.running.load(Ordering::SeqCst), 0);
+        assert!(SessionSlots::new(0).take().is_none());
+    }
 
     #[test]
     fn issued_at_must_be_within_the_window_either_way() {

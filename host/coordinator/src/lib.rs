@@ -52,6 +52,10 @@ pub enum CoordError {
     },
     #[error("node {node}: {message}")]
     Node { node: NodeId, message: String },
+    /// A live node at its cap of concurrent sessions (it answered `RESOURCE_EXHAUSTED`):
+    /// nothing ran; retrying shortly may succeed. The node is not taken for down.
+    #[error("node {node} is busy: {message}")]
+    Busy { node: NodeId, message: String },
     #[error("{}: {message}{}", kind_text(*kind), blame.map(|b| format!(" (node at fault: {b})")).unwrap_or_default())]
     Failed {
         kind: FailureKind,
@@ -153,6 +157,8 @@ enum Attempt {
     NotOpened(NodeId, CoordError),
     /// The node refused because it banned another participant from the key.
     Banned(NodeId, CoordError),
+    /// The node refused because it runs as many sessions as it may (not down).
+    Busy(NodeId, CoordError),
     Failed(CoordError),
 }
 
@@ -165,7 +171,7 @@ impl From<CoordError> for Attempt {
 impl Attempt {
     fn into_error(self) -> CoordError {
         match self {
-            Self::NotOpened(_, e) | Self::Banned(_, e) | Self::Failed(e) => e,
+            Self::NotOpened(_, e) | Self::Banned(_, e) | Self::Busy(_, e) | Self::Failed(e) => e,
         }
     }
 }
@@ -454,6 +460,21 @@ impl Coordinator {
                     .await
                     .map_err(Attempt::into_error)
             }
+            Err(Attempt::Busy(node, e)) => {
+                // A busy holder is up: sign with the others if enough are left, else say
+                // busy (503 with Retry-After), not "down".
+                tracing::info!(
+                    node,
+                    "a chosen signer is at its session cap; choosing others"
+                );
+                let others: Vec<NodeId> = holders.iter().copied().filter(|h| *h != node).collect();
+                let Ok(again) = self.pick(key_id, &others, threshold).await else {
+                    return Err(e);
+                };
+                self.sign_attempt(algo, key_id, &again, message, request)
+                    .await
+                    .map_err(Attempt::into_error)
+            }
             Err(Attempt::Banned(node, e)) => {
                 // The node knows a ban this host had not learned yet: learn it from the
                 // node's health and choose once more, without that pair.
@@ -715,12 +736,19 @@ impl Coordinator {
                 match s.code() {
                     // Used by nodes for a ban only (see custos-wire).
                     C::FailedPrecondition => Attempt::Banned(*id, e),
+                    // Used by nodes for their session cap only: busy, not down.
+                    C::ResourceExhausted => Attempt::Busy(
+                        *id,
+                        CoordError::Busy {
+                            node: *id,
+                            message: s.message().to_string(),
+                        },
+                    ),
                     C::InvalidArgument
                     | C::AlreadyExists
                     | C::PermissionDenied
                     | C::Unauthenticated
                     | C::Unimplemented
-                    | C::ResourceExhausted
                     | C::OutOfRange
                     | C::NotFound => Attempt::Failed(e),
                     _ => Attempt::NotOpened(*id, e),

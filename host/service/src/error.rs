@@ -79,7 +79,7 @@ pub struct ApiError {
     pub code: Code,
     pub message: String,
     pub extra: serde_json::Map<String, serde_json::Value>,
-    /// Seconds, for RATE_LIMITED.
+    /// Seconds, for RATE_LIMITED (and NODES_UNAVAILABLE when the nodes are busy).
     pub retry_after: Option<u64>,
 }
 
@@ -158,6 +158,15 @@ impl From<crate::audit::AuditError> for ApiError {
 impl From<CoordError> for ApiError {
     fn from(e: CoordError) -> Self {
         match &e {
+            // Nodes at their session cap: up, but not taking more now.
+            CoordError::Busy { .. } => {
+                let mut a = ApiError::new(
+                    Code::NodesUnavailable,
+                    format!("{e}; nothing was signed; retry shortly"),
+                );
+                a.retry_after = Some(1);
+                a
+            }
             CoordError::NotEnoughNodes { .. }
             | CoordError::Timeout { .. }
             | CoordError::Node { .. }

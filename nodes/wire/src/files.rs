@@ -47,6 +47,9 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
 }
 
+/// Sessions a node runs at once when its config does not say.
+pub const DEFAULT_MAX_SESSIONS: usize = 64;
+
 /// One node's config file (`custos-node --config FILE`).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +61,12 @@ pub struct NodeConfig {
     pub dek_file: PathBuf,
     pub identity_key: PathBuf,
     pub group_file: PathBuf,
+    /// Protocol sessions this node runs at once (default [`DEFAULT_MAX_SESSIONS`]); one
+    /// more is refused as busy (gRPC `RESOURCE_EXHAUSTED`), which the host answers 503
+    /// with Retry-After without taking the node for down. 0 refuses every session (a
+    /// node being drained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<usize>,
     pub tls: TlsConfig,
     pub passphrase: PassphraseSource,
     #[serde(default)]

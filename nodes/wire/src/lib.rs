@@ -30,8 +30,8 @@ mod authority;
 pub use authority::{BundleInstalled, InstallBundle, JournalPage, JournalRequest};
 
 pub use files::{
-    AuthorityConfig, CggmpConfig, ConfigError, GroupFile, GroupNode, NodeConfig, PassphraseSource,
-    TlsConfig,
+    AuthorityConfig, CggmpConfig, ConfigError, DEFAULT_MAX_SESSIONS, GroupFile, GroupNode,
+    NodeConfig, PassphraseSource, TlsConfig,
 };
 use serde::{Deserialize, Serialize};
 

@@ -178,6 +178,7 @@ impl ClusterLayout {
             dek_file: dir.join("node.dek"),
             identity_key: dir.join("node.identity"),
             group_file: self.group_file.clone(),
+            max_sessions: None,
             tls: custos_wire::TlsConfig {
                 ca_cert: pki::ca_cert(&self.certs),
                 cert: certs.cert,
