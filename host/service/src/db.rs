@@ -97,6 +97,18 @@ impl Expiry {
 }
 
 /// A time in a record key: offset so that times sort as unsigned big-endian bytes.
+/// Runs `f`, which waits for the disk (a synced write, an fsync), so that it does not hold
+/// up other requests: on a worker of a multi-thread tokio runtime, tokio is told first
+/// (`block_in_place` hands the worker's other tasks to another thread); anywhere else
+/// (a current-thread runtime, a plain thread) `f` just runs. Nested calls are fine.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 pub fn time_bytes(t: i64) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
 }
@@ -238,12 +250,12 @@ impl Db {
         Ok(self.db.get_cf(self.cf(cf)?, key)?)
     }
 
-    /// A synced write.
+    /// A synced write (off the async workers, see [`blocking`]).
     pub fn put(&self, cf: Cf, key: &[u8], value: &[u8]) -> DbResult<()> {
         self.check_writable(cf)?;
         let mut w = WriteOptions::default();
         w.set_sync(true);
-        Ok(self.db.put_cf_opt(self.cf(cf)?, key, value, &w)?)
+        blocking(|| Ok(self.db.put_cf_opt(self.cf(cf)?, key, value, &w)?))
     }
 
     /// A write that may be lost in a crash (nonces: losing one only narrows replay
@@ -282,7 +294,11 @@ impl Db {
         }
         let mut w = WriteOptions::default();
         w.set_sync(sync);
-        Ok(self.db.write_opt(b, &w)?)
+        if sync {
+            blocking(|| Ok(self.db.write_opt(b, &w)?))
+        } else {
+            Ok(self.db.write_opt(b, &w)?)
+        }
     }
 
     pub fn get_json<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> DbResult<Option<T>> {

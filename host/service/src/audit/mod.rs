@@ -1,7 +1,7 @@
 //! The hash-chained audit log (DESIGN §9): every security-relevant event, in order.
 //!
 //! Owns: appending entries (seq and `prev_hash` assigned under one lock, entry and head
-//! record written in one synced batch), reading them back with filters and a cursor, and
+//! record written in one synced batch, off the async workers), reading them back with filters and a cursor, and
 //! verifying the chain against the head record. Must not: offer any way to update or
 //! delete an entry (the log is append-only; this module has no such API), or hand back an
 //! entry whose write did not reach disk — on a store error the head does not move and the
@@ -20,6 +20,7 @@
 //! - `store.rs` the keys and the head record in the store
 //! - `log.rs`   [`AuditLog`]: open, append, query
 //! - `chain.rs` the chain check ([`VerifyReport`], [`verify_stored`])
+//! - `failures.rs` failed authentications tallied per source and minute ([`AuthFailures`])
 //! - `error.rs` [`AuditError`]
 //!
 //! Imports from the crate: `db`, `canonical` and `clock` only.
@@ -27,6 +28,7 @@
 mod chain;
 mod entry;
 mod error;
+mod failures;
 mod log;
 mod store;
 
@@ -34,6 +36,7 @@ mod store;
 // files' modules here and re-exported when a caller outside appears.
 pub use self::entry::{AuditResult, NewEntry};
 pub use self::error::AuditError;
+pub use self::failures::{AuthFailure, AuthFailures};
 pub use self::log::{AuditFilter, AuditLog};
 
 #[cfg(test)]
