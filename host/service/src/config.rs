@@ -17,6 +17,16 @@
 //! ca_cert = "/etc/custos/certs/ca.cert"
 //! cert = "/etc/custos/certs/gateway/gateway.cert"
 //! key = "/etc/custos/certs/gateway/gateway.key"
+//!
+//! [limits]                    # abuse limits; every key optional, these are the defaults
+//! max_connections = 1024      # beyond it new connections wait in the listen backlog
+//! header_read_timeout_ms = 10000   # also the idle time allowed between keep-alive requests
+//! body_read_timeout_ms = 10000
+//! per_ip_per_second = 1000    # requests per source IP (IPv6: per /64), before authentication
+//! per_ip_burst = 2000
+//! failures_per_ip_per_second = 20  # failed authentications per source IP
+//! failures_per_ip_burst = 100
+//! ip_table = 65536            # source IPs tracked; the least recently added go first
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +50,51 @@ pub struct ServiceConfig {
     /// Seconds a request's timestamp may be off (either way); DESIGN §7 says 300.
     #[serde(default = "default_window")]
     pub auth_window_secs: u64,
+    /// Abuse limits (connections, read timeouts, per-IP buckets); defaults when absent.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// What one source may cost the service before it is known who it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Connections served at once. Beyond it the service accepts no new connection until
+    /// one closes: they wait in the kernel's listen backlog (refused by the kernel once
+    /// that is full), so a flood of connections costs the service nothing but the wait.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and how long a keep-alive
+    /// connection may stay idle between requests; then the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// How long a client may take to send a request's body once its headers are in; then
+    /// 408 and the connection is closed.
+    pub body_read_timeout_ms: u64,
+    /// Requests per second per source IP (IPv6: per /64), checked before anything else;
+    /// over it 429 `RATE_LIMITED` with Retry-After, nothing read or written.
+    pub per_ip_per_second: u32,
+    pub per_ip_burst: u32,
+    /// Failed authentications (401 / 403) per second per source IP; once spent, that
+    /// source's requests are refused with 429 before authentication until it refills.
+    pub failures_per_ip_per_second: u32,
+    pub failures_per_ip_burst: u32,
+    /// Source IPs tracked at once (bounded memory); when full, the entry added longest
+    /// ago is dropped (that source starts again with full buckets).
+    pub ip_table: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            per_ip_per_second: 1000,
+            per_ip_burst: 2000,
+            failures_per_ip_per_second: 20,
+            failures_per_ip_burst: 100,
+            ip_table: 65_536,
+        }
+    }
 }
 
 fn default_window() -> u64 {
@@ -133,6 +188,18 @@ key = "e"
         assert_eq!(c.data_dir, dir.path().join("data"));
         assert_eq!(c.policies_dir, Some(PathBuf::from("/p")));
         assert_eq!(c.auth_window_secs, 300);
+        assert_eq!(c.limits, Limits::default());
+        std::fs::write(
+            &p,
+            format!("{good}\n[limits]\nmax_connections = 8\nper_ip_burst = 5\n"),
+        )
+        .unwrap();
+        let c = ServiceConfig::load(&p).unwrap();
+        assert_eq!((c.limits.max_connections, c.limits.per_ip_burst), (8, 5));
+        assert_eq!(c.limits.ip_table, Limits::default().ip_table);
+        std::fs::write(&p, format!("{good}\n[limits]\nmax_conections = 8\n")).unwrap();
+        let e = ServiceConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("max_conections"), "{e}");
         std::fs::write(&p, format!("{good}\nlisen = 1\n")).unwrap();
         let e = ServiceConfig::load(&p).unwrap_err().to_string();
         assert!(e.contains("lisen"), "{e}");

@@ -5,10 +5,10 @@
 //! What requests do with it lives beside it: `keys.rs` (key lifecycle), `sign/` (the sign
 //! path and approvals), `http/` (routes, authentication gate, `Service::run`).
 
-use crate::audit::{AuditLog, AuditResult, NewEntry};
-use crate::auth::{Authenticator, Client, Clients};
+use crate::audit::{AuditLog, AuditResult, AuthFailures, NewEntry};
+use crate::auth::{Authenticator, Client, Clients, IpLimiter, IpLimits};
 use crate::clock;
-use crate::config::ServiceConfig;
+use crate::config::{Limits, ServiceConfig};
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
@@ -39,6 +39,27 @@ pub(crate) struct Caller {
     pub now: i64,
 }
 
+/// Test hook (`testing` feature): when armed, the next signing stops after its nodes
+/// answered, says so, and goes on when released (a test changes the key's status in
+/// between).
+#[cfg(any(test, feature = "testing"))]
+#[derive(Default)]
+pub(crate) struct SignPause {
+    armed: std::sync::atomic::AtomicBool,
+    reached: tokio::sync::Notify,
+    released: tokio::sync::Notify,
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl SignPause {
+    pub(crate) async fn hold(&self) {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.reached.notify_one();
+            self.released.notified().await;
+        }
+    }
+}
+
 /// How often the background duties run.
 const BACKGROUND_EVERY: Duration = Duration::from_secs(5);
 
@@ -48,6 +69,16 @@ pub struct Service {
     pub db: Arc<Db>,
     pub(crate) audit: AuditLog,
     pub(crate) auth: Authenticator,
+    /// Per-source buckets checked before authentication (`http/gate.rs`).
+    pub(crate) ip_limiter: IpLimiter,
+    /// Failed authentications not yet written; the background duties write them as one
+    /// AUTH_FAILURE entry per source and minute, and `run` writes the rest at the end.
+    pub(crate) auth_failures: AuthFailures,
+    /// Connection cap and read timeouts (`http/mod.rs`).
+    pub(crate) limits: Limits,
+    /// Test hook (`testing` feature): holds a signing after the nodes answered.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) sign_pause: SignPause,
     pub(crate) runtime: PluginRuntime,
     pub(crate) policy: PolicyEngine,
     /// Where `policy` comes from (the signed bundle, or an unsigned folder in development).
@@ -114,7 +145,20 @@ impl Service {
             },
         )
         .context("node group")?;
+        let l = &config.limits;
+        let ip_limiter = IpLimiter::new(IpLimits {
+            per_second: l.per_ip_per_second,
+            burst: l.per_ip_burst,
+            failures_per_second: l.failures_per_ip_per_second,
+            failures_burst: l.failures_per_ip_burst,
+            table: l.ip_table,
+        });
         let svc = Service {
+            ip_limiter,
+            auth_failures: AuthFailures::new(),
+            limits: config.limits.clone(),
+            #[cfg(any(test, feature = "testing"))]
+            sign_pause: Default::default(),
             registry: Registry::new(db.clone()),
             requests: Requests::new(db.clone()),
             velocity: DurableVelocity::new(db.clone()).context("velocity store")?,
@@ -227,6 +271,26 @@ impl Service {
         }
     }
 
+    /// Writes the tallied failed authentications of minutes before `before` (unix seconds),
+    /// or all of them with `None`, in one synced batch. A failed write is logged; those
+    /// tallies are lost (the requests they count were refused either way).
+    pub(crate) fn write_auth_failures(&self, before: Option<i64>) {
+        let entries = self.auth_failures.take(before);
+        if entries.is_empty() {
+            return;
+        }
+        let n = entries.len();
+        if let Err(e) = self.audit.append_all(entries) {
+            tracing::error!(error = %e, entries = n, "could not write AUTH_FAILURE tallies");
+        }
+    }
+
+    /// Test hook: writes every AUTH_FAILURE tally now, the running minute's too.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn flush_auth_failures(&self) {
+        self.write_auth_failures(None);
+    }
+
     /// Node health for metrics and `/readyz`: (up, down).
     pub(crate) async fn survey_nodes(&self) -> (Vec<u16>, Vec<u16>) {
         let (up, down) = self.coord.survey().await;
@@ -248,6 +312,27 @@ impl Service {
     pub fn set_host_velocity_off(&self, off: bool) {
         self.host_velocity_off
             .store(off, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Test hook: the next signing stops after its nodes answered, until
+    /// [`Service::resume_signing`]; [`Service::signing_paused`] waits until it is there.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn pause_signing_after_nodes(&self) {
+        self.sign_pause
+            .armed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Test hook: waits until a signing stopped by [`Service::pause_signing_after_nodes`].
+    #[cfg(any(test, feature = "testing"))]
+    pub async fn signing_paused(&self) {
+        self.sign_pause.reached.notified().await;
+    }
+
+    /// Test hook: lets the stopped signing go on.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn resume_signing(&self) {
+        self.sign_pause.released.notify_one();
     }
 
     /// Sends the bundle in force to every node (idempotent: a node that has it says so).
@@ -279,6 +364,7 @@ impl Service {
             if *stop.borrow() {
                 return;
             }
+            self.write_auth_failures(Some(clock::unix_now()));
             self.survey_nodes().await;
             self.push_bundle().await;
             self.retry_erasures().await;

@@ -10,12 +10,14 @@
 //! - `clients.rs` the clients file: clients, roles, IP allowlists, rate limit settings
 //! - `hmac.rs`    the request signature and header names, shared with [`crate::client`]
 //! - `nonces.rs`  the durable nonce store
-//! - `rate.rs`    the token buckets
+//! - `rate.rs`    the per-client token buckets
+//! - `ip.rs`      the per-source buckets checked before authentication
 //!
 //! Imports from the crate: `db` and `error` only.
 
 mod clients;
 mod hmac;
+mod ip;
 mod nonces;
 mod rate;
 
@@ -24,6 +26,7 @@ pub use self::hmac::{
     HEADER_ACCESS_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, NONCE_MAX_LEN,
     NONCE_MIN_LEN, nonce_well_formed, signature,
 };
+pub use self::ip::{IpLimiter, IpLimits};
 pub use self::nonces::NonceStore;
 pub use self::rate::RateLimiter;
 
@@ -43,6 +46,20 @@ pub struct AuthInput<'a> {
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
     pub peer_ip: IpAddr,
+}
+
+/// Why a request was refused, as a short stable word (what AUTH_FAILURE entries count
+/// by), and the answer.
+#[derive(Debug)]
+pub struct Refused {
+    pub reason: &'static str,
+    pub error: ApiError,
+}
+
+impl Refused {
+    fn new(reason: &'static str, error: ApiError) -> Self {
+        Self { reason, error }
+    }
 }
 
 /// Checks requests against the clients file (DESIGN §7).
@@ -123,24 +140,42 @@ impl Authenticator {
         &self.clients
     }
 
-    /// The client a request comes from, or why it is refused: 401 for anything about the
-    /// signed headers, 403 for an address outside the client's allowlist, 429 over the rate
-    /// limit. The nonce is recorded only once the signature verifies.
+    /// The client a request comes from, or why it is refused (the answer, and the reason
+    /// as a short stable word: `headers`, `unknown_key`, `timestamp`, `stale`, `nonce`,
+    /// `signature`, `ip_not_allowed`, `rate_limited`, `replay`, `store`): 401 for anything
+    /// about the signed headers, 403 for an address outside the client's allowlist, 429
+    /// over the rate limit. The nonce is recorded only once the signature verifies and the
+    /// rate limit let the request through.
+    pub fn check(&self, input: &AuthInput<'_>, now_unix: i64) -> Result<Arc<Client>, Refused> {
+        self.check_inner(input, now_unix)
+    }
+
+    /// [`Authenticator::check`] without the reason (tests that look at the answer only).
+    #[cfg(test)]
     pub fn authenticate(
         &self,
         input: &AuthInput<'_>,
         now_unix: i64,
     ) -> Result<Arc<Client>, ApiError> {
-        let h = AuthHeaders::from(input.headers)?;
+        self.check(input, now_unix).map_err(|r| r.error)
+    }
 
-        let client = self
-            .clients
-            .get(h.access_key)
-            .ok_or_else(|| ApiError::unauthenticated("unknown access key"))?;
+    fn check_inner(&self, input: &AuthInput<'_>, now_unix: i64) -> Result<Arc<Client>, Refused> {
+        let h = AuthHeaders::from(input.headers).map_err(|e| Refused::new("headers", e))?;
+
+        let client = self.clients.get(h.access_key).ok_or_else(|| {
+            Refused::new(
+                "unknown_key",
+                ApiError::unauthenticated("unknown access key"),
+            )
+        })?;
 
         let malformed_ts = || {
-            ApiError::unauthenticated(
-                "malformed timestamp: `X-Custos-Timestamp` must be unix seconds in decimal digits",
+            Refused::new(
+                "timestamp",
+                ApiError::unauthenticated(
+                    "malformed timestamp: `X-Custos-Timestamp` must be unix seconds in decimal digits",
+                ),
             )
         };
         if h.timestamp.is_empty() || !h.timestamp.bytes().all(|b| b.is_ascii_digit()) {
@@ -149,21 +184,30 @@ impl Authenticator {
         let ts: i64 = h.timestamp.parse().map_err(|_| malformed_ts())?;
         let skew = now_unix.abs_diff(ts);
         if skew > self.window_secs {
-            return Err(ApiError::unauthenticated(format!(
-                "stale timestamp: {skew} s away from the server clock, more than the {} s allowed",
-                self.window_secs
-            )));
+            return Err(Refused::new(
+                "stale",
+                ApiError::unauthenticated(format!(
+                    "stale timestamp: {skew} s away from the server clock, more than the {} s allowed",
+                    self.window_secs
+                )),
+            ));
         }
 
         if !nonce_well_formed(h.nonce) {
-            return Err(ApiError::unauthenticated(format!(
-                "malformed nonce: `X-Custos-Nonce` must be {NONCE_MIN_LEN}–{NONCE_MAX_LEN} characters of [A-Za-z0-9_-]"
-            )));
+            return Err(Refused::new(
+                "nonce",
+                ApiError::unauthenticated(format!(
+                    "malformed nonce: `X-Custos-Nonce` must be {NONCE_MIN_LEN}–{NONCE_MAX_LEN} characters of [A-Za-z0-9_-]"
+                )),
+            ));
         }
 
         let malformed_sig = || {
-            ApiError::unauthenticated(
-                "bad signature: `X-Custos-Signature` must be 64 lowercase hex characters",
+            Refused::new(
+                "signature",
+                ApiError::unauthenticated(
+                    "bad signature: `X-Custos-Signature` must be 64 lowercase hex characters",
+                ),
             )
         };
         if !signature_well_formed(h.signature) {
@@ -179,34 +223,26 @@ impl Authenticator {
             input.body,
             &given,
         ) {
-            return Err(ApiError::unauthenticated(
-                "bad signature: it does not match this request (method, path with query, timestamp, nonce and body hash)",
+            return Err(Refused::new(
+                "signature",
+                ApiError::unauthenticated(
+                    "bad signature: it does not match this request (method, path with query, timestamp, nonce and body hash)",
+                ),
             ));
         }
 
         if !client.ip_allowed(input.peer_ip) {
-            return Err(ApiError::forbidden(format!(
-                "requests from `{}` are not allowed for this access key",
-                input.peer_ip
-            )));
+            return Err(Refused::new(
+                "ip_not_allowed",
+                ApiError::forbidden(format!(
+                    "requests from `{}` are not allowed for this access key",
+                    input.peer_ip
+                )),
+            ));
         }
 
-        match self
-            .nonces
-            .check_and_insert(&client.access_key, h.nonce, now_unix)
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(ApiError::unauthenticated(
-                    "nonce already used: send each request with a fresh nonce",
-                ));
-            }
-            Err(e) => {
-                tracing::error!(client = %client.name, "recording a nonce failed: {e}");
-                return Err(ApiError::internal("cannot record the request's nonce"));
-            }
-        }
-
+        // Before the nonce is written: a client over its limit does not grow the nonce
+        // store, and may send the same request (nonce) again once it is under.
         if let Err(retry_after) = self.limiter.check(&client) {
             let mut e = ApiError::new(
                 Code::RateLimited,
@@ -216,7 +252,29 @@ impl Authenticator {
                 ),
             );
             e.retry_after = Some(retry_after);
-            return Err(e);
+            return Err(Refused::new("rate_limited", e));
+        }
+
+        match self
+            .nonces
+            .check_and_insert(&client.access_key, h.nonce, now_unix)
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Refused::new(
+                    "replay",
+                    ApiError::unauthenticated(
+                        "nonce already used: send each request with a fresh nonce",
+                    ),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(client = %client.name, "recording a nonce failed: {e}");
+                return Err(Refused::new(
+                    "store",
+                    ApiError::internal("cannot record the request's nonce"),
+                ));
+            }
         }
 
         Ok(client)
@@ -330,7 +388,7 @@ mod tests {
         headers: &HeaderMap,
         now: i64,
     ) -> Result<Arc<Client>, ApiError> {
-        auth.authenticate(
+        auth.check(
             &AuthInput {
                 method: &r.method,
                 path_and_query: &r.path,
@@ -340,6 +398,7 @@ mod tests {
             },
             now,
         )
+        .map_err(|r| r.error)
     }
 
     fn ok(auth: &Authenticator, r: &Req) -> Arc<Client> {
@@ -677,6 +736,44 @@ mod tests {
         assert_eq!(e.code.status(), StatusCode::TOO_MANY_REQUESTS);
         // Other clients have their own buckets.
         ok(&f.auth, &Req::new("nonce-rate-other0"));
+    }
+
+    #[test]
+    fn a_rate_limited_request_writes_no_nonce() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(dir.path()).unwrap());
+        let auth = Authenticator::new(clients(), db.clone(), 300);
+        let slow = |i: usize| {
+            Req::new(&format!("nonce-flood-{i:06}")).signed_by("AK-slow", "slow-secret-000")
+        };
+        for i in 0..3 {
+            ok(&auth, &slow(i));
+        }
+        for i in 3..50 {
+            let r = slow(i);
+            let e = refused(
+                send(&auth, &r, &r.headers()),
+                Code::RateLimited,
+                "rate limit",
+            );
+            assert_eq!(e.code.status(), StatusCode::TOO_MANY_REQUESTS);
+        }
+        // Only the three accepted requests' nonces are stored.
+        let stored = db.scan(crate::db::Cf::Nonces, b"", None, 100).unwrap();
+        assert_eq!(stored.len(), 3, "{} nonces stored", stored.len());
+        // The refusal says why, for the AUTH_FAILURE tally.
+        let again = slow(3);
+        let res = auth.check(
+            &AuthInput {
+                method: &again.method,
+                path_and_query: &again.path,
+                headers: &again.headers(),
+                body: &again.body,
+                peer_ip: again.ip,
+            },
+            NOW,
+        );
+        assert_eq!(res.unwrap_err().reason, "rate_limited");
     }
 
     #[test]

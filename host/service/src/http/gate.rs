@@ -1,20 +1,52 @@
-//! What every request passes before its handler: the body limit, authentication (which
-//! audits its refusals) and request metrics.
+//! What every request passes before its handler: its source's buckets (before anything
+//! is read), the body limit and read timeout, authentication (whose refusals are tallied
+//! per source and minute for the audit log, and charged to the source) and request
+//! metrics.
 
-use super::BODY_LIMIT;
-use crate::audit::{AuditResult, NewEntry};
+use super::{BODY_LIMIT, with_status};
+use crate::audit::AuthFailure;
 use crate::auth::{AuthInput, HEADER_ACCESS_KEY};
 use crate::clock;
 use crate::error::{ApiError, Code};
 use crate::service::{Caller, Service};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
+
+fn peer_of(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// Every request, first: its source's request bucket, and whether its failed
+/// authentications spent theirs. Over either, 429 with Retry-After and nothing else
+/// done: no header looked at, no body read, no audit entry.
+pub(super) async fn per_source(
+    State(svc): State<Arc<Service>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match svc.ip_limiter.admit(peer_of(&req)) {
+        Ok(()) => next.run(req).await,
+        Err(retry_after) => {
+            svc.metrics
+                .request(req.method().as_str(), "per_source_limit", 429);
+            let mut e = ApiError::new(
+                Code::RateLimited,
+                format!("too many requests from this address; retry after {retry_after} s"),
+            );
+            e.retry_after = Some(retry_after);
+            e.into_response()
+        }
+    }
+}
 
 fn route_of(req: &Request) -> String {
     req.extensions()
@@ -43,9 +75,12 @@ pub(super) async fn gate(State(svc): State<Arc<Service>>, req: Request, next: Ne
     let route = route_of(&req);
     let resp = match authenticate(&svc, req).await {
         Ok(req) => next.run(req).await,
-        Err(e) => {
-            let unread_body = e.code == Code::PayloadTooLarge;
-            let mut resp = e.into_response();
+        Err(stop) => {
+            let unread_body = !matches!(stop, Stop::Refused(_));
+            let mut resp = match stop {
+                Stop::Refused(e) | Stop::TooLarge(e) => e.into_response(),
+                Stop::SlowBody(e) => with_status(e, StatusCode::REQUEST_TIMEOUT),
+            };
             if unread_body {
                 // The rest of the body was not read, so this connection cannot carry
                 // another request; say so, or a client reusing it gets a reset.
@@ -61,12 +96,21 @@ pub(super) async fn gate(State(svc): State<Arc<Service>>, req: Request, next: Ne
     resp
 }
 
-async fn authenticate(svc: &Arc<Service>, req: Request) -> Result<Request, ApiError> {
+/// Why a request stops at the gate.
+enum Stop {
+    Refused(ApiError),
+    /// The body is over the limit (and not read to its end).
+    TooLarge(ApiError),
+    /// The body did not arrive within the read timeout (and was not read to its end).
+    SlowBody(ApiError),
+}
+
+async fn authenticate(svc: &Arc<Service>, req: Request) -> Result<Request, Stop> {
     let too_large = || {
-        ApiError::new(
+        Stop::TooLarge(ApiError::new(
             Code::PayloadTooLarge,
             format!("request bodies are limited to {BODY_LIMIT} bytes"),
-        )
+        ))
     };
     if let Some(len) = req
         .headers()
@@ -77,22 +121,27 @@ async fn authenticate(svc: &Arc<Service>, req: Request) -> Result<Request, ApiEr
     {
         return Err(too_large());
     }
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let peer = peer_of(&req);
     let (mut parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, BODY_LIMIT)
-        .await
-        .map_err(|_| too_large())?;
+    let body_timeout = Duration::from_millis(svc.limits.body_read_timeout_ms.max(1));
+    let bytes =
+        match tokio::time::timeout(body_timeout, axum::body::to_bytes(body, BODY_LIMIT)).await {
+            Ok(read) => read.map_err(|_| too_large())?,
+            Err(_) => {
+                svc.ip_limiter.failed(peer);
+                return Err(Stop::SlowBody(ApiError::invalid(format!(
+                    "the request body did not arrive within {} ms",
+                    body_timeout.as_millis()
+                ))));
+            }
+        };
     let path_and_query = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| parts.uri.path().to_string());
     let now = clock::unix_now();
-    let auth = svc.auth.authenticate(
+    let auth = svc.auth.check(
         &AuthInput {
             method: parts.method.as_str(),
             path_and_query: &path_and_query,
@@ -104,22 +153,25 @@ async fn authenticate(svc: &Arc<Service>, req: Request) -> Result<Request, ApiEr
     );
     let client = match auth {
         Ok(c) => c,
-        Err(e) => {
+        Err(refused) => {
+            let e = refused.error;
             if matches!(e.code, Code::Unauthenticated | Code::Forbidden) {
-                let principal = parts
+                svc.ip_limiter.failed(peer);
+                let access_key = parts
                     .headers
                     .get(HEADER_ACCESS_KEY)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|s| s.chars().take(64).collect::<String>());
-                let mut entry = NewEntry::new("AUTH_FAILURE", AuditResult::Denied)
-                    .client_ip(peer.to_string())
-                    .details(json!({"method": parts.method.as_str(), "path": parts.uri.path(), "error": e.message}));
-                if let Some(p) = principal {
-                    entry = entry.principal(&p);
-                }
-                let _ = svc.audit.append(entry);
+                    .and_then(|v| v.to_str().ok());
+                // Tallied, written once a minute per source (never one write per request).
+                svc.auth_failures.record(AuthFailure {
+                    ip: peer,
+                    at: now,
+                    reason: refused.reason,
+                    method: parts.method.as_str(),
+                    path: parts.uri.path(),
+                    access_key,
+                });
             }
-            return Err(e);
+            return Err(Stop::Refused(e));
         }
     };
     parts.extensions.insert(Caller {

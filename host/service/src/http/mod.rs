@@ -5,6 +5,13 @@
 //!
 //! Handlers parse the request, call the service once, and turn the result into an answer;
 //! they hold no logic of their own.
+//!
+//! Abuse limits (`config::Limits`): at most `max_connections` connections are served at
+//! once (beyond it new ones wait in the listen backlog, not accepted); a connection that
+//! takes longer than `header_read_timeout_ms` to send a request's headers, or stays idle
+//! that long between requests, is closed; a body slower than `body_read_timeout_ms` is
+//! answered 408 (`gate.rs`); every request first passes its source's buckets (`gate.rs`).
+//! The API is served over HTTP/1.1 only, where those timeouts hold.
 
 mod gate;
 mod openapi;
@@ -15,15 +22,18 @@ use crate::service::Service;
 use anyhow::Context;
 use axum::Json;
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::watch;
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
 
 /// Bodies over this are refused with 413 (DESIGN §7).
 pub const BODY_LIMIT: usize = 256 * 1024;
@@ -65,6 +75,10 @@ impl Service {
             ));
         api.merge(open)
             .fallback(routes::not_found)
+            .layer(middleware::from_fn_with_state(
+                self.clone(),
+                gate::per_source,
+            ))
             .with_state(self.clone())
     }
 
@@ -78,23 +92,90 @@ impl Service {
     ) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let background = tokio::spawn(self.clone().background(stopped));
-        let app = self.router();
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving the API");
+        let served = self.clone().serve(listener, shutdown).await;
         let _ = stop.send(true);
         if let Err(e) = background.await {
             tracing::error!(error = %e, "the background duties ended abnormally");
         }
+        self.write_auth_failures(None);
         let _ = self.audit.append(crate::audit::NewEntry::new(
             "SERVICE_STOP",
             crate::audit::AuditResult::Ok,
         ));
         served
+    }
+
+    /// Accepts connections while fewer than `max_connections` are open, serves each over
+    /// HTTP/1.1 with the header read timeout, and once `shutdown` resolves stops
+    /// accepting, lets every connection finish its request under way, and returns.
+    async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        // Far beyond any file-descriptor limit; keeps the count a u32 for the drain below.
+        const MOST: u32 = 1 << 24;
+        let all_slots = u32::try_from(self.limits.max_connections)
+            .unwrap_or(MOST)
+            .clamp(1, MOST);
+        let max = all_slots as usize;
+        let slots = Arc::new(Semaphore::new(max));
+        let header_timeout = Duration::from_millis(self.limits.header_read_timeout_ms.max(1));
+        let app = self.router();
+        let (closing, close) = watch::channel(false);
+        tokio::pin!(shutdown);
+        loop {
+            // A free slot first: beyond the cap, connections stay in the listen backlog.
+            let slot = tokio::select! {
+                s = slots.clone().acquire_owned() => s.context("the connection slots closed")?,
+                () = &mut shutdown => break,
+            };
+            let (stream, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a moment, do not spin.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let app = app.clone();
+            let mut close = close.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let service = hyper::service::service_fn(
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(ConnectInfo(peer));
+                        app.clone().oneshot(req.map(axum::body::Body::new))
+                    },
+                );
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    }
+                    _ = close.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            });
+        }
+        drop(listener);
+        let _ = closing.send(true);
+        // Every connection holds a slot until it is done.
+        let _ = slots.acquire_many(all_slots).await;
+        Ok(())
     }
 }
 

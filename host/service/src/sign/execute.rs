@@ -1,13 +1,14 @@
 //! Last stage: threshold signing of a recorded (`IN_PROGRESS`) request, the native check
-//! of every signature, the plugin's assemble, the KEY_SIGN audit entry and the recorded
-//! outcome. Any failure releases the velocity reservation and records `FAILED`.
+//! of every signature, the plugin's assemble, the key's status read again, the KEY_SIGN
+//! audit entry and the recorded outcome. Any failure releases the velocity reservation
+//! and records `FAILED`.
 
 use super::Requester;
 use super::decide::Decided;
 use super::prepare::{Prepared, What};
 use crate::audit::{AuditResult, NewEntry};
-use crate::error::{ApiError, ApiResult};
-use crate::registry::Curve;
+use crate::error::{ApiError, ApiResult, Code};
+use crate::registry::{Curve, Status};
 use crate::requests::State;
 use crate::service::Service;
 use custos_plugin_sdk as sdk;
@@ -36,6 +37,15 @@ impl Service {
         let request = sign_request(requester, &p, approvals);
         let result = self.sign_and_assemble(&p, request).await;
         let signers = result.as_ref().map(|r| r.1.clone()).unwrap_or_default();
+        #[cfg(any(test, feature = "testing"))]
+        self.sign_pause.hold().await;
+        // A key frozen (or moved on otherwise) while its nodes were signing gets no
+        // signature: the status is read again now that it exists, and the request fails.
+        // A status change that lands after this read is ordered after the signing.
+        let result = result.and_then(|r| {
+            self.still_active(&p.key.key_id)?;
+            Ok(r)
+        });
         let entry = NewEntry::new(
             "KEY_SIGN",
             if result.is_ok() {
@@ -111,6 +121,26 @@ impl Service {
             ));
         }
         Err(error)
+    }
+
+    /// Ok if `key_id` is still ACTIVE; else 409 KEY_NOT_ACTIVE naming its status now.
+    fn still_active(&self, key_id: &str) -> ApiResult<()> {
+        let now = self.registry.get(key_id)?;
+        if now.status == Status::Active {
+            return Ok(());
+        }
+        tracing::warn!(
+            key_id,
+            status = now.status.as_str(),
+            "key left ACTIVE while signing; the signature is withheld"
+        );
+        Err(ApiError::new(
+            Code::KeyNotActive,
+            format!(
+                "key `{key_id}` became {} while it was signing; the signature is withheld and the request failed",
+                now.status.as_str()
+            ),
+        ))
     }
 
     /// Threshold-signs every payload, checks each signature natively, and assembles the
