@@ -314,6 +314,47 @@ async fn dev_runs_reloads_on_sighup_stops_on_sigterm_and_resumes() {
     let signed: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(signed["status"], "SIGNED", "{out}");
 
+    // `custos policy replay`: what a candidate set capping ETH at 5 per transaction would
+    // have done to the requests so far (big-1, 11 ETH, was held; it would be denied).
+    let candidate = tmp.path().join("candidate");
+    std::fs::create_dir_all(&candidate).unwrap();
+    for e in std::fs::read_dir(&policies).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, candidate.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(
+        candidate.join("tight.cedar"),
+        "@id(\"tight-eth\")\nforbid (principal, action == Custos::Action::\"sign_transaction\", resource)\nwhen { context.asset_symbol == \"ETH\" && context.amount_units.greaterThan(decimal(\"5.0\")) };\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["policy", "replay", "--since", "1h", "--policies"])
+        .arg(&candidate)
+        .arg("--credentials")
+        .arg(&creds_file)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    let line = stdout
+        .lines()
+        .position(|l| l.contains("big-1"))
+        .expect(&stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[line + 1].contains("recorded:  NEEDS_APPROVAL(2)"),
+        "{stdout}"
+    );
+    assert!(
+        lines[line + 2].contains("candidate: DENY [tight-eth]"),
+        "{stdout}"
+    );
+
     // SIGTERM: a clean exit, and the nodes are gone with it.
     signal(&dev, "-TERM");
     assert!(
