@@ -6,6 +6,12 @@
 //! a crash — finds it and never causes a second signature. At start the service turns any
 //! record still `IN_PROGRESS` into `FAILED`: the signature of a run cut short by a crash
 //! was never returned, and it never will be.
+//!
+//! "The same request" is the same body sent to the same key: the key id is inside the
+//! body hash (format v2), so a request id and body sent again to another key is
+//! `REQUEST_ID_REUSED`, never a replay of the first key's answer. Records of format v1
+//! (body alone in the hash) still read and answer; for them the stored key id is compared
+//! beside the body hash.
 
 use crate::db::{Cf, Db, WriteOp};
 use crate::error::{ApiError, Code};
@@ -13,7 +19,36 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 
-const RECORD_V: u32 = 1;
+/// Stored format of a request record. v2: `body_hash` covers the key id
+/// ([`request_hash`]); v1: the body alone ([`request_hash_v1`]).
+const RECORD_V: u32 = 2;
+
+/// The body without `dry_run` (a dry run and the real request are "the same body").
+fn without_dry_run(body: &Value) -> std::borrow::Cow<'_, Value> {
+    match body.as_object() {
+        Some(o) if o.contains_key("dry_run") => {
+            let mut v = body.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("dry_run");
+            }
+            std::borrow::Cow::Owned(v)
+        }
+        _ => std::borrow::Cow::Borrowed(body),
+    }
+}
+
+/// `body_hash` of a v2 record: sha256 of the canonical `{"key_id", "request"}`, the
+/// request being the JSON body (keys sorted, whitespace ignored) without `dry_run`.
+pub fn request_hash(key_id: &str, body: &Value) -> String {
+    crate::canonical::sha256_hex(
+        &json!({"key_id": key_id, "request": without_dry_run(body).as_ref()}),
+    )
+}
+
+/// `body_hash` of a v1 record: the body alone (frozen: v1 records store it).
+fn request_hash_v1(body: &Value) -> String {
+    crate::canonical::sha256_hex(without_dry_run(body).as_ref())
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -59,7 +94,8 @@ pub struct SignRecord {
     /// The requesting client's name.
     pub client: String,
     pub request_id: String,
-    /// sha256 of the canonical request body: "the same body" means this matches.
+    /// "The same request" means this matches: [`request_hash`] of the key id and body
+    /// (v2), or of the body alone (v1, whose `key_id` is then compared too).
     pub body_hash: String,
     pub key_id: String,
     pub created_at: String,
@@ -104,8 +140,15 @@ impl SignRecord {
         }
     }
 
-    /// The request's state as the API shows it (`GET /requests/{id}`): the recorded
-    /// answer once there is one, else the pending / in-progress view.
+    /// Whether `body` sent to `key_id` is the request this record holds (`body_hash` is
+    /// the v2 hash of the incoming request, computed once by the caller).
+    pub fn same_request(&self, key_id: &str, body: &Value, body_hash: &str) -> bool {
+        if self.v < 2 {
+            return self.key_id == key_id && self.body_hash == request_hash_v1(body);
+        }
+        self.body_hash == body_hash
+    }
+
     /// The statement an approver signs for this request (DESIGN §3a): request id, key id,
     /// the SHA-256 of the canonical sign request, APPROVE.
     pub fn approval_statement(&self) -> String {
@@ -136,6 +179,8 @@ impl SignRecord {
             .collect()
     }
 
+    /// The request's state as the API shows it (`GET /requests/{id}`): the recorded
+    /// answer once there is one, else the pending / in-progress view.
     pub fn view(&self) -> (u16, Value) {
         if let Some((status, body)) = &self.outcome {
             return (*status, body.clone());
@@ -222,16 +267,26 @@ impl Requests {
         Ok(self.db.get_json(Cf::Requests, &rkey(client, request_id))?)
     }
 
-    /// Looks the request up: `New`, a replay of the same body, or 409 `REQUEST_ID_REUSED`.
+    /// Looks the request up: `New`, a replay of the same body sent to the same key, or
+    /// 409 `REQUEST_ID_REUSED` (another body, or another key). `body_hash` is
+    /// [`request_hash`] of `key_id` and `body`.
     pub fn check(
         &self,
         client: &str,
         request_id: &str,
+        key_id: &str,
+        body: &Value,
         body_hash: &str,
     ) -> Result<Found, ApiError> {
         match self.get(client, request_id)? {
             None => Ok(Found::New),
-            Some(r) if r.body_hash == body_hash => Ok(Found::Replay(Box::new(r))),
+            Some(r) if r.same_request(key_id, body, body_hash) => Ok(Found::Replay(Box::new(r))),
+            Some(r) if r.key_id != key_id => Err(ApiError::new(
+                Code::RequestIdReused,
+                format!(
+                    "request id `{request_id}` was already used for another key; send a new request id"
+                ),
+            )),
             Some(_) => Err(ApiError::new(
                 Code::RequestIdReused,
                 format!("request id `{request_id}` was already used with another body"),
@@ -239,10 +294,17 @@ impl Requests {
         }
     }
 
-    /// Inserts a new record unless one exists (then: as [`Requests::check`]).
+    /// Inserts a new record unless one exists (then: as [`Requests::check`], with the
+    /// record's key id and request).
     pub fn insert_new(&self, rec: &SignRecord) -> Result<Found, ApiError> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        if let Found::Replay(r) = self.check(&rec.client, &rec.request_id, &rec.body_hash)? {
+        if let Found::Replay(r) = self.check(
+            &rec.client,
+            &rec.request_id,
+            &rec.key_id,
+            &rec.request,
+            &rec.body_hash,
+        )? {
             return Ok(Found::Replay(r));
         }
         let body = encode(rec)?;
@@ -390,6 +452,69 @@ mod tests {
             .unwrap();
         }
         // "Crash": reopen with main's record still in progress.
+    /// A v1 record (body alone in its hash) answers a retry of the same body to the same
+    /// key, and refuses the same body sent to another key.
+    #[test]
+    fn v1_records_replay_only_for_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(dir.path()).unwrap());
+        let r = Requests::new(db.clone());
+        let mut v1: SignRecord =
+            serde_json::from_str(include_str!("../tests/fixtures/request-record-v1.json")).unwrap();
+        v1.body_hash = request_hash_v1(&v1.request);
+        db.put_json(Cf::Requests, &rkey(&v1.client, &v1.request_id), &v1)
+            .unwrap();
+        let body = v1.request.clone();
+        let check = |key: &str, body: &Value| {
+            r.check("AK-main", "pay-0001", key, body, &request_hash(key, body))
+        };
+        assert!(matches!(check(&v1.key_id, &body), Ok(Found::Replay(_))));
+        let mut dry = body.clone();
+        dry["dry_run"] = json!(false);
+        assert!(matches!(check(&v1.key_id, &dry), Ok(Found::Replay(_))));
+        let e = check("key_other", &body).err().unwrap();
+        assert_eq!(e.code, Code::RequestIdReused);
+        assert!(e.message.contains("another key"), "{e}");
+        let mut other = body.clone();
+        other["data"] = json!("0x00");
+        assert_eq!(
+            check(&v1.key_id, &other).err().unwrap().code,
+            Code::RequestIdReused
+        );
+    }
+
+    /// The v2 hash covers the key id; its form is frozen (stored in records).
+    #[test]
+    fn the_key_id_is_inside_the_hash() {
+        let body =
+            json!({"request_id": "r", "chain": "evm", "data_type": "EIP191", "data": "0x00"});
+        assert_ne!(request_hash("k1", &body), request_hash("k2", &body));
+        let mut dry = body.clone();
+        dry["dry_run"] = json!(true);
+        assert_eq!(request_hash("k1", &body), request_hash("k1", &dry));
+        assert_eq!(request_hash("k1", &body), PINNED_V2);
+        assert_eq!(request_hash_v1(&body), PINNED_V1);
+
+        let dir = tempfile::tempdir().unwrap();
+        let r = Requests::new(Arc::new(Db::open(dir.path()).unwrap()));
+        let mut rec = SignRecord::new("c", "r", &request_hash("k1", &body), "k1", "t");
+        rec.request = body.clone();
+        assert_eq!(rec.v, 2);
+        assert!(matches!(r.insert_new(&rec).unwrap(), Found::New));
+        assert!(matches!(r.insert_new(&rec).unwrap(), Found::Replay(_)));
+        let mut to_k2 = SignRecord::new("c", "r", &request_hash("k2", &body), "k2", "t");
+        to_k2.request = body;
+        assert_eq!(
+            r.insert_new(&to_k2).err().unwrap().code,
+            Code::RequestIdReused
+        );
+    }
+
+    /// sha256 of `{"key_id":"k1","request":{…}}` and of the body alone, in canonical JSON
+    /// (also what Python's `json.dumps(sort_keys=True, separators=(",", ":"))` hashes).
+    const PINNED_V2: &str = "219267425ada821e53506bb77daddcdd367fb8dfca4f43947ad55438d32c0a85";
+    const PINNED_V1: &str = "ea3f2b8f588ff80bd17fb3109389196f5fb433a8ec806f1415450bb2bdbed29b";
+
         let r = Requests::new(Arc::new(Db::open(dir.path()).unwrap()));
         let failed = r.fail_interrupted("now").unwrap();
         assert_eq!(failed.len(), 1);

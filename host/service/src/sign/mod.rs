@@ -78,18 +78,11 @@ pub fn valid_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// "The same body": the JSON value (keys sorted, whitespace ignored), without `dry_run`.
-pub fn body_hash(v: &Value) -> String {
-    match v.as_object() {
-        Some(o) if o.contains_key("dry_run") => {
-            let mut v = v.clone();
-            if let Some(o) = v.as_object_mut() {
-                o.remove("dry_run");
-            }
-            crate::canonical::sha256_hex(&v)
-        }
-        _ => crate::canonical::sha256_hex(v),
-    }
+/// "The same request": the key id and the JSON body (keys sorted, whitespace ignored),
+/// without `dry_run` ([`crate::requests::request_hash`]). The key id is inside, so the
+/// same request id and body sent to another key is `REQUEST_ID_REUSED`, not a replay.
+pub fn body_hash(key_id: &str, v: &Value) -> String {
+    crate::requests::request_hash(key_id, v)
 }
 
 pub fn decode_hex(field: &str, s: &str) -> ApiResult<Vec<u8>> {
@@ -137,12 +130,16 @@ impl Service {
             ));
         }
         let key = self.registry.get(key_id)?;
-        let hash = body_hash(&value);
+        let hash = body_hash(key_id, &value);
         let requester = Requester::new(&caller.client, caller.ip, caller.now);
         if !body.dry_run
-            && let Found::Replay(r) =
-                self.requests
-                    .check(&requester.access_key, &body.request_id, &hash)?
+            && let Found::Replay(r) = self.requests.check(
+                &requester.access_key,
+                &body.request_id,
+                key_id,
+                &value,
+                &hash,
+            )?
         {
             return Ok(r.view());
         }
