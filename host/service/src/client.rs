@@ -290,7 +290,7 @@ impl CustosClient {
     }
 
     /// [`CustosClient::approve_signed`], POSTing to `approve_path` (as given, with its
-    /// query if any) for `request_id`.
+    /// query if any, which the GET of the request carries too) for `request_id`.
     pub async fn approve_signed_at(
         &self,
         approve_path: &str,
@@ -303,8 +303,18 @@ impl CustosClient {
             Some(serde_json::Value::Object(m)) => m.clone(),
             Some(_) => anyhow::bail!("the approve body must be a JSON object"),
         };
+        // The approve path's query (`?requester=`) names whose request it is; the GET
+        // must show that same request.
+        let query = approve_path
+            .split_once('?')
+            .map(|(_, q)| format!("?{q}"))
+            .unwrap_or_default();
         let (status, view) = self
-            .call("GET", &format!("/api/v1/requests/{request_id}"), None)
+            .call(
+                "GET",
+                &format!("/api/v1/requests/{request_id}{query}"),
+                None,
+            )
             .await?;
         if !(200..300).contains(&status) {
             return Ok((status, view));

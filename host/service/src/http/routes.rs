@@ -122,33 +122,63 @@ pub(crate) async fn refresh(
     answer(s.refresh_key(&caller, &key_id).await)
 }
 
-#[utoipa::path(get, path = "/api/v1/requests/{request_id}", tag = "signing", params(("request_id" = String, Path, description = "the request id given when signing")), responses((status = 200, description = "the request", body = SignResponse), (status = 202, description = "pending approval", body = SignResponse), (status = 404, description = "REQUEST_NOT_FOUND", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+/// `?requester=`: whose request an id means (request ids are scoped to their client).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RequesterQuery {
+    requester: Option<String>,
+}
+
+fn requester_of(
+    q: Result<Query<RequesterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Option<String>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::invalid(format!("query: {e}")))?;
+    Ok(q.requester.filter(|r| !r.is_empty()))
+}
+
+#[utoipa::path(get, path = "/api/v1/requests/{request_id}", tag = "signing", params(("request_id" = String, Path, description = "the request id given when signing"), ("requester" = Option<String>, Query, description = "the requesting client (name or access key); approvers and auditors only, for another client's request; needed when more than one client used the id")), responses((status = 200, description = "the request", body = SignResponse), (status = 202, description = "pending approval", body = SignResponse), (status = 404, description = "REQUEST_NOT_FOUND", body = ErrorBody), (status = 409, description = "REQUEST_ID_REUSED: more than one client used the id; name the requester", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
 pub(crate) async fn get_request(
     State(s): State<Arc<Service>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
-    answer(s.request_view(&caller, &id))
+    answer(requester_of(q).and_then(|r| s.request_view(&caller, &id, r.as_deref())))
 }
 
-#[utoipa::path(post, path = "/api/v1/requests/{request_id}/approve", tag = "approvals", params(("request_id" = String, Path, description = "the request id given when signing")), request_body = ApprovalBody, responses((status = 200, description = "quorum reached: SIGNED", body = SignResponse), (status = 202, description = "still pending, or held again: the policy, decided again at quorum, now asks for more approvals", body = SignResponse), (status = 409, description = "not pending, or already approved by this approver", body = ErrorBody), (status = 500, description = "INTERNAL: the audit log could not be written or the nodes' signature did not verify; the signature is withheld", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed (FORBIDDEN), or POLICY_DENIED: the policy, decided again at quorum, now denies; nothing is signed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+#[utoipa::path(post, path = "/api/v1/requests/{request_id}/approve", tag = "approvals", params(("request_id" = String, Path, description = "the request id given when signing"), ("requester" = Option<String>, Query, description = "the requesting client (name or access key); needed when more than one client has a request of that id pending")), request_body = ApprovalBody, responses((status = 200, description = "quorum reached: SIGNED", body = SignResponse), (status = 202, description = "still pending, or held again: the policy, decided again at quorum, now asks for more approvals", body = SignResponse), (status = 404, description = "REQUEST_NOT_FOUND", body = ErrorBody), (status = 409, description = "not pending, or already approved by this approver (INVALID_TRANSITION); pending for more than one client: name the requester (REQUEST_ID_REUSED)", body = ErrorBody), (status = 500, description = "INTERNAL: the audit log could not be written or the nodes' signature did not verify; the signature is withheld", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed (FORBIDDEN), or POLICY_DENIED: the policy, decided again at quorum, now denies; nothing is signed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
 pub(crate) async fn approve(
     State(s): State<Arc<Service>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    answer(s.decide_approval(&caller, &id, true, &body).await)
+    q: Result<Query<RequesterQuery>, axum::extract::rejection::QueryRejection>,
+    let r = match requester_of(q) {
+        Ok(r) => r,
+        Err(e) => return answer(Err(e)),
+    };
+    answer(
+        s.decide_approval(&caller, &id, r.as_deref(), true, &body)
+            .await,
+    )
 }
 
-#[utoipa::path(post, path = "/api/v1/requests/{request_id}/reject", tag = "approvals", params(("request_id" = String, Path, description = "the request id given when signing")), request_body = ApprovalBody, responses((status = 200, description = "REJECTED", body = SignResponse), (status = 409, description = "not pending", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+#[utoipa::path(post, path = "/api/v1/requests/{request_id}/reject", tag = "approvals", params(("request_id" = String, Path, description = "the request id given when signing"), ("requester" = Option<String>, Query, description = "the requesting client (name or access key); needed when more than one client has a request of that id pending")), request_body = ApprovalBody, responses((status = 200, description = "REJECTED", body = SignResponse), (status = 404, description = "REQUEST_NOT_FOUND", body = ErrorBody), (status = 409, description = "not pending (INVALID_TRANSITION); pending for more than one client: name the requester (REQUEST_ID_REUSED)", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
 pub(crate) async fn reject(
     State(s): State<Arc<Service>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Bytes,
+    q: Result<Query<RequesterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    answer(s.decide_approval(&caller, &id, false, &body).await)
+    let r = match requester_of(q) {
+        Ok(r) => r,
+        Err(e) => return answer(Err(e)),
+    };
+    answer(
+        s.decide_approval(&caller, &id, r.as_deref(), false, &body)
+            .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -157,6 +187,7 @@ pub(crate) struct AuditQuery {
     request_id: Option<String>,
     operation: Option<String>,
     after_seq: Option<u64>,
+    q: Result<Query<RequesterQuery>, axum::extract::rejection::QueryRejection>,
     cursor: Option<String>,
     limit: Option<usize>,
 }

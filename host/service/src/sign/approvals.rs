@@ -1,6 +1,13 @@
 //! Approvals of held requests: `POST /requests/{id}/approve` and `/reject`. Reaching the
 //! quorum decides the request again, for its requester, with what holds now; an ALLOW (or
 //! enough approvals) goes on to the same `execute` as a request allowed at once.
+//!
+//! Request ids are scoped to their client, so an approver addresses a request by id and,
+//! when needed, its requester (`?requester=` a client name or access key). Without it,
+//! only requests pending approval are candidates, and two clients' pending requests of one
+//! id are a 409 naming both, never a guess: a client that reuses another's request id can
+//! neither take that request's approvals nor block them for an approver who names the
+//! requester.
 
 use super::decide::Decided;
 use super::{Requester, SignBody};
@@ -34,6 +41,7 @@ impl Service {
         caller: &Caller,
         request_id: &str,
         approve: bool,
+        requester: Option<&str>,
         body: &[u8],
     ) -> ApiResult<(u16, Value)> {
         require_role(&caller.client, &[Role::Approver])?;
@@ -43,7 +51,7 @@ impl Service {
             serde_json::from_slice::<ApprovalBody>(body).map_err(|e| bad_json("body", &e))?
         };
         let comment = parsed.comment;
-        let owner = self.pending_owner(request_id)?;
+        let owner = self.approval_target(request_id, requester)?;
         let signature = if approve {
             self.check_statement(caller, &owner, request_id, parsed.statement_signature)?
         } else {
@@ -298,8 +306,57 @@ impl Service {
         Err(err)
     }
 
-    /// The client whose request `request_id` is pending (approvers address requests by id).
-    fn pending_owner(&self, request_id: &str) -> ApiResult<String> {
+    /// The access key of the client named by `requester` (its access key or its name).
+    pub(super) fn requester_key(&self, requester: &str) -> ApiResult<String> {
+        let clients = self.auth.clients();
+        if let Some(c) = clients.get(requester) {
+            return Ok(c.access_key.clone());
+        }
+        clients
+            .iter()
+            .find(|c| c.name == requester)
+            .map(|c| c.access_key.clone())
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::RequestNotFound,
+                    format!(
+                        "no client `{requester}`: name the requester by client name or access key"
+                    ),
+                )
+            })
+    }
+
+    /// The names of the clients with these access keys, for messages to approvers.
+    pub(super) fn client_list(&self, keys: &[String]) -> String {
+        keys.iter()
+            .map(|k| {
+                let name = self
+                    .auth
+                    .clients()
+                    .get(k)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_else(|| k.clone());
+                format!("`{name}`")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Whose request `request_id` an approval is for (the requester's access key).
+    /// With `requester`, that client's request of that id. Without, the one client whose
+    /// request of that id is pending approval: requests of that id in any other state
+    /// are never candidates, and two pending ones are 409, naming their requesters.
+    fn approval_target(&self, request_id: &str, requester: Option<&str>) -> ApiResult<String> {
+        if let Some(q) = requester {
+            let owner = self.requester_key(q)?;
+            if self.requests.get(&owner, request_id)?.is_none() {
+                return Err(ApiError::new(
+                    Code::RequestNotFound,
+                    format!("no request `{request_id}` from `{q}`"),
+                ));
+            }
+            return Ok(owner);
+        }
         let owners = self.requests.clients_of(request_id)?;
         let mut pending = Vec::new();
         for o in &owners {
@@ -320,9 +377,13 @@ impl Service {
                 Code::InvalidTransition,
                 format!("request `{request_id}` is not pending approval"),
             )),
-            _ => Err(ApiError::invalid(format!(
-                "more than one client has a pending request `{request_id}`"
-            ))),
+            _ => Err(ApiError::new(
+                Code::RequestIdReused,
+                format!(
+                    "request id `{request_id}` is pending approval for more than one client ({}); name the requester: `?requester=<client name>`",
+                    self.client_list(&pending)
+                ),
+            )),
         }
     }
 }

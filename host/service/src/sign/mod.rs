@@ -278,30 +278,62 @@ impl Service {
         Ok(rec.view())
     }
 
-    /// `GET /requests/{request_id}`: the caller's own request, or for approvers, admins
-    /// and auditors the one request of that id.
+    /// `GET /requests/{request_id}`: the caller's own request; for approvers and
+    /// auditors, another client's too (request ids are scoped to their client). With
+    /// `requester` (a client name or access key), that client's request; without, the
+    /// caller's own, else the one request of that id, else the one pending approval;
+    /// several are 409, naming their requesters. A client without those roles never
+    /// learns whether another client used an id.
     pub(crate) fn request_view(
         &self,
         caller: &Caller,
         request_id: &str,
+        requester: Option<&str>,
     ) -> ApiResult<(u16, Value)> {
-        if let Some(r) = self.requests.get(&caller.client.access_key, request_id)? {
+        let not_found =
+            || ApiError::new(Code::RequestNotFound, format!("no request `{request_id}`"));
+        let me = &caller.client.access_key;
+        let privileged =
+            caller.client.has_role(Role::Approver) || caller.client.has_role(Role::Auditor);
+        if let Some(q) = requester {
+            let owner = if q == me || q == caller.client.name {
+                me.clone()
+            } else if privileged {
+                self.requester_key(q)?
+            } else {
+                return Err(not_found());
+            };
+            return match self.requests.get(&owner, request_id)? {
+                Some(r) => Ok(r.view()),
+                None => Err(not_found()),
+            };
+        }
+        if let Some(r) = self.requests.get(me, request_id)? {
             return Ok(r.view());
         }
-        let privileged = caller.client.has_role(Role::Approver)
-            || caller.client.has_role(Role::Admin)
-            || caller.client.has_role(Role::Auditor);
-        if privileged {
-            let owners = self.requests.clients_of(request_id)?;
-            if let [owner] = owners.as_slice()
-                && let Some(r) = self.requests.get(owner, request_id)?
-            {
-                return Ok(r.view());
+        if !privileged {
+            return Err(not_found());
+        }
+        let owners = self.requests.clients_of(request_id)?;
+        let mut records = Vec::with_capacity(owners.len());
+        for o in &owners {
+            if let Some(r) = self.requests.get(o, request_id)? {
+                records.push(r);
             }
         }
-        Err(ApiError::new(
-            Code::RequestNotFound,
-            format!("no request `{request_id}`"),
-        ))
+        if records.len() > 1 {
+            records.retain(|r| r.state == State::PendingApproval);
+        }
+        match records.as_slice() {
+            [one] => Ok(one.view()),
+            [] if owners.len() <= 1 => Err(not_found()),
+            _ => Err(ApiError::new(
+                Code::RequestIdReused,
+                format!(
+                    "request id `{request_id}` was used by more than one client ({}); name the requester: `?requester=<client name>`",
+                    self.client_list(&owners)
+                ),
+            )),
+        }
     }
 }

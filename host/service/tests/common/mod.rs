@@ -208,9 +208,28 @@ impl Harness {
     /// the request shows no statement (not pending, unknown, not visible) the body goes as
     /// it is, so the service's own answer comes back.
     pub async fn approve_signed(&self, i: usize, request_id: &str, body: Value) -> (u16, Value) {
+        self.approve_signed_for(i, request_id, None, body).await
+    }
+
+    /// [`Harness::approve_signed`] for the request of `requester` (a client name or
+    /// access key, sent as `?requester=` on the GET and the POST), when given.
+    pub async fn approve_signed_for(
+        &self,
+        i: usize,
+        request_id: &str,
+        requester: Option<&str>,
+        body: Value,
+    ) -> (u16, Value) {
         let c = self.approver(i);
+        let query = requester
+            .map(|r| format!("?requester={r}"))
+            .unwrap_or_default();
         let (st, view) = c
-            .call("GET", &format!("/api/v1/requests/{request_id}"), None)
+            .call(
+                "GET",
+                &format!("/api/v1/requests/{request_id}{query}"),
+                None,
+            )
             .await
             .unwrap();
         let mut body = if body.is_null() { json!({}) } else { body };
@@ -221,7 +240,7 @@ impl Harness {
         }
         c.call(
             "POST",
-            &format!("/api/v1/requests/{request_id}/approve"),
+            &format!("/api/v1/requests/{request_id}/approve{query}"),
             Some(&body),
         )
         .await
