@@ -50,6 +50,9 @@ pub struct ServiceConfig {
     /// Seconds a request's timestamp may be off (either way); DESIGN §7 says 300.
     #[serde(default = "default_window")]
     pub auth_window_secs: u64,
+    /// Key generations one client may have in flight (at least 1); more -> 429.
+    #[serde(default = "default_keygens_per_client")]
+    pub keygens_per_client: usize,
     /// Abuse limits (connections, read timeouts, per-IP buckets); defaults when absent.
     #[serde(default)]
     pub limits: Limits,
@@ -95,6 +98,10 @@ impl Default for Limits {
             ip_table: 65_536,
         }
     }
+}
+
+fn default_keygens_per_client() -> usize {
+    2
 }
 
 fn default_window() -> u64 {

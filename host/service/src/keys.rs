@@ -1,14 +1,20 @@
 //! Key lifecycle operations: generate (DKG on the nodes, addresses from the plugins),
 //! status moves (DESTROYED erases the shards), refresh, and building unsigned
-//! transactions for a key.
+//! transactions for a key. Generate, status moves and refresh are decided by Cedar after
+//! the role checks (`operations.rs`).
 
 use crate::audit::{AuditResult, NewEntry};
 use crate::auth::{Role, require_role};
 use crate::clock;
 use crate::error::{ApiError, ApiResult, Code, bad_json};
-use crate::registry::{Algo, Curve, KeyFormat, KeyRecord, ShardProperties, Status, StatusChange};
+use crate::operations::{Asked, WalletView};
+use crate::registry::{
+    self, Algo, Curve, KeyFormat, KeyRecord, ShardProperties, Status, StatusChange,
+};
 use crate::service::{Caller, Service};
 use crate::sign::decode_hex;
+use crate::tags::{check_group_rights, check_tags};
+use custos_policy::{Action, Operation};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -114,18 +120,42 @@ impl Service {
             return Err(ApiError::invalid("`label` is longer than 128 characters"));
         }
         let tags = b.tags.unwrap_or_default();
-        if tags.len() > 32
-            || tags
-                .iter()
-                .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
-        {
-            return Err(ApiError::invalid(
-                "`tags`: at most 32, keys 1-64 characters, values up to 256",
-            ));
-        }
+        check_tags(&tags)?;
+        check_group_rights(&caller.client, &tags)?;
         let mut idb = [0u8; 12];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut idb);
         let key_id = format!("key_{}", hex::encode(idb));
+        // The wallet it would make, as policies see it (no addresses yet).
+        let would_be = WalletView {
+            id: key_id.clone(),
+            label: label.clone(),
+            tags: registry::policy_tags(&tags),
+            groups: registry::groups(&tags),
+            curve: curve.as_str().to_string(),
+            addresses: vec![],
+        };
+        self.decide_operation(
+            caller,
+            Asked {
+                action: Action::GenerateKey,
+                audit_op: "KEY_GENERATE",
+                request_id: None,
+            },
+            &would_be,
+            &custos_policy::no_intent(),
+            Operation {
+                label: Some(label.clone()),
+                curve: Some(curve.as_str().to_string()),
+                algorithm: Some(algo.as_str().to_string()),
+                shard_count: Some(u32::from(shard_count)),
+                threshold: Some(u32::from(threshold)),
+                ..Operation::default()
+            },
+        )?;
+        // Held until this function returns, however the DKG ends.
+        let _slot = self
+            .keygens
+            .take(&caller.client.access_key, &caller.client.name)?;
         let t0 = Instant::now();
         let outcome = match self
             .coord
@@ -226,6 +256,22 @@ impl Service {
                 b.status
             ))
         })?;
+        let key = self.registry.get(key_id)?;
+        self.decide_operation(
+            caller,
+            Asked {
+                action: Action::SetStatus,
+                audit_op: "STATUS_CHANGE",
+                request_id: None,
+            },
+            &WalletView::of(&key),
+            &custos_policy::no_intent(),
+            Operation {
+                status: Some(to.as_str().to_string()),
+                reason: b.reason.clone(),
+                ..Operation::default()
+            },
+        )?;
         let (before, after) = match self.registry.set_status(
             key_id,
             to,
@@ -280,6 +326,20 @@ impl Service {
     ) -> ApiResult<(u16, Value)> {
         require_role(&caller.client, &[Role::Admin])?;
         let key = self.registry.get(key_id)?;
+        self.decide_operation(
+            caller,
+            Asked {
+                action: Action::RefreshKey,
+                audit_op: "KEY_REFRESH",
+                request_id: None,
+            },
+            &WalletView::of(&key),
+            &custos_policy::no_intent(),
+            Operation {
+                algorithm: Some(key.format.algo_type.as_str().to_string()),
+                ..Operation::default()
+            },
+        )?;
         if !matches!(key.status, Status::Active | Status::Frozen) {
             return Err(ApiError::new(
                 Code::KeyNotActive,

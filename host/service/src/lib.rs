@@ -20,11 +20,14 @@
 //! - `audit/`       the hash-chained audit log: entries, the log, the chain check
 //! - `registry.rs`  key records, addresses, lifecycle
 //! - `requests.rs`  sign request records: idempotency, approvals, crash recovery
+//! - `keygen_slots.rs` the per-client cap on key generations in flight
 //! - `velocity.rs`  the durable velocity store the policy engine reads
 //! - `threshold_check.rs` the native check of every threshold signature
 //! - `metrics.rs`   Prometheus metrics
 //! - `service.rs`   `Service`: start-up, background duties, shared state
+//! - `operations.rs` Cedar's decision on generate, status moves, refresh and approve
 //! - `keys.rs`      generate, status, refresh, transaction building
+//! - `tags.rs`      wallet tags and groups: who sets them, the admin's tag change
 //! - `sign/`        the sign path `prepare` -> `decide` -> `execute`, and approvals
 //! - `http/`        router, `Service::run`, the authentication gate, handlers, OpenAPI
 //! - `client.rs`    a client that signs its requests (CLI, tests, benchmark)
@@ -42,14 +45,17 @@ pub mod db;
 pub mod dev;
 mod error;
 mod http;
+mod keygen_slots;
 mod keys;
 mod metrics;
+mod operations;
 mod policy_source;
 mod reconcile;
 mod registry;
 mod requests;
 mod service;
 mod sign;
+mod tags;
 mod threshold_check;
 mod velocity;
 

@@ -2,7 +2,7 @@
 //! lifecycle of NIST SP 800-57.
 //!
 //! A key object is written once at generation and then only by status moves (each one
-//! appended to `status_history`). The registry never holds key material: only the public
+//! appended to `status_history`), an admin's tag change, and destroy bookkeeping. The registry never holds key material: only the public
 //! key and where its shards live.
 //!
 //! A record is checked when it is read: an unknown curve or algorithm, or a public key
@@ -253,28 +253,37 @@ impl KeyRecord {
 
     /// Tags as policies see them: `key` and `key:value` (DESIGN §8, schema `tags`).
     pub fn policy_tags(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for (k, v) in &self.tags {
-            out.push(k.clone());
-            if !v.is_empty() {
-                out.push(format!("{k}:{v}"));
-            }
-        }
-        out
+        policy_tags(&self.tags)
     }
 
     /// Wallet groups: the comma-separated `group` tag (`"group": "cold,treasury"`).
     pub fn groups(&self) -> Vec<String> {
-        self.tags
-            .get("group")
-            .map(|g| {
-                g.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
+        groups(&self.tags)
     }
+}
+
+/// `tags` as policies see them: `key` and `key:value` (DESIGN §8, schema `tags`).
+pub fn policy_tags(tags: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in tags {
+        out.push(k.clone());
+        if !v.is_empty() {
+            out.push(format!("{k}:{v}"));
+        }
+    }
+    out
+}
+
+/// The groups `tags` name: the comma-separated `group` tag.
+pub fn groups(tags: &BTreeMap<String, String>) -> Vec<String> {
+    tags.get("group")
+        .map(|g| {
+            g.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Key records in the host store. Moves are serialised by a lock so two concurrent moves
@@ -342,6 +351,21 @@ impl Registry {
             at: at.to_string(),
             by: by.to_string(),
         });
+        self.insert(&after)?;
+        Ok((before, after))
+    }
+
+    /// Replaces the wallet's tags (and so its groups) in one synced write, under the same
+    /// lock as status moves. Returns the record before and after.
+    pub fn set_tags(
+        &self,
+        key_id: &str,
+        tags: BTreeMap<String, String>,
+    ) -> Result<(KeyRecord, KeyRecord), ApiError> {
+        let _g = self.moves.lock().unwrap_or_else(|p| p.into_inner());
+        let before = self.get(key_id)?;
+        let mut after = before.clone();
+        after.tags = tags;
         self.insert(&after)?;
         Ok((before, after))
     }
@@ -545,6 +569,22 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code, Code::InvalidTransition);
         assert_eq!(r.get("k1").unwrap().status, Status::Active);
+        let (before, after) = r
+            .set_tags("k1", [("group".to_string(), "hot".to_string())].into())
+            .unwrap();
+        assert_eq!(before.groups(), vec!["cold", "otc"]);
+        assert_eq!(after.groups(), vec!["hot"]);
+        assert_eq!(r.get("k1").unwrap().groups(), vec!["hot"]);
+        assert!(
+            !r.get("k1")
+                .unwrap()
+                .policy_tags()
+                .contains(&"frozen_by_risk".to_string())
+        );
+        assert_eq!(
+            r.set_tags("nope", BTreeMap::new()).unwrap_err().code,
+            Code::KeyNotFound
+        );
         let (_, after) = r
             .set_status("k1", Status::Frozen, Some("risk".into()), "admin", "now")
             .unwrap();

@@ -428,30 +428,6 @@ mod tests {
         assert_eq!(serde_json::to_value(&rec).unwrap(), stored);
     }
 
-    #[test]
-    fn same_body_replays_other_body_conflicts_and_crash_fails() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let r = Requests::new(Arc::new(Db::open(dir.path()).unwrap()));
-            let rec = SignRecord::new("main", "req-1", "h1", "k1", "t");
-            assert!(matches!(r.insert_new(&rec).unwrap(), Found::New));
-            assert!(matches!(r.insert_new(&rec).unwrap(), Found::Replay(_)));
-            let other = SignRecord::new("main", "req-1", "h2", "k1", "t");
-            assert_eq!(
-                r.insert_new(&other).err().unwrap().code,
-                Code::RequestIdReused
-            );
-            // Another client may use the same id.
-            let theirs = SignRecord::new("other", "req-1", "h2", "k1", "t");
-            assert!(matches!(r.insert_new(&theirs).unwrap(), Found::New));
-            assert_eq!(r.clients_of("req-1").unwrap(), vec!["main", "other"]);
-            r.update("other", "req-1", |rec| {
-                rec.state = State::Signed;
-                Ok(())
-            })
-            .unwrap();
-        }
-        // "Crash": reopen with main's record still in progress.
     /// A v1 record (body alone in its hash) answers a retry of the same body to the same
     /// key, and refuses the same body sent to another key.
     #[test]
@@ -515,6 +491,30 @@ mod tests {
     const PINNED_V2: &str = "219267425ada821e53506bb77daddcdd367fb8dfca4f43947ad55438d32c0a85";
     const PINNED_V1: &str = "ea3f2b8f588ff80bd17fb3109389196f5fb433a8ec806f1415450bb2bdbed29b";
 
+    #[test]
+    fn same_body_replays_other_body_conflicts_and_crash_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let r = Requests::new(Arc::new(Db::open(dir.path()).unwrap()));
+            let rec = SignRecord::new("main", "req-1", "h1", "k1", "t");
+            assert!(matches!(r.insert_new(&rec).unwrap(), Found::New));
+            assert!(matches!(r.insert_new(&rec).unwrap(), Found::Replay(_)));
+            let other = SignRecord::new("main", "req-1", "h2", "k1", "t");
+            assert_eq!(
+                r.insert_new(&other).err().unwrap().code,
+                Code::RequestIdReused
+            );
+            // Another client may use the same id.
+            let theirs = SignRecord::new("other", "req-1", "h2", "k1", "t");
+            assert!(matches!(r.insert_new(&theirs).unwrap(), Found::New));
+            assert_eq!(r.clients_of("req-1").unwrap(), vec!["main", "other"]);
+            r.update("other", "req-1", |rec| {
+                rec.state = State::Signed;
+                Ok(())
+            })
+            .unwrap();
+        }
+        // "Crash": reopen with main's record still in progress.
         let r = Requests::new(Arc::new(Db::open(dir.path()).unwrap()));
         let failed = r.fail_interrupted("now").unwrap();
         assert_eq!(failed.len(), 1);

@@ -11,6 +11,7 @@ use crate::clock;
 use crate::config::{Limits, ServiceConfig};
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
+use crate::keygen_slots::KeygenSlots;
 use crate::metrics::Metrics;
 use crate::policy_source::PolicySource;
 use crate::registry::Registry;
@@ -103,6 +104,8 @@ pub struct Service {
     client_names: HashMap<String, String>,
     /// Turns which of a key's holders are asked first, request by request (`sign/`).
     pub(crate) sign_rotation: AtomicUsize,
+    /// Key generations in flight per client, capped (`keys.rs`).
+    pub(crate) keygens: KeygenSlots,
 }
 
 impl Service {
@@ -166,6 +169,7 @@ impl Service {
             wallet_locks: Mutex::new(HashMap::new()),
             client_names,
             sign_rotation: AtomicUsize::new(0),
+            keygens: KeygenSlots::new(config.keygens_per_client.max(1)),
             db,
             audit,
             auth,

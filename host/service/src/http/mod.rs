@@ -46,6 +46,7 @@ impl Service {
             .route("/api/v1/keys", get(routes::list_keys))
             .route("/api/v1/keys/{key_id}", get(routes::get_key))
             .route("/api/v1/keys/{key_id}/status", put(routes::set_status))
+            .route("/api/v1/keys/{key_id}/tags", put(routes::set_tags))
             .route("/api/v1/keys/{key_id}/sign", post(routes::sign))
             .route("/api/v1/keys/{key_id}/transactions", post(routes::build_tx))
             .route("/api/v1/keys/{key_id}/refresh", post(routes::refresh))

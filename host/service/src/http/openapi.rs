@@ -1,6 +1,6 @@
 //! The OpenAPI 3 document (`GET /api/v1/openapi.json`), generated from the handlers'
 //! `#[utoipa::path]` annotations (`routes.rs`) and the types the service reads and
-//! answers with: the request bodies (`GenerateBody`, `StatusBody`, `SignBody`,
+//! answers with: the request bodies (`GenerateBody`, `StatusBody`, `TagsBody`, `SignBody`,
 //! `ApprovalBody`) and the key object (`KeyRecord`) are the real types. The answers the
 //! service builds as JSON values (sign responses, lists, errors) and the free-form
 //! transaction-building body are described by the types below, which exist for the
@@ -10,6 +10,7 @@
 use crate::keys::{GenerateBody, StatusBody};
 use crate::registry::{KeyFormat, KeyRecord, ShardProperties, StatusChange};
 use crate::sign::{ApprovalBody, SignBody};
+use crate::tags::TagsBody;
 use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -162,6 +163,7 @@ impl Modify for Security {
         super::routes::list_keys,
         super::routes::get_key,
         super::routes::set_status,
+        super::routes::set_tags,
         super::routes::sign,
         super::routes::build_tx,
         super::routes::refresh,
@@ -185,7 +187,7 @@ impl Modify for Security {
         ErrorBody, ErrorDetail, GenerateBody, KeyRecord, KeyList, StatusBody, SignBody,
         SignResponse, PolicyDecision, PayloadSignature, TransactionRequest, TransactionResponse,
         ApprovalBody, AuditList, AuditVerify, KeyFormat, ShardProperties, StatusChange,
-        NodeList, NodeView, NodeBan
+        NodeList, NodeView, NodeBan, TagsBody
     ))
 )]
 struct ApiDoc;
@@ -259,6 +261,7 @@ mod tests {
             "/api/v1/keys",
             "/api/v1/keys/{key_id}",
             "/api/v1/keys/{key_id}/status",
+            "/api/v1/keys/{key_id}/tags",
             "/api/v1/keys/{key_id}/sign",
             "/api/v1/keys/{key_id}/transactions",
             "/api/v1/keys/{key_id}/refresh",

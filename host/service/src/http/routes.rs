@@ -13,6 +13,7 @@ use crate::keys::{GenerateBody, StatusBody};
 use crate::registry::{KeyFilter, KeyRecord, Status};
 use crate::service::{Caller, Service};
 use crate::sign::{ApprovalBody, SignBody};
+use crate::tags::TagsBody;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -22,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-#[utoipa::path(post, path = "/api/v1/keys/generate", tag = "keys", request_body = GenerateBody, responses((status = 201, description = "the new key", body = KeyRecord), (status = 503, description = "not enough nodes", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+#[utoipa::path(post, path = "/api/v1/keys/generate", tag = "keys", request_body = GenerateBody, responses((status = 201, description = "the new key", body = KeyRecord), (status = 503, description = "not enough nodes", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed, `tags.group` named by a client without the admin role (FORBIDDEN), or POLICY_DENIED", body = ErrorBody), (status = 429, description = "rate limited, or the client's key generations in flight are at the cap (RATE_LIMITED, Retry-After)", body = ErrorBody)), security(("hmac" = [])))]
 pub(crate) async fn generate(
     State(s): State<Arc<Service>>,
     Extension(caller): Extension<Caller>,
@@ -93,6 +94,16 @@ pub(crate) async fn set_status(
     answer(s.change_status(&caller, &key_id, &body).await)
 }
 
+#[utoipa::path(put, path = "/api/v1/keys/{key_id}/tags", tag = "keys", params(("key_id" = String, Path, description = "key id")), request_body = TagsBody, responses((status = 200, description = "the key with its new tags (admin; audited TAGS_CHANGE)", body = KeyRecord), (status = 404, description = "KEY_NOT_FOUND", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn set_tags(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+    Path(key_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    answer(s.change_tags(&caller, &key_id, &body))
+}
+
 #[utoipa::path(post, path = "/api/v1/keys/{key_id}/sign", tag = "signing", params(("key_id" = String, Path, description = "key id")), request_body = SignBody, responses((status = 200, description = "SIGNED (or DRY_RUN, or a recorded outcome)", body = SignResponse), (status = 202, description = "PENDING_APPROVAL", body = SignResponse), (status = 404, description = "KEY_NOT_FOUND", body = ErrorBody), (status = 409, description = "KEY_NOT_ACTIVE or REQUEST_ID_REUSED", body = ErrorBody), (status = 413, description = "body over 256 KiB", body = ErrorBody), (status = 503, description = "NODES_UNAVAILABLE", body = ErrorBody), (status = 500, description = "INTERNAL: the audit log could not be written or the nodes' signature did not verify; the signature is withheld", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
 pub(crate) async fn sign(
     State(s): State<Arc<Service>>,
@@ -141,6 +152,7 @@ pub(crate) async fn get_request(
     State(s): State<Arc<Service>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    q: Result<Query<RequesterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     answer(requester_of(q).and_then(|r| s.request_view(&caller, &id, r.as_deref())))
 }
@@ -150,9 +162,9 @@ pub(crate) async fn approve(
     State(s): State<Arc<Service>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    q: Result<Query<RequesterQuery>, axum::extract::rejection::QueryRejection>,
     body: Bytes,
 ) -> Response {
-    q: Result<Query<RequesterQuery>, axum::extract::rejection::QueryRejection>,
     let r = match requester_of(q) {
         Ok(r) => r,
         Err(e) => return answer(Err(e)),
@@ -168,8 +180,8 @@ pub(crate) async fn reject(
     State(s): State<Arc<Service>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    body: Bytes,
     q: Result<Query<RequesterQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
 ) -> Response {
     let r = match requester_of(q) {
         Ok(r) => r,
@@ -187,7 +199,6 @@ pub(crate) struct AuditQuery {
     request_id: Option<String>,
     operation: Option<String>,
     after_seq: Option<u64>,
-    q: Result<Query<RequesterQuery>, axum::extract::rejection::QueryRejection>,
     cursor: Option<String>,
     limit: Option<usize>,
 }

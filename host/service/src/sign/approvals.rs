@@ -15,10 +15,11 @@ use crate::audit::{AuditResult, NewEntry};
 use crate::auth::{Role, require_role};
 use crate::clock;
 use crate::error::{ApiError, ApiResult, Code, bad_json};
+use crate::operations::{Asked, WalletView};
 use crate::registry::Status;
 use crate::requests::{Approval, SignRecord, State};
 use crate::service::{Caller, Service};
-use custos_policy::Verdict;
+use custos_policy::{Action, Operation, Verdict};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -40,8 +41,8 @@ impl Service {
         &self,
         caller: &Caller,
         request_id: &str,
-        approve: bool,
         requester: Option<&str>,
+        approve: bool,
         body: &[u8],
     ) -> ApiResult<(u16, Value)> {
         require_role(&caller.client, &[Role::Approver])?;
@@ -53,7 +54,10 @@ impl Service {
         let comment = parsed.comment;
         let owner = self.approval_target(request_id, requester)?;
         let signature = if approve {
-            self.check_statement(caller, &owner, request_id, parsed.statement_signature)?
+            let signature =
+                self.check_statement(caller, &owner, request_id, parsed.statement_signature)?;
+            self.decide_approve(caller, &owner, request_id)?;
+            signature
         } else {
             None
         };
@@ -128,6 +132,44 @@ impl Service {
             Ok(())
         });
         Ok((status, body))
+    }
+
+    /// Cedar's `approve` decision for the caller over the pending request: the wallet it
+    /// signs with, its intent (the request prepared again), and `operation.request_id` /
+    /// `requester` (the requesting client's name). A request that is not pending, or the
+    /// caller's own, is left to [`Self::record_approval`] to refuse with its reason.
+    fn decide_approve(&self, caller: &Caller, owner: &str, request_id: &str) -> ApiResult<()> {
+        let Some(rec) = self.requests.get(owner, request_id)? else {
+            return Ok(());
+        };
+        if rec.state != State::PendingApproval || rec.client == caller.client.access_key {
+            return Ok(());
+        }
+        let body = SignBody::deserialize(&rec.request)
+            .map_err(|e| ApiError::internal(format!("stored request does not decode: {e}")))?;
+        let key = self.registry.get(&rec.key_id)?;
+        let prepared = self.prepare(key, body, rec.request.clone(), rec.body_hash.clone())?;
+        let requester = self
+            .auth
+            .clients()
+            .get(owner)
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| owner.to_string());
+        self.decide_operation(
+            caller,
+            Asked {
+                action: Action::Approve,
+                audit_op: "APPROVAL_RESULT",
+                request_id: Some(request_id),
+            },
+            &WalletView::of(&prepared.key),
+            &prepared.intent,
+            Operation {
+                request_id: Some(request_id.to_string()),
+                requester: Some(requester),
+                ..Operation::default()
+            },
+        )
     }
 
     /// With pinned approvers, an approval must carry the caller's signature over the
