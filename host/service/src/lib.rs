@@ -52,6 +52,7 @@ mod operations;
 mod policy_source;
 mod reconcile;
 mod registry;
+mod replay;
 mod requests;
 mod service;
 mod sign;

@@ -405,6 +405,30 @@ impl Requests {
             }
         }
     }
+
+    /// Every stored request record (policy replay), in key order; unreadable records are
+    /// left out.
+    pub fn all(&self) -> Result<Vec<SignRecord>, ApiError> {
+        let mut out = Vec::new();
+        let mut start: Option<Vec<u8>> = None;
+        loop {
+            let batch = self.db.scan(Cf::Requests, b"r\0", start.as_deref(), 512)?;
+            let n = batch.len();
+            out.extend(
+                batch
+                    .iter()
+                    .filter_map(|(_, v)| serde_json::from_slice::<SignRecord>(v).ok()),
+            );
+            match batch.last() {
+                Some((k, _)) if n == 512 => {
+                    let mut next = k.clone();
+                    next.push(0);
+                    start = Some(next);
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,10 +11,7 @@ use bitcoin::hashes::Hash;
 use bitcoin::psbt::Psbt;
 use bitcoin::secp256k1::{Message, Secp256k1};
 use bitcoin::sighash::{EcdsaSighashType, SighashCache};
-use bitcoin::{
-    Amount, CompressedPublicKey, Network, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut,
-    Txid, Witness, absolute::LockTime, transaction::Version,
-};
+use bitcoin::{Amount, CompressedPublicKey, Network, ScriptBuf, Transaction, TxOut};
 use common::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -45,41 +42,6 @@ async fn held(h: &Harness, key_id: &str, b: Value) {
 }
 
 // ---- Bitcoin ----
-
-fn p2wpkh_psbt(ours: &ScriptBuf, inputs: &[u64], outputs: &[(u64, ScriptBuf)]) -> Psbt {
-    let tx = Transaction {
-        version: Version::TWO,
-        lock_time: LockTime::ZERO,
-        input: inputs
-            .iter()
-            .enumerate()
-            .map(|(i, _)| TxIn {
-                previous_output: OutPoint {
-                    txid: Txid::from_byte_array([0x11 + i as u8; 32]),
-                    vout: i as u32,
-                },
-                script_sig: ScriptBuf::new(),
-                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
-                witness: Witness::new(),
-            })
-            .collect(),
-        output: outputs
-            .iter()
-            .map(|(v, s)| TxOut {
-                value: Amount::from_sat(*v),
-                script_pubkey: s.clone(),
-            })
-            .collect(),
-    };
-    let mut psbt = Psbt::from_unsigned_tx(tx).unwrap();
-    for (i, v) in inputs.iter().enumerate() {
-        psbt.inputs[i].witness_utxo = Some(TxOut {
-            value: Amount::from_sat(*v),
-            script_pubkey: ours.clone(),
-        });
-    }
-    psbt
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bitcoin_tron_and_solana_end_to_end() {
@@ -251,28 +213,6 @@ fn check_tron(r: &Value, raw: &[u8], pk33: &[u8]) {
     let rid = k256::ecdsa::RecoveryId::from_byte(sig[64] - 27).unwrap();
     let vk = k256::ecdsa::VerifyingKey::recover_from_prehash(&txid, &s, rid).unwrap();
     assert_eq!(vk.to_encoded_point(true).as_bytes(), pk33);
-}
-
-async fn tron_build(h: &Harness, key_id: &str, extra: Value) -> Vec<u8> {
-    let mut b = json!({
-        "chain": "tron", "network": "mainnet",
-        "ref_block_bytes": "6e2f", "ref_block_hash": "e1f2a3b4c5d6e7f8",
-        "expiration": "1796212860000", "timestamp": "1796212800000",
-    });
-    b.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    let (st, built) = h
-        .main()
-        .call(
-            "POST",
-            &format!("/api/v1/keys/{key_id}/transactions"),
-            Some(&b),
-        )
-        .await
-        .unwrap();
-    assert_eq!(st, 200, "{built}");
-    unhex(built["data"].as_str().unwrap())
 }
 
 async fn tron_transfers(h: &Harness, key_id: &str, pk33: &[u8]) {

@@ -11,9 +11,7 @@ use crate::keys::Pins;
 use custos_plugin_runtime::PluginRuntime;
 use custos_plugin_sdk as sdk;
 use custos_policy::velocity::VelocityKey;
-use custos_policy::{
-    ClientRef, Decision, DecisionRequest, RequestFacts, Verdict, WalletRef,
-};
+use custos_policy::{ClientRef, Decision, DecisionRequest, RequestFacts, Verdict, WalletRef};
 use custos_wire::SignRequest;
 use std::collections::BTreeMap;
 

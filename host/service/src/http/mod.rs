@@ -64,6 +64,7 @@ impl Service {
             .route("/api/v1/policies", get(routes::policies))
             .route("/api/v1/policies/validate", post(routes::policies_validate))
             .route("/api/v1/policies/reload", post(routes::policies_reload))
+            .route("/api/v1/policies/replay", post(routes::policies_replay))
             .route_layer(middleware::from_fn_with_state(self.clone(), gate::gate));
         let open = Router::new()
             .route("/api/v1/openapi.json", get(routes::openapi))

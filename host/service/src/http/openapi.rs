@@ -177,6 +177,7 @@ impl Modify for Security {
         super::routes::plugins,
         super::routes::policies,
         super::routes::policies_validate,
+        super::routes::policies_replay,
         super::routes::policies_reload,
         super::routes::openapi,
         super::routes::healthz,

@@ -391,3 +391,21 @@ pub(super) async fn not_found() -> Response {
         StatusCode::NOT_FOUND,
     )
 }
+
+#[utoipa::path(post, path = "/api/v1/policies/replay", tag = "admin", request_body = crate::replay::ReplayBody, responses((status = 200, description = "the recorded sign requests of the period decided again with the candidate set: `decided`, `unchanged`, `changed` (each with the recorded and the candidate decision), `skipped`; nothing is put in force"), (status = 400, description = "invalid request, or the candidate set does not load", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn policies_replay(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    let r = match require_role(&caller.client, &[Role::Admin, Role::Auditor]) {
+        Ok(()) => {
+            let s = s.clone();
+            tokio::task::spawn_blocking(move || s.replay_request(&caller, &body))
+                .await
+                .unwrap_or_else(|e| Err(ApiError::internal(format!("policy replay stopped: {e}"))))
+        }
+        Err(e) => Err(e),
+    };
+    answer(r)
+}

@@ -424,3 +424,74 @@ pub fn keccak(b: &[u8]) -> Vec<u8> {
 pub fn sign_body(request_id: &str, data_type: &str, data: Value) -> Value {
     json!({"request_id": request_id, "chain": "evm", "data_type": data_type, "data": data})
 }
+
+/// An unsigned PSBT spending `inputs` (satoshis) of P2WPKH outputs paying `ours`, to
+/// `outputs`; every input carries its `witness_utxo`.
+pub fn p2wpkh_psbt(
+    ours: &bitcoin::ScriptBuf,
+    inputs: &[u64],
+    outputs: &[(u64, bitcoin::ScriptBuf)],
+) -> bitcoin::psbt::Psbt {
+    use bitcoin::hashes::Hash;
+    use bitcoin::psbt::Psbt;
+    use bitcoin::{
+        Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness,
+        absolute::LockTime, transaction::Version,
+    };
+    let tx = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: inputs
+            .iter()
+            .enumerate()
+            .map(|(i, _)| TxIn {
+                previous_output: OutPoint {
+                    txid: Txid::from_byte_array([0x11 + i as u8; 32]),
+                    vout: i as u32,
+                },
+                script_sig: ScriptBuf::new(),
+                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+                witness: Witness::new(),
+            })
+            .collect(),
+        output: outputs
+            .iter()
+            .map(|(v, s)| TxOut {
+                value: Amount::from_sat(*v),
+                script_pubkey: s.clone(),
+            })
+            .collect(),
+    };
+    let mut psbt = Psbt::from_unsigned_tx(tx).unwrap();
+    for (i, v) in inputs.iter().enumerate() {
+        psbt.inputs[i].witness_utxo = Some(TxOut {
+            value: Amount::from_sat(*v),
+            script_pubkey: ours.clone(),
+        });
+    }
+    psbt
+}
+
+/// An unsigned TRON transaction built by the service (`POST /keys/{id}/transactions`)
+/// with fixed reference block and times, plus `extra` fields.
+pub async fn tron_build(h: &Harness, key_id: &str, extra: Value) -> Vec<u8> {
+    let mut b = json!({
+        "chain": "tron", "network": "mainnet",
+        "ref_block_bytes": "6e2f", "ref_block_hash": "e1f2a3b4c5d6e7f8",
+        "expiration": "1796212860000", "timestamp": "1796212800000",
+    });
+    b.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let (st, built) = h
+        .main()
+        .call(
+            "POST",
+            &format!("/api/v1/keys/{key_id}/transactions"),
+            Some(&b),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{built}");
+    unhex(built["data"].as_str().unwrap())
+}
