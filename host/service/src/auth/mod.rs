@@ -53,12 +53,15 @@ pub struct AuthInput<'a> {
 #[derive(Debug)]
 pub struct Refused {
     pub reason: &'static str,
-    pub error: ApiError,
+    pub error: Box<ApiError>,
 }
 
 impl Refused {
     fn new(reason: &'static str, error: ApiError) -> Self {
-        Self { reason, error }
+        Self {
+            reason,
+            error: Box::new(error),
+        }
     }
 }
 
@@ -147,20 +150,6 @@ impl Authenticator {
     /// over the rate limit. The nonce is recorded only once the signature verifies and the
     /// rate limit let the request through.
     pub fn check(&self, input: &AuthInput<'_>, now_unix: i64) -> Result<Arc<Client>, Refused> {
-        self.check_inner(input, now_unix)
-    }
-
-    /// [`Authenticator::check`] without the reason (tests that look at the answer only).
-    #[cfg(test)]
-    pub fn authenticate(
-        &self,
-        input: &AuthInput<'_>,
-        now_unix: i64,
-    ) -> Result<Arc<Client>, ApiError> {
-        self.check(input, now_unix).map_err(|r| r.error)
-    }
-
-    fn check_inner(&self, input: &AuthInput<'_>, now_unix: i64) -> Result<Arc<Client>, Refused> {
         let h = AuthHeaders::from(input.headers).map_err(|e| Refused::new("headers", e))?;
 
         let client = self.clients.get(h.access_key).ok_or_else(|| {
@@ -278,6 +267,16 @@ impl Authenticator {
         }
 
         Ok(client)
+    }
+
+    /// [`Authenticator::check`] without the reason (tests that look at the answer only).
+    #[cfg(test)]
+    pub fn authenticate(
+        &self,
+        input: &AuthInput<'_>,
+        now_unix: i64,
+    ) -> Result<Arc<Client>, ApiError> {
+        self.check(input, now_unix).map_err(|r| *r.error)
     }
 }
 
@@ -398,7 +397,7 @@ mod tests {
             },
             now,
         )
-        .map_err(|r| r.error)
+        .map_err(|r| *r.error)
     }
 
     fn ok(auth: &Authenticator, r: &Req) -> Arc<Client> {

@@ -36,8 +36,12 @@ pub(super) async fn per_source(
     match svc.ip_limiter.admit(peer_of(&req)) {
         Ok(()) => next.run(req).await,
         Err(retry_after) => {
-            svc.metrics
-                .request(req.method().as_str(), "per_source_limit", 429);
+            // The method is the sender's choice: only the standard ones become labels.
+            let method = match req.method().as_str() {
+                m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => m,
+                _ => "OTHER",
+            };
+            svc.metrics.request(method, "per_source_limit", 429);
             let mut e = ApiError::new(
                 Code::RateLimited,
                 format!("too many requests from this address; retry after {retry_after} s"),
@@ -154,7 +158,7 @@ async fn authenticate(svc: &Arc<Service>, req: Request) -> Result<Request, Stop>
     let client = match auth {
         Ok(c) => c,
         Err(refused) => {
-            let e = refused.error;
+            let e = *refused.error;
             if matches!(e.code, Code::Unauthenticated | Code::Forbidden) {
                 svc.ip_limiter.failed(peer);
                 let access_key = parts
