@@ -8,7 +8,8 @@
 //! - `custos call [--credentials F] [--approver N] METHOD PATH [BODY]`: one signed API call
 //!   (an approver's `approve` also signs the request's approval statement).
 //! - `custos bench [--credentials F] [--clients 1,8,32] [--requests N]`: load benchmark
-//!   through the HTTP API of a running service (`custos_service::bench`).
+//!   through the HTTP API of a running service (`custos_service::bench`); with `--abuse`,
+//!   one client signing undisturbed and then under a flood of unauthenticated requests.
 //! - `custos plugin list|inspect`, `custos policy validate|test`, `custos pki init`.
 //! - `custos policy admin-keygen|bundle|sign|verify`, `custos approver keygen`: policy-admin
 //!   and approver keys, signed policy bundles (DESIGN §3a; `authority_cmd`).
@@ -94,6 +95,21 @@ enum Command {
         /// DKLS23 or CGGMP21.
         #[arg(long, default_value = "DKLS23")]
         algo: String,
+        /// Abuse mode: `--clients` (first value) sign for `--abuse-secs` undisturbed, then
+        /// as long again while one core floods the API with unauthenticated requests.
+        #[arg(long)]
+        abuse: bool,
+        #[arg(long, default_value_t = 30)]
+        abuse_secs: u64,
+        /// Connections the abuser keeps open.
+        #[arg(long, default_value_t = 64)]
+        abuse_connections: usize,
+        /// Loopback source addresses the abuser spreads over (127.0.0.2, .3, …).
+        #[arg(long, default_value_t = 1)]
+        abuse_sources: usize,
+        /// The host's data folder, to measure how much it grows (e.g. `.custos/host/data`).
+        #[arg(long)]
+        host_data: Option<PathBuf>,
     },
     /// Chain plugins (WebAssembly components).
     Plugin {
@@ -311,8 +327,34 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             credentials,
             clients,
+            abuse: true,
+            abuse_secs,
+            abuse_connections,
+            abuse_sources,
+            host_data,
+            algo,
+            ..
+        } => client_runtime()?.block_on(async {
+            let creds = custos_service::client::Credentials::load(&credentials)?;
+            let phases = custos_service::bench::run_abuse(custos_service::bench::AbuseOptions {
+                credentials: creds,
+                algo: algo.clone(),
+                signers: clients.first().copied().unwrap_or(1),
+                secs: abuse_secs,
+                connections: abuse_connections,
+                sources: abuse_sources,
+                host_data,
+            })
+            .await?;
+            print!("{}", custos_service::bench::abuse_table(&phases, &algo));
+            Ok(())
+        }),
+        Command::Bench {
+            credentials,
+            clients,
             requests,
             algo,
+            ..
         } => client_runtime()?.block_on(async {
             let creds = custos_service::client::Credentials::load(&credentials)?;
             let rows = custos_service::bench::run(custos_service::bench::BenchOptions {
