@@ -179,6 +179,24 @@ enum PolicyCommand {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Decide the sign requests the service recorded over a period again with a candidate
+    /// policy folder and print what would change (nothing is put in force). Sent to the
+    /// service (`POST /api/v1/policies/replay`, admin or auditor role). Exit 0 when
+    /// nothing changes, 3 when some decisions change, 1 on error.
+    Replay {
+        /// The period back from now: `30d`, `12h`, `90m` or seconds (at most 90 days).
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// The candidate policy folder.
+        #[arg(long)]
+        policies: PathBuf,
+        /// The credentials file `custos dev` wrote.
+        #[arg(long, default_value = "./.custos/credentials.json")]
+        credentials: PathBuf,
+        /// Print the whole answer as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a new policy-admin key file (owner only, never overwritten) and print its pin
     /// (`{"id","public_key"}`) for the nodes' policy-admins pin file. Nothing secret is
     /// printed.
@@ -251,6 +269,18 @@ fn main() -> ExitCode {
                 verbose,
             } => policy_cmd::test(dir, cases.as_deref(), *verbose),
             PolicyCommand::Verify { bundle, admins } => authority_cmd::verify(bundle, admins),
+            PolicyCommand::Replay {
+                since,
+                policies,
+                credentials,
+                json,
+            } => match client_runtime() {
+                Ok(rt) => rt.block_on(policy_cmd::replay(since, policies, credentials, *json)),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            },
             PolicyCommand::AdminKeygen { .. }
             | PolicyCommand::Bundle { .. }
             | PolicyCommand::Sign { .. } => exit(authority(command)),
@@ -278,6 +308,7 @@ fn authority(command: &PolicyCommand) -> Result<()> {
         PolicyCommand::Sign { key, bundle } => authority_cmd::sign(key, bundle),
         PolicyCommand::Validate { .. }
         | PolicyCommand::Test { .. }
+        | PolicyCommand::Replay { .. }
         | PolicyCommand::Verify { .. } => {
             unreachable!("answered with their own exit codes in main")
         }
