@@ -491,8 +491,13 @@ pub async fn run_abuse(opts: AbuseOptions) -> Result<Vec<AbusePhase>> {
                 stop.clone(),
             )
         });
-        let (times, wall) =
-            sign_for(&opts, &key_id, &format!("abuse-{run_id}-{name}"), opts.secs).await?;
+        let (times, wall) = sign_for(
+            &opts,
+            &key_id,
+            &format!("abuse-{run_id}-{}", u8::from(abusing)),
+            opts.secs,
+        )
+        .await?;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let statuses = match abuser {
             Some(t) => tokio::task::spawn_blocking(move || t.join().unwrap_or_default())
