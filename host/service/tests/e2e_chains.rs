@@ -8,10 +8,9 @@
 mod common;
 
 use bitcoin::hashes::Hash;
-use bitcoin::psbt::Psbt;
 use bitcoin::secp256k1::{Message, Secp256k1};
 use bitcoin::sighash::{EcdsaSighashType, SighashCache};
-use bitcoin::{Amount, CompressedPublicKey, Network, ScriptBuf, Transaction, TxOut};
+use bitcoin::{Amount, CompressedPublicKey, Network, ScriptBuf, Transaction};
 use common::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
