@@ -50,6 +50,15 @@ struct Table {
     order: VecDeque<IpAddr>,
 }
 
+/// Why a source may not send now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Seconds (≥ 1) until it may.
+    pub retry_after: u64,
+    /// Its failed authentications spent their bucket (else: its request bucket is empty).
+    pub shut_out: bool,
+}
+
 /// Token buckets per source, before authentication.
 pub struct IpLimiter {
     limits: IpLimits,
@@ -118,24 +127,43 @@ impl IpLimiter {
         f(s)
     }
 
-    /// Takes one request token from `ip`'s source, or says in how many seconds (≥ 1) it may
-    /// send again: when its request bucket is empty, or its failed authentications spent
-    /// their bucket.
-    pub fn admit(&self, ip: IpAddr) -> Result<(), u64> {
+    /// Takes one request token from `ip`'s source, or says why not and in how many
+    /// seconds (≥ 1) it may send again: its request bucket is empty, or its failed
+    /// authentications spent their bucket.
+    pub fn admit(&self, ip: IpAddr) -> Result<(), Refusal> {
         self.admit_at(ip, Instant::now())
     }
 
-    fn admit_at(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+    fn admit_at(&self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
         let l = self.limits;
         self.with_source(ip, now, |s| {
             if s.failures.tokens < 1.0 {
-                return Err(s.failures.wait(l.failures_per_second));
+                return Err(Refusal {
+                    retry_after: s.failures.wait(l.failures_per_second),
+                    shut_out: true,
+                });
             }
             if s.requests.tokens < 1.0 {
-                return Err(s.requests.wait(l.per_second));
+                return Err(Refusal {
+                    retry_after: s.requests.wait(l.per_second),
+                    shut_out: false,
+                });
             }
             s.requests.tokens -= 1.0;
             Ok(())
+        })
+    }
+
+    /// If `ip`'s failed authentications spent their bucket (nothing is taken), in how
+    /// many seconds (≥ 1) it may send again.
+    pub fn shut_out(&self, ip: IpAddr) -> Option<u64> {
+        self.shut_out_at(ip, Instant::now())
+    }
+
+    fn shut_out_at(&self, ip: IpAddr, now: Instant) -> Option<u64> {
+        let rate = self.limits.failures_per_second;
+        self.with_source(ip, now, |s| {
+            (s.failures.tokens < 1.0).then(|| s.failures.wait(rate))
         })
     }
 
@@ -185,7 +213,14 @@ mod tests {
         for _ in 0..5 {
             l.admit_at(a, t0).unwrap();
         }
-        assert_eq!(l.admit_at(a, t0), Err(1));
+        assert_eq!(
+            l.admit_at(a, t0),
+            Err(Refusal {
+                retry_after: 1,
+                shut_out: false
+            })
+        );
+        assert_eq!(l.shut_out_at(a, t0), None);
         // Another source has its own bucket.
         l.admit_at(b, t0).unwrap();
         // 10/s: a tenth of a second later one more.
@@ -203,7 +238,14 @@ mod tests {
             l.admit_at(a, t0).unwrap();
             l.failed_at(a, t0);
         }
-        assert_eq!(l.admit_at(a, t0), Err(1));
+        assert_eq!(
+            l.admit_at(a, t0),
+            Err(Refusal {
+                retry_after: 1,
+                shut_out: true
+            })
+        );
+        assert_eq!(l.shut_out_at(a, t0), Some(1));
         // One failure a second refills.
         let t1 = t0 + Duration::from_millis(1000);
         l.admit_at(a, t1).unwrap();

@@ -27,7 +27,8 @@ fn peer_of(req: &Request) -> IpAddr {
 
 /// Every request, first: its source's request bucket, and whether its failed
 /// authentications spent theirs. Over either, 429 with Retry-After and nothing else
-/// done: no header looked at, no body read, no audit entry.
+/// done: no header looked at, no body read, no audit entry. A source shut out for its
+/// failures also loses the connection (its next ones are held unread, then closed).
 pub(super) async fn per_source(
     State(svc): State<Arc<Service>>,
     req: Request,
@@ -35,21 +36,36 @@ pub(super) async fn per_source(
 ) -> Response {
     match svc.ip_limiter.admit(peer_of(&req)) {
         Ok(()) => next.run(req).await,
-        Err(retry_after) => {
+        Err(refusal) => {
             // The method is the sender's choice: only the standard ones become labels.
             let method = match req.method().as_str() {
                 m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => m,
                 _ => "OTHER",
             };
             svc.metrics.request(method, "per_source_limit", 429);
+            let retry_after = refusal.retry_after;
             let mut e = ApiError::new(
                 Code::RateLimited,
                 format!("too many requests from this address; retry after {retry_after} s"),
             );
             e.retry_after = Some(retry_after);
-            e.into_response()
+            let mut resp = e.into_response();
+            if refusal.shut_out {
+                resp.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
+            resp
         }
     }
+}
+
+/// A request no route matches: 404, and it counts against its source like a failed
+/// authentication (scanning for endpoints is not free either).
+pub(super) async fn unmatched(State(svc): State<Arc<Service>>, req: Request) -> Response {
+    svc.ip_limiter.failed(peer_of(&req));
+    super::routes::not_found().await
 }
 
 fn route_of(req: &Request) -> String {

@@ -10,7 +10,9 @@
 //! once (beyond it new ones wait in the listen backlog, not accepted); a connection that
 //! takes longer than `header_read_timeout_ms` to send a request's headers, or stays idle
 //! that long between requests, is closed; a body slower than `body_read_timeout_ms` is
-//! answered 408 (`gate.rs`); every request first passes its source's buckets (`gate.rs`).
+//! answered 408 (`gate.rs`); every request first passes its source's buckets (`gate.rs`),
+//! and a source shut out for its failed authentications has its new connections held
+//! unread until it may send again, then closed.
 //! The API is served over HTTP/1.1 only, where those timeouts hold.
 
 mod gate;
@@ -37,6 +39,11 @@ use tower::ServiceExt;
 
 /// Bodies over this are refused with 413 (DESIGN §7).
 pub const BODY_LIMIT: usize = 256 * 1024;
+
+/// Connections of shut-out sources held unread at once (see `Service::serve`).
+const TARPIT_MAX: usize = 1024;
+/// The longest a shut-out source's connection is held.
+const TARPIT_SECS: u64 = 10;
 
 impl Service {
     /// The router (tests may serve it themselves).
@@ -76,7 +83,7 @@ impl Service {
                 gate::count_only,
             ));
         api.merge(open)
-            .fallback(routes::not_found)
+            .fallback(gate::unmatched)
             .layer(middleware::from_fn_with_state(
                 self.clone(),
                 gate::per_source,
@@ -125,6 +132,7 @@ impl Service {
         let header_timeout = Duration::from_millis(self.limits.header_read_timeout_ms.max(1));
         let app = self.router();
         let (closing, close) = watch::channel(false);
+        let tarpit = Arc::new(Semaphore::new(TARPIT_MAX));
         tokio::pin!(shutdown);
         loop {
             // A free slot first: beyond the cap, connections stay in the listen backlog.
@@ -144,6 +152,21 @@ impl Service {
                 },
                 () = &mut shutdown => break,
             };
+            // A source shut out for its failed authentications gets nothing, not even a
+            // parsed request: its connection is held, unread, until the source may send
+            // again (at most `TARPIT_SECS`), then closed. Held, it costs a socket and a
+            // sleeping task, and the sender waits instead of reconnecting at once; past
+            // `TARPIT_MAX` held connections the rest are closed at once.
+            if let Some(wait) = self.ip_limiter.shut_out(peer.ip()) {
+                drop(slot);
+                if let Ok(held) = tarpit.clone().try_acquire_owned() {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(wait.min(TARPIT_SECS))).await;
+                        drop((stream, held));
+                    });
+                }
+                continue;
+            }
             let _ = stream.set_nodelay(true);
             let app = app.clone();
             let mut close = close.clone();
