@@ -31,11 +31,11 @@ fn inspect_prints_info_version_and_sha256() {
         text.contains(&format!("sha256:         {pinned}")),
         "{text}"
     );
-    assert!(text.contains("wit version:    0.1.0"), "{text}");
+    assert!(text.contains("wit version:    0.2.0"), "{text}");
     assert!(text.contains("name:           evm"), "{text}");
     assert!(text.contains("imports:        (none)"), "{text}");
     assert!(
-        text.contains("exports:        custos:chain/adapter@0.1.0"),
+        text.contains("exports:        custos:chain/adapter@0.2.0"),
         "{text}"
     );
 
@@ -75,7 +75,7 @@ fn list_loads_the_pinned_set() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains("| evm | ethereum | 0.1.0 | 0.1.0 |"),
+        text.contains("| evm | ethereum | 0.1.0 | 0.2.0 |"),
         "{text}"
     );
 }

@@ -275,6 +275,27 @@ fn set(items: impl IntoIterator<Item = Value>) -> Value {
     Value::set(items, None)
 }
 
+/// The schema's `Asset` record.
+fn asset_record(a: &custos_plugin_sdk::Asset) -> Value {
+    let mut asset = vec![(
+        "kind",
+        s_(match a.kind {
+            AssetKind::Native => "native",
+            AssetKind::Token => "token",
+        }),
+    )];
+    if let Some(v) = &a.symbol {
+        asset.push(("symbol", s_(v)));
+    }
+    if let Some(v) = &a.contract {
+        asset.push(("contract", s_(v)));
+    }
+    if let Some(d) = a.decimals {
+        asset.push(("decimals", long(i64::from(d))));
+    }
+    record(asset)
+}
+
 /// The address lists that contain every one of `addresses` (`<chain>:<address>`); none
 /// when there are no addresses.
 fn lists_containing_all(
@@ -429,29 +450,13 @@ pub fn build(
         if t.asset.decimals.is_some() && u.saturated {
             saturated = true;
         }
-        let mut asset = vec![(
-            "kind",
-            s_(match t.asset.kind {
-                AssetKind::Native => "native",
-                AssetKind::Token => "token",
-            }),
-        )];
-        if let Some(v) = &t.asset.symbol {
-            asset.push(("symbol", s_(v)));
-        }
-        if let Some(v) = &t.asset.contract {
-            asset.push(("contract", s_(v)));
-        }
-        if let Some(d) = t.asset.decimals {
-            asset.push(("decimals", long(i64::from(d))));
-        }
         transfers.push(record(vec![
             ("to", s_(&t.to)),
             ("amount", s_(&t.amount)),
             ("amount_units", decimal(&u.decimal)?),
             ("saturated", bool_(u.saturated)),
             ("decimals_known", bool_(t.asset.decimals.is_some())),
-            ("asset", record(asset)),
+            ("asset", asset_record(&t.asset)),
             ("is_change", bool_(t.is_change)),
         ]));
     }
@@ -474,29 +479,13 @@ pub fn build(
             Some(d) => amount::to_units(&a.amount, d).map_err(|e| e.to_string())?,
             None => max_units(),
         };
-        let mut asset = vec![(
-            "kind",
-            s_(match a.asset.kind {
-                AssetKind::Native => "native",
-                AssetKind::Token => "token",
-            }),
-        )];
-        if let Some(v) = &a.asset.symbol {
-            asset.push(("symbol", s_(v)));
-        }
-        if let Some(v) = &a.asset.contract {
-            asset.push(("contract", s_(v)));
-        }
-        if let Some(d) = a.asset.decimals {
-            asset.push(("decimals", long(i64::from(d))));
-        }
         allowances.push(record(vec![
             ("spender", s_(&a.spender)),
             ("amount", s_(&a.amount)),
             ("amount_units", decimal(&u.decimal)?),
             ("saturated", bool_(u.saturated)),
             ("decimals_known", bool_(a.asset.decimals.is_some())),
-            ("asset", record(asset)),
+            ("asset", asset_record(&a.asset)),
             ("unlimited", bool_(a.unlimited)),
         ]));
     }
