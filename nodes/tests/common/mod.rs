@@ -168,10 +168,30 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The policy folder node tests bundle: it lets the `signer` role sign raw hashes
-/// (data_type HASH) and nothing else.
+/// The policy folder node tests bundle: the repository's schema with
+/// `fixtures/policies-hash/hash.cedar`, which lets the `signer` role sign raw hashes
+/// (data_type HASH) and nothing else. Put together once per test process in cargo's
+/// scratch folder for integration tests, so the schema is always the one the engine
+/// builds contexts for.
 pub fn hash_policies() -> PathBuf {
-    fixtures().join("policies-hash")
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("policies-hash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let repo = fixtures().join("../../..");
+        for (from, name) in [
+            (
+                repo.join("policies/custos.cedarschema"),
+                "custos.cedarschema",
+            ),
+            (fixtures().join("policies-hash/hash.cedar"), "hash.cedar"),
+        ] {
+            std::fs::copy(from, dir.join(name)).unwrap();
+        }
+        dir
+    })
+    .clone()
 }
 
 /// A HASH sign request for `digest` (32 bytes) with key `key_id`, as a signer: what a
