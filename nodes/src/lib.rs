@@ -6,13 +6,17 @@
 //! `custos_wire::NodeConfig`, shared with the host side that writes it. Must not: open any
 //! outbound connection, reconstruct a private key, log or print a secret.
 
+pub mod age;
 pub mod authority;
+pub mod backup;
 pub mod dek;
 pub mod engine;
+pub mod events;
 mod fsutil;
 pub mod journal;
 pub mod ledger;
 pub mod net;
 pub mod seal;
 pub mod service;
+pub mod shamir;
 pub mod store;

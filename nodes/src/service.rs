@@ -19,7 +19,8 @@ use crate::store::{Kind, Store};
 use custos_wire::rpc::node_server::Node;
 use custos_wire::{
     Ban, BundleInstalled, DestroyRequest, Destroyed, Failure, FailureKind, Health, HealthRequest,
-    HostFrame, InstallBundle, JournalPage, JournalRequest, NodeFrame, NodeId, Start, WIRE_VERSION,
+    HostFrame, InstallBundle, JournalPage, JournalRequest, NodeFrame, NodeId, ResolveRequest,
+    Resolved, Staged, Start, WIRE_VERSION,
 };
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -239,11 +240,24 @@ type FrameStream = Pin<Box<dyn Stream<Item = Result<NodeFrame, Status>> + Send +
 impl Node for NodeService {
     async fn health(&self, req: Request<HealthRequest>) -> Result<Response<Health>, Status> {
         check_host(&self.state, &req)?;
-        let keys = self
-            .state
-            .store
-            .list(Kind::Shard)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let store = &self.state.store;
+        let internal = |e: crate::store::StoreError| Status::internal(e.to_string());
+        let keys = store.list(Kind::Shard).map_err(internal)?;
+        let mut generations = Vec::with_capacity(keys.len());
+        for k in &keys {
+            generations.push(store.generation(k).map_err(internal)?.unwrap_or(0));
+        }
+        let staged = store
+            .list_staged()
+            .map_err(internal)?
+            .into_iter()
+            .map(|(key_id, generation, package)| Staged {
+                key_id,
+                generation,
+                package,
+            })
+            .collect();
+        let events = crate::events::recent(store).map_err(internal)?;
         let bans = self
             .state
             .store
@@ -264,6 +278,9 @@ impl Node for NodeService {
             identity: self.state.sealer.identity_public(),
             keys,
             bans,
+            generations,
+            staged,
+            events,
         }))
     }
 
@@ -374,10 +391,34 @@ impl Node for NodeService {
         let existed = self
             .state
             .store
-            .erase(Kind::Shard, &key_id)
+            .erase_key(&key_id)
             .map_err(|e| Status::internal(e.to_string()))?;
         tracing::info!(key = %key_id, existed, "shard destroyed");
         Ok(Response::new(Destroyed { existed }))
+    }
+
+    async fn resolve(&self, req: Request<ResolveRequest>) -> Result<Response<Resolved>, Status> {
+        check_host(&self.state, &req)?;
+        let r = req.into_inner();
+        if !engine::valid_key_id(&r.key_id) {
+            return Err(Status::invalid_argument("bad key id"));
+        }
+        let store = self.state.store.clone();
+        let resolution = tokio::task::spawn_blocking(move || {
+            store.resolve(&r.key_id, r.generation, r.commit).map(|res| (r, res))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        match resolution {
+            Ok((r, resolution)) => {
+                tracing::info!(key = %r.key_id, generation = r.generation, ?resolution, "staged generation resolved");
+                Ok(Response::new(Resolved { resolution }))
+            }
+            Err(e) => {
+                tracing::warn!("resolving a staged generation failed: {e}");
+                Err(Status::failed_precondition(e.to_string()))
+            }
+        }
     }
 
     async fn install_bundle(

@@ -17,7 +17,7 @@
 use crate::dek::Dek;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use custos_wire::{Algo, Curve, NodeId, SessionId};
+use custos_wire::{Algo, Curve, FIRST_GENERATION, NodeId, SessionId};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use std::any::Any;
@@ -47,6 +47,16 @@ pub enum Kind {
     Session,
     /// A ban ([`BanRecord`], named `{key_id}/{node}`).
     Ban,
+    /// The committed generation of a key's shard (8 bytes, big-endian), written in the
+    /// same batch as the shard. A shard without one is at [`FIRST_GENERATION`] (stored
+    /// before generations existed).
+    Generation,
+    /// A staged shard ([`StagedShard`]): a generation a keygen, refresh or repair made,
+    /// not yet committed; named by the key id.
+    Staged,
+    /// An operator's event on this node (backup, restore), named by its sequence number
+    /// (20 digits); reported in health for the host to audit.
+    Event,
 }
 
 impl Kind {
@@ -60,6 +70,9 @@ impl Kind {
             Kind::Ledger => "ledger/",
             Kind::Session => "session/",
             Kind::Ban => "ban/",
+            Kind::Generation => "gen/",
+            Kind::Staged => "staged/",
+            Kind::Event => "event/",
         }
     }
 }
@@ -96,6 +109,9 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Ledger => "ledger entry",
         Kind::Session => "session id",
         Kind::Ban => "ban",
+        Kind::Generation => "generation",
+        Kind::Staged => "staged shard of key",
+        Kind::Event => "event",
     }
 }
 
@@ -160,13 +176,24 @@ impl Drop for ShardRecord {
     }
 }
 
+/// A staged generation of a key's shard, with the SHA-256 of its public-key package (what
+/// every holder confirmed alike before the host commits it).
+#[derive(Serialize, Deserialize)]
+pub struct StagedShard {
+    pub generation: u64,
+    pub package: [u8; 32],
+    pub rec: ShardRecord,
+}
+
 pub struct Store {
-    db: rocksdb::DB,
+    pub(crate) db: rocksdb::DB,
     cipher: Aes256Gcm,
     node: NodeId,
     decoded: Mutex<DecodedShares>,
     /// Makes "is this session id on record? then record it" one step.
     sessions: Mutex<()>,
+    /// One commit, drop or erasure of a key's generations at a time.
+    staging: Mutex<()>,
 }
 
 /// How many keys' decoded shares a node keeps in memory.
@@ -215,6 +242,7 @@ impl Store {
             node,
             decoded: Mutex::new(DecodedShares::default()),
             sessions: Mutex::new(()),
+            staging: Mutex::new(()),
         })
     }
 
@@ -407,6 +435,13 @@ impl Store {
             self.forget_decoded(name);
         }
         deleted?;
+        self.scrub()?;
+        Ok(existed)
+    }
+
+    /// Flushes the memtable and compacts every level, so deleted records' (encrypted)
+    /// bytes are gone from the data dir, not just hidden behind a tombstone.
+    fn scrub(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(|e| StoreError::Db(e.to_string()))?;
         let mut co = rocksdb::CompactOptions::default();
         co.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
@@ -414,7 +449,7 @@ impl Store {
         self.db
             .flush_wal(true)
             .map_err(|e| StoreError::Db(e.to_string()))?;
-        Ok(existed)
+        Ok(())
     }
 
     pub fn put_shard(&self, rec: &ShardRecord) -> Result<(), StoreError> {
@@ -521,6 +556,155 @@ impl Store {
             });
         }
         Ok(Some(ban))
+    }
+}
+
+/// What [`Store::resolve`] did.
+pub use custos_wire::Resolution;
+
+impl Store {
+    /// The committed generation of `key_id`'s shard, if the node holds one.
+    pub fn generation(&self, key_id: &str) -> Result<Option<u64>, StoreError> {
+        if !self.exists(Kind::Shard, key_id)? {
+            return Ok(None);
+        }
+        let Some(v) = self.get(Kind::Generation, key_id)? else {
+            return Ok(Some(FIRST_GENERATION));
+        };
+        let g = <[u8; 8]>::try_from(v.as_slice()).map_err(|_| StoreError::Malformed {
+            kind: "generation",
+            name: key_id.to_string(),
+            message: "not 8 bytes".into(),
+        })?;
+        Ok(Some(u64::from_be_bytes(g)))
+    }
+
+    /// Stages a generation of `rec.key_id` (synced), replacing any staged one: the host,
+    /// which decides commits, runs a new staging session only after it has given up the
+    /// earlier one. The committed shard is untouched.
+    pub fn stage(&self, staged: &StagedShard) -> Result<(), StoreError> {
+        let bytes = Zeroizing::new(
+            postcard::to_stdvec(staged).map_err(|e| StoreError::Db(e.to_string()))?,
+        );
+        self.put(Kind::Staged, &staged.rec.key_id, &bytes)
+    }
+
+    /// The staged generation of `key_id`, if any.
+    pub fn staged(&self, key_id: &str) -> Result<Option<StagedShard>, StoreError> {
+        let Some(bytes) = self.get(Kind::Staged, key_id)? else {
+            return Ok(None);
+        };
+        let s: StagedShard = postcard::from_bytes(&bytes).map_err(|e| StoreError::Malformed {
+            kind: "staged shard of key",
+            name: key_id.to_string(),
+            message: e.to_string(),
+        })?;
+        if s.rec.key_id != key_id {
+            return Err(StoreError::Tampered {
+                node: self.node,
+                kind: "staged shard of key",
+                name: key_id.to_string(),
+            });
+        }
+        Ok(Some(s))
+    }
+
+    /// Every staged generation: (key id, generation, package digest). A record that does
+    /// not open is listed at generation 0 (the host drops it).
+    pub fn list_staged(&self) -> Result<Vec<(String, u64, [u8; 32])>, StoreError> {
+        let mut out = Vec::new();
+        for name in self.list(Kind::Staged)? {
+            match self.staged(&name) {
+                Ok(Some(s)) => out.push((name, s.generation, s.package)),
+                Ok(None) => {}
+                Err(_) => out.push((name, 0, [0; 32])),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commits or drops the staged `generation` of `key_id`. A commit writes the staged
+    /// shard and its generation in one synced batch and deletes the staged record, then
+    /// makes RocksDB rewrite its files so the older generation's bytes are gone. A commit
+    /// of a generation already committed answers `AlreadyCommitted`; a commit of nothing
+    /// staged at that generation is an error (the node lags: it needs a repair).
+    pub fn resolve(
+        &self,
+        key_id: &str,
+        generation: u64,
+        commit: bool,
+    ) -> Result<Resolution, StoreError> {
+        let _one_at_a_time = self.staging.lock().unwrap_or_else(|p| p.into_inner());
+        let staged = match self.staged(key_id) {
+            Ok(s) => s,
+            // A staged record that does not open can still be dropped.
+            Err(e) if commit => return Err(e),
+            Err(_) => {
+                self.erase(Kind::Staged, key_id)?;
+                return Ok(Resolution::Dropped);
+            }
+        };
+        let at_generation = staged.as_ref().filter(|s| s.generation == generation);
+        if !commit {
+            if at_generation.is_none() {
+                return Ok(Resolution::NothingStaged);
+            }
+            self.erase(Kind::Staged, key_id)?;
+            return Ok(Resolution::Dropped);
+        }
+        let Some(s) = at_generation else {
+            if self.generation(key_id)? == Some(generation) {
+                return Ok(Resolution::AlreadyCommitted);
+            }
+            return Err(StoreError::Db(format!(
+                "node {} has no staged generation {generation} of key `{key_id}` to commit (it holds {}): it needs a repair",
+                self.node,
+                match (self.generation(key_id)?, &staged) {
+                    (Some(g), _) => format!("generation {g}"),
+                    (None, Some(s)) => format!("only staged generation {}", s.generation),
+                    (None, None) => "nothing of it".into(),
+                }
+            )));
+        };
+        let shard = Zeroizing::new(
+            postcard::to_stdvec(&s.rec).map_err(|e| StoreError::Db(e.to_string()))?,
+        );
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put(
+            Self::db_key(Kind::Shard, key_id),
+            self.seal_value(Kind::Shard, key_id, &shard)?,
+        );
+        batch.put(
+            Self::db_key(Kind::Generation, key_id),
+            self.seal_value(Kind::Generation, key_id, &generation.to_be_bytes())?,
+        );
+        batch.delete(Self::db_key(Kind::Staged, key_id));
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        let written = self
+            .db
+            .write_opt(batch, &wo)
+            .map_err(|e| StoreError::Db(e.to_string()));
+        self.forget_decoded(key_id);
+        written?;
+        self.scrub()?;
+        Ok(Resolution::Committed)
+    }
+
+    /// Erases everything of a key: its shard, generation and any staged generation.
+    pub fn erase_key(&self, key_id: &str) -> Result<bool, StoreError> {
+        let _one_at_a_time = self.staging.lock().unwrap_or_else(|p| p.into_inner());
+        let staged = self.exists(Kind::Staged, key_id)?;
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        let mut batch = rocksdb::WriteBatch::default();
+        for k in [Kind::Generation, Kind::Staged] {
+            batch.delete(Self::db_key(k, key_id));
+        }
+        self.db
+            .write_opt(batch, &wo)
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        Ok(self.erase(Kind::Shard, key_id)? || staged)
     }
 }
 

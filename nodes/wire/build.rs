@@ -43,6 +43,15 @@ fn main() {
         )
         .method(
             method(
+                "resolve",
+                "Resolve",
+                "crate::ResolveRequest",
+                "crate::Resolved",
+            )
+            .build(),
+        )
+        .method(
+            method(
                 "journal",
                 "Journal",
                 "crate::JournalRequest",

@@ -12,6 +12,8 @@
 
 mod authority;
 pub mod cluster;
+mod lifecycle;
+pub use lifecycle::{Commit, StagedOutcome};
 pub mod pki;
 pub mod ports;
 
@@ -88,6 +90,7 @@ fn kind_text(k: FailureKind) -> &'static str {
         FailureKind::Protocol => "protocol failed",
         FailureKind::Aborted => "aborted",
         FailureKind::Refused => "refused by the node's own checks",
+        FailureKind::NotHeld => "shard not held at that generation",
     }
 }
 
@@ -176,11 +179,14 @@ impl Attempt {
     }
 }
 
-/// Result of a key generation.
+/// Result of a key generation: staged on every holder at `FIRST_GENERATION`; the caller
+/// registers the key, then commits it ([`Coordinator::commit`]) or drops it.
 #[derive(Clone, Debug)]
 pub struct KeyOutcome {
     pub public_key: Vec<u8>,
     pub holders: Vec<NodeId>,
+    /// The public-key package digest every holder reported.
+    pub package: [u8; 32],
 }
 
 #[derive(Clone, Debug)]
@@ -419,15 +425,30 @@ impl Coordinator {
                 },
                 &holders,
             )
-            .await?;
+            .await;
         match out {
-            Output::Key { public_key } => Ok(KeyOutcome {
+            Ok(Output::Key {
+                public_key,
+                package,
+            }) => Ok(KeyOutcome {
                 public_key,
                 holders,
+                package,
             }),
-            other => Err(CoordError::Config(format!(
-                "unexpected keygen output {other:?}"
-            ))),
+            Ok(other) => {
+                self.drop_staged(key_id, custos_wire::FIRST_GENERATION, &holders)
+                    .await;
+                Err(CoordError::Config(format!(
+                    "unexpected keygen output {other:?}"
+                )))
+            }
+            Err(e) => {
+                // Whoever finished staged the key: drop it everywhere (a node that cannot be
+                // reached now drops it when the host resolves its staged generations).
+                self.drop_staged(key_id, custos_wire::FIRST_GENERATION, &holders)
+                    .await;
+                Err(e)
+            }
         }
     }
 
@@ -435,10 +456,12 @@ impl Coordinator {
     /// service turns the order request by request). If a chosen holder cannot open
     /// the session (it went down since it was last seen up), it is marked down and the
     /// signers are chosen once more; no protocol message was relayed in the failed try.
+    #[allow(clippy::too_many_arguments)]
     pub async fn sign(
         &self,
         algo: Algo,
         key_id: &str,
+        generation: u64,
         holders: &[NodeId],
         threshold: usize,
         message: &[u8],
@@ -446,7 +469,7 @@ impl Coordinator {
     ) -> Result<SignOutcome, CoordError> {
         let signers = self.pick(key_id, holders, threshold).await?;
         match self
-            .sign_attempt(algo, key_id, &signers, message, request)
+            .sign_attempt(algo, key_id, generation, &signers, message, request)
             .await
         {
             Err(Attempt::NotOpened(node, e)) => {
@@ -456,7 +479,7 @@ impl Coordinator {
                 );
                 self.note(node, Some(false));
                 let signers = self.pick(key_id, holders, threshold).await?;
-                self.sign_attempt(algo, key_id, &signers, message, request)
+                self.sign_attempt(algo, key_id, generation, &signers, message, request)
                     .await
                     .map_err(Attempt::into_error)
             }
@@ -471,7 +494,7 @@ impl Coordinator {
                 let Ok(again) = self.pick(key_id, &others, threshold).await else {
                     return Err(e);
                 };
-                self.sign_attempt(algo, key_id, &again, message, request)
+                self.sign_attempt(algo, key_id, generation, &again, message, request)
                     .await
                     .map_err(Attempt::into_error)
             }
@@ -487,7 +510,7 @@ impl Coordinator {
                 if again == signers {
                     return Err(e);
                 }
-                self.sign_attempt(algo, key_id, &again, message, request)
+                self.sign_attempt(algo, key_id, generation, &again, message, request)
                     .await
                     .map_err(Attempt::into_error)
             }
@@ -500,11 +523,12 @@ impl Coordinator {
         &self,
         algo: Algo,
         key_id: &str,
+        generation: u64,
         signers: &[NodeId],
         message: &[u8],
         request: &SignRequest,
     ) -> Result<SignOutcome, CoordError> {
-        self.sign_attempt(algo, key_id, signers, message, request)
+        self.sign_attempt(algo, key_id, generation, signers, message, request)
             .await
             .map_err(Attempt::into_error)
     }
@@ -513,6 +537,7 @@ impl Coordinator {
         &self,
         algo: Algo,
         key_id: &str,
+        generation: u64,
         signers: &[NodeId],
         message: &[u8],
         request: &SignRequest,
@@ -524,6 +549,7 @@ impl Coordinator {
                 algo,
                 Op::Sign {
                     key_id: key_id.to_string(),
+                    generation,
                     message: message.to_vec(),
                     request: Box::new(request.clone()),
                 },
@@ -540,31 +566,6 @@ impl Coordinator {
                 signers: s,
             }),
             other => Err(CoordError::Config(format!("unexpected sign output {other:?}")).into()),
-        }
-    }
-
-    /// New shards for the same key on all its holders.
-    pub async fn refresh(
-        &self,
-        algo: Algo,
-        key_id: &str,
-        holders: &[NodeId],
-    ) -> Result<Vec<u8>, CoordError> {
-        let all = self.pick(key_id, holders, holders.len()).await?;
-        match self
-            .run(
-                algo,
-                Op::Refresh {
-                    key_id: key_id.to_string(),
-                },
-                &all,
-            )
-            .await?
-        {
-            Output::Refreshed { public_key } => Ok(public_key),
-            other => Err(CoordError::Config(format!(
-                "unexpected refresh output {other:?}"
-            ))),
         }
     }
 

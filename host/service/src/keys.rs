@@ -156,6 +156,8 @@ impl Service {
         let _slot = self
             .keygens
             .take(&caller.client.access_key, &caller.client.name)?;
+        // The resolver leaves the staged key alone until it is registered or dropped.
+        let _staging = self.staging.hold(&key_id)?;
         let t0 = Instant::now();
         let outcome = match self
             .coord
@@ -210,6 +212,7 @@ impl Service {
             }],
             erase_pending: vec![],
             plugin_key: vec![],
+            generation: custos_wire::FIRST_GENERATION,
         };
         let derived = rec
             .clone()
@@ -221,9 +224,16 @@ impl Service {
         });
         if let Err(e) = stored {
             // Fail closed: a key the registry does not know must not live on the nodes.
-            let _ = self.coord.destroy(&key_id, &outcome.holders).await;
+            self.coord
+                .drop_staged(&key_id, custos_wire::FIRST_GENERATION, &outcome.holders)
+                .await;
             return Err(e);
         }
+        // Registered: the holders may now use their shards. One that misses the commit
+        // is resolved from its health later (its staged generation is the registered one).
+        self.coord
+            .commit(&key_id, custos_wire::FIRST_GENERATION, &outcome.holders)
+            .await;
         self.audit
             .append(
                 NewEntry::new("KEY_GENERATE", AuditResult::Ok)
@@ -356,15 +366,22 @@ impl Service {
             ));
         }
         let t0 = Instant::now();
+        let _staging = self.staging.hold(key_id)?;
         let r = self
             .coord
-            .refresh(key.format.algo_type.wire(), key_id, &key.nodes)
+            .refresh(
+                key.format.algo_type.wire(),
+                key_id,
+                key.generation,
+                &key.nodes,
+            )
             .await;
         let result = match r {
-            Ok(pk) if format!("0x{}", hex::encode(&pk)) == key.public_key => Ok(()),
-            Ok(_) => Err(ApiError::internal(
-                "refresh produced another public key; the old shards stay",
-            )),
+            Ok(staged) => {
+                self.settle_staged(&key, staged, key.nodes.clone())
+                    .await
+                    .map(|_| ())
+            }
             Err(e) => Err(ApiError::from(e)),
         };
         let entry = NewEntry::new(

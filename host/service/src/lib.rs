@@ -44,6 +44,7 @@ pub mod config;
 pub mod db;
 pub mod dev;
 mod error;
+mod generations;
 mod http;
 mod keygen_slots;
 mod keys;

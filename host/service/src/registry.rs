@@ -201,6 +201,16 @@ pub struct KeyRecord {
     /// key. Derived from `public_key` when the record is made or read; not stored.
     #[serde(skip)]
     pub plugin_key: Vec<u8>,
+    /// The committed generation of the key's shards (DESIGN §4a): what signing sessions
+    /// name, and what decides a node's staged generation (commit if equal, else drop).
+    /// Records from before generations are at the first (internal, not shown).
+    #[serde(default = "first_generation")]
+    #[schema(ignore)]
+    pub generation: u64,
+}
+
+fn first_generation() -> u64 {
+    custos_wire::FIRST_GENERATION
 }
 
 impl KeyRecord {
@@ -368,6 +378,34 @@ impl Registry {
         after.tags = tags;
         self.insert(&after)?;
         Ok((before, after))
+    }
+
+    /// Records a new committed generation, and the holders after it (a move changes
+    /// them), in one synced write: the decision that makes the nodes' staged generation
+    /// the one to commit. `from` must still be the record's generation (else another
+    /// operation got there first: 409).
+    pub fn set_generation(
+        &self,
+        key_id: &str,
+        from: u64,
+        to: u64,
+        nodes: Vec<u16>,
+    ) -> Result<KeyRecord, ApiError> {
+        let _g = self.moves.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rec = self.get(key_id)?;
+        if rec.generation != from {
+            return Err(ApiError::new(
+                crate::error::Code::InvalidTransition,
+                format!(
+                    "key `{key_id}` is at generation {}, not {from}: another refresh, repair or move changed it meanwhile",
+                    rec.generation
+                ),
+            ));
+        }
+        rec.generation = to;
+        rec.nodes = nodes;
+        self.insert(&rec)?;
+        Ok(rec)
     }
 
     /// Replaces the record's erase-pending list (destroy bookkeeping).

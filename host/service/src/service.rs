@@ -106,6 +106,8 @@ pub struct Service {
     pub(crate) sign_rotation: AtomicUsize,
     /// Key generations in flight per client, capped (`keys.rs`).
     pub(crate) keygens: KeygenSlots,
+    /// Keys whose next generation is being staged (`generations.rs`).
+    pub(crate) staging: crate::generations::Staging,
 }
 
 impl Service {
@@ -170,6 +172,7 @@ impl Service {
             client_names,
             sign_rotation: AtomicUsize::new(0),
             keygens: KeygenSlots::new(config.keygens_per_client.max(1)),
+            staging: Default::default(),
             db,
             audit,
             auth,
@@ -372,6 +375,7 @@ impl Service {
             self.survey_nodes().await;
             self.push_bundle().await;
             self.retry_erasures().await;
+            self.resolve_staged().await;
             let sleep = tokio::time::sleep(BACKGROUND_EVERY);
             tokio::pin!(sleep);
             loop {

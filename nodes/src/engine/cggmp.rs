@@ -189,7 +189,7 @@ pub async fn keygen(
     store: &Store,
     key_id: &str,
     threshold: u16,
-) -> Result<(ShardRecord, Output), EngineError> {
+) -> Result<(ShardRecord, [u8; 32]), EngineError> {
     let holders = net.participants().to_vec();
     let aux = aux_info(net, store, &holders).await?;
     let i = holders.iter().position(|h| *h == net.me()).unwrap_or(0) as u16;
@@ -214,7 +214,13 @@ pub async fn keygen(
         holders,
         secret: serde_json::to_vec(&share).map_err(|e| EngineError::storage(e.to_string()))?,
     };
-    Ok((rec, Output::Key { public_key }))
+    let shares: Vec<Vec<u8>> = share
+        .public_shares
+        .iter()
+        .map(|p| p.to_bytes(true).to_vec())
+        .collect();
+    let package = super::package_digest(&rec, &shares);
+    Ok((rec, package))
 }
 
 /// A stored share (key share and aux info), decoded: what signing starts from.

@@ -6,10 +6,10 @@
 //!
 //! dkls23 uses k256 0.14 (the rest of custos 0.13); keys leave this module as SEC1 bytes.
 
-use super::{EngineError, bound_id, de, ser};
+use super::{EngineError, bound_id, de, package_digest, ser};
 use crate::net::Net;
 use crate::store::ShardRecord;
-use custos_wire::{Algo, Curve, NodeId, Output};
+use custos_wire::{Algo, Curve, NodeId, Output, RepairOp};
 use dkls23::protocols::dkg::{
     BroadcastDerivationPhase2to4, BroadcastDerivationPhase3to4, ProofCommitment,
     TransmitInitMulPhase3to4, TransmitInitZeroSharePhase2to4, TransmitInitZeroSharePhase3to4,
@@ -69,7 +69,7 @@ pub async fn keygen(
     net: &mut Net,
     key_id: &str,
     threshold: u16,
-) -> Result<(ShardRecord, Output), EngineError> {
+) -> Result<(ShardRecord, [u8; 32]), EngineError> {
     let holders = net.participants().to_vec();
     let n = u8::try_from(holders.len()).map_err(|_| EngineError::request("too many nodes"))?;
     let t = u8::try_from(threshold).map_err(|_| EngineError::request("threshold too large"))?;
@@ -190,7 +190,7 @@ pub async fn keygen(
         mul3_recv.extend(m);
     }
     net.echo(4).await?;
-    let (party, _pkg) = s
+    let (party, pkg) = s
         .phase4(
             &pcs,
             &zero2_recv,
@@ -212,7 +212,78 @@ pub async fn keygen(
         holders,
         secret: ser(&*party)?,
     };
-    Ok((rec, Output::Key { public_key }))
+    let mut shares = Vec::new();
+    for i in 1..=n {
+        let idx = PartyIndex::new(i).map_err(|_| EngineError::protocol("index 0", None))?;
+        let v = pkg.verifying_share(idx).ok_or_else(|| {
+            EngineError::protocol(format!("no verifying share for party {i}"), None)
+        })?;
+        shares.push(v.to_sec1_point(true).as_bytes().to_vec());
+    }
+    let package = package_digest(&rec, &shares);
+    Ok((rec, package))
+}
+
+/// Every holder's verifying share (its share's public point), exchanged in one broadcast
+/// round (`round`, echo-checked in `round + 1`) after a run that changed the shares:
+/// each node checks that its peers' points and its own interpolate to the group key, and
+/// the package digest is taken over all of them in party order.
+async fn verifying_shares(
+    net: &mut Net,
+    holders: &[NodeId],
+    party: &Party<Secp256k1>,
+    round: u16,
+) -> Result<Vec<Vec<u8>>, EngineError> {
+    use k256_014::elliptic_curve::sec1::FromSec1Point;
+    let mine = (k256_014::ProjectivePoint::GENERATOR * party.poly_point).to_affine();
+    let peers = net.peers();
+    net.broadcast(round, &ser(&mine.to_sec1_point(true).as_bytes().to_vec())?)
+        .await?;
+    let mut points = BTreeMap::from([(index_of(holders, net.me())?.as_u8(), mine)]);
+    for (p, b) in net.recv_from(round, &peers, true).await? {
+        let bytes: Vec<u8> = de(&b, p)?;
+        let point = k256_014::AffinePoint::from_sec1_bytes(&bytes)
+            .ok()
+            .ok_or_else(|| {
+                EngineError::protocol(format!("node {p} sent a malformed verifying share"), Some(p))
+            })?;
+        points.insert(index_of(holders, p)?.as_u8(), point);
+    }
+    net.echo(round + 1).await?;
+    if points.len() != holders.len() {
+        return Err(EngineError::protocol(
+            "verifying shares missing after the refresh",
+            None,
+        ));
+    }
+    // Interpolated at 0 in the exponent, any `threshold` of them give the group key.
+    let t = usize::from(party.parameters.threshold);
+    let idx: Vec<u8> = points.keys().copied().collect();
+    for window in idx.windows(t) {
+        let mut acc = k256_014::ProjectivePoint::IDENTITY;
+        for &i in window {
+            let xi = Scalar::from(u64::from(i));
+            let mut num = Scalar::ONE;
+            let mut den = Scalar::ONE;
+            for &j in window.iter().filter(|j| **j != i) {
+                let xj = Scalar::from(u64::from(j));
+                num *= xj;
+                den *= xj - xi;
+            }
+            let lambda = num * Option::<Scalar>::from(den.invert()).unwrap_or(Scalar::ZERO);
+            acc += k256_014::ProjectivePoint::from(points[&i]) * lambda;
+        }
+        if acc.to_affine() != party.pk {
+            return Err(EngineError::protocol(
+                format!("the verifying shares of parties {window:?} do not give the group key"),
+                None,
+            ));
+        }
+    }
+    Ok(points
+        .values()
+        .map(|p| p.to_sec1_point(true).as_bytes().to_vec())
+        .collect())
 }
 
 /// A stored share, decoded. Wiped when dropped (`Party` is `Zeroize` but does not wipe
@@ -290,7 +361,7 @@ pub async fn sign(
 pub async fn refresh(
     net: &mut Net,
     rec: &ShardRecord,
-) -> Result<(ShardRecord, Output), EngineError> {
+) -> Result<(ShardRecord, [u8; 32]), EngineError> {
     let party = decode_share(rec, net.me())?;
     let holders = rec.holders.clone();
     if net.participants() != holders.as_slice() {
@@ -367,16 +438,32 @@ pub async fn refresh(
             None,
         ));
     }
+    let shares = verifying_shares(net, &holders, &new_party, 5).await?;
     let new = ShardRecord {
         key_id: rec.key_id.clone(),
         algo: Algo::Dkls23,
         curve: Curve::Secp256k1,
-        public_key: public_key.clone(),
+        public_key,
         threshold: rec.threshold,
         holders,
         secret: ser(&*new_party)?,
     };
-    Ok((new, Output::Refreshed { public_key }))
+    let package = package_digest(&new, &shares);
+    Ok((new, package))
+}
+
+/// Rebuilds `r.replaces`'s share on `r.target` (DKLS23 `repair_term` /
+/// `repair_assemble`), then a complete refresh among all of `r.holders`. `rec` is this
+/// node's committed shard (`None` on the target).
+pub async fn repair(
+    _net: &mut Net,
+    _rec: Option<&ShardRecord>,
+    r: &RepairOp,
+) -> Result<(ShardRecord, [u8; 32]), EngineError> {
+    Err(EngineError::unsupported(format!(
+        "DKLS23 repair of key `{}` is not built yet",
+        r.key_id
+    )))
 }
 
 #[cfg(test)]

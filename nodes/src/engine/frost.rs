@@ -4,10 +4,10 @@
 //! FROST takes no session id; the run is bound to the session by the sealed transport
 //! (per-session keys, the session id in every envelope header) and the echo transcript.
 
-use super::{EngineError, de, ser};
+use super::{EngineError, de, package_digest, ser};
 use crate::net::Net;
 use crate::store::ShardRecord;
-use custos_wire::{Algo, Curve, NodeId, Output};
+use custos_wire::{Algo, Curve, NodeId, Output, RepairOp};
 use frost::keys::{KeyPackage, PublicKeyPackage, dkg};
 use frost::{Identifier, SigningPackage};
 use frost_ed25519 as frost;
@@ -52,7 +52,7 @@ fn record(
     holders: Vec<NodeId>,
     kp: &KeyPackage,
     pkp: &PublicKeyPackage,
-) -> Result<(ShardRecord, Vec<u8>), EngineError> {
+) -> Result<(ShardRecord, [u8; 32]), EngineError> {
     let public_key = pkp
         .verifying_key()
         .serialize()
@@ -63,18 +63,24 @@ fn record(
             .serialize()
             .map_err(|e| fe("public key package", e, None))?,
     };
-    Ok((
-        ShardRecord {
-            key_id: key_id.to_string(),
-            algo: Algo::Frost,
-            curve: Curve::Ed25519,
-            public_key: public_key.clone(),
-            threshold,
-            holders,
-            secret: ser(&secret)?,
-        },
+    let rec = ShardRecord {
+        key_id: key_id.to_string(),
+        algo: Algo::Frost,
+        curve: Curve::Ed25519,
         public_key,
-    ))
+        threshold,
+        holders,
+        secret: ser(&secret)?,
+    };
+    let mut shares = Vec::new();
+    for h in &rec.holders {
+        let v = pkp.verifying_shares().get(&ident(*h)?).ok_or_else(|| {
+            EngineError::protocol(format!("no verifying share for node {h}"), None)
+        })?;
+        shares.push(v.serialize().map_err(|e| fe("verifying share", e, None))?);
+    }
+    let package = package_digest(&rec, &shares);
+    Ok((rec, package))
 }
 
 /// A stored share, decoded: what signing and refresh start from.
@@ -143,7 +149,7 @@ pub async fn keygen(
     net: &mut Net,
     key_id: &str,
     threshold: u16,
-) -> Result<(ShardRecord, Output), EngineError> {
+) -> Result<(ShardRecord, [u8; 32]), EngineError> {
     let holders = net.participants().to_vec();
     let n = u16::try_from(holders.len()).map_err(|_| EngineError::request("too many nodes"))?;
     let (s1, r1) = dkg::part1(ident(net.me())?, n, threshold, OsRng)
@@ -151,8 +157,7 @@ pub async fn keygen(
     let (s2, r1_all, r2_all) = dkg_rounds(net, r1, |r1| dkg::part2(s1, r1)).await?;
     let (kp, pkp) = dkg::part3(&s2, &r1_all, &r2_all)
         .map_err(|e| fe("round 3", e.clone(), culprit(&e, &holders)))?;
-    let (rec, public_key) = record(key_id, threshold, holders, &kp, &pkp)?;
-    Ok((rec, Output::Key { public_key }))
+    record(key_id, threshold, holders, &kp, &pkp)
 }
 
 pub async fn sign(net: &mut Net, rec: &ShardRecord, message: &[u8]) -> Result<Output, EngineError> {
@@ -198,7 +203,7 @@ pub async fn sign(net: &mut Net, rec: &ShardRecord, message: &[u8]) -> Result<Ou
 pub async fn refresh(
     net: &mut Net,
     rec: &ShardRecord,
-) -> Result<(ShardRecord, Output), EngineError> {
+) -> Result<(ShardRecord, [u8; 32]), EngineError> {
     let (kp, pkp) = decode_share(rec, net.me())?;
     let holders = rec.holders.clone();
     if net.participants() != holders.as_slice() {
@@ -217,12 +222,25 @@ pub async fn refresh(
     let (new_kp, new_pkp) =
         frost::keys::refresh::refresh_dkg_shares(&s2, &r1_all, &r2_all, pkp, kp)
             .map_err(|e| fe("refresh", e.clone(), culprit(&e, &holders)))?;
-    let (new, public_key) = record(&rec.key_id, rec.threshold, holders, &new_kp, &new_pkp)?;
-    if public_key != rec.public_key {
+    let (new, package) = record(&rec.key_id, rec.threshold, holders, &new_kp, &new_pkp)?;
+    if new.public_key != rec.public_key {
         return Err(EngineError::protocol(
             "refresh changed the public key",
             None,
         ));
     }
-    Ok((new, Output::Refreshed { public_key }))
+    Ok((new, package))
+}
+
+/// Rebuilds `r.replaces`'s share on `r.target` (FROST `repair_share`), then refreshes
+/// among all of `r.holders`. `rec` is this node's committed shard (`None` on the target).
+pub async fn repair(
+    _net: &mut Net,
+    _rec: Option<&ShardRecord>,
+    r: &RepairOp,
+) -> Result<(ShardRecord, [u8; 32]), EngineError> {
+    Err(EngineError::unsupported(format!(
+        "FROST repair of key `{}` is not built yet",
+        r.key_id
+    )))
 }

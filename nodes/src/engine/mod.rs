@@ -1,8 +1,15 @@
 //! The node-side threshold engines behind one interface: `run` takes a session's `Start`
 //! and drives the right protocol over `Net`, reading and writing the shard store. A run's
-//! output is used (or its shard stored) only after `Net::finish` found no message left
+//! output is used (or its shard staged) only after `Net::finish` found no message left
 //! unread; a failure that bans a peer (DKLS23 `BanCounterparty`) is recorded in the store
 //! before it is reported.
+//!
+//! Generations (DESIGN §4a): keygen, refresh and repair never touch the committed shard.
+//! They stage the new generation beside it, with the digest of the public-key package
+//! the run produced ([`package_digest`]), and report that digest; the host commits the
+//! generation (`Resolve`) only when every participant reported the same one. A signing
+//! session names the generation it uses, and a node holding another refuses it with
+//! `FailureKind::NotHeld` before any protocol message.
 
 pub mod cggmp;
 pub mod dkls;
@@ -11,8 +18,12 @@ pub mod frost;
 use crate::authority::NodeAuthority;
 use crate::net::Net;
 use crate::store::{Store, StoreError};
-use custos_wire::{Algo, Failure, FailureKind, NodeId, Op, Output, SessionId, SignRequest};
+use crate::store::{ShardRecord, StagedShard};
+use custos_wire::{
+    Algo, FIRST_GENERATION, Failure, FailureKind, NodeId, Op, Output, SessionId, SignRequest,
+};
 use serde::{Serialize, de::DeserializeOwned};
+use sha2::{Digest, Sha256};
 
 /// An engine failure, turned into a `Failure` frame for the host.
 #[derive(Debug)]
@@ -49,6 +60,9 @@ impl EngineError {
     }
     pub fn refused(m: impl Into<String>) -> Self {
         Self::of(FailureKind::Refused, m.into(), None)
+    }
+    pub fn not_held(m: impl Into<String>) -> Self {
+        Self::of(FailureKind::NotHeld, m.into(), None)
     }
     /// A protocol failure that bans `node` from this key (blamed as well).
     pub fn banning(m: impl Into<String>, node: NodeId) -> Self {
@@ -93,6 +107,30 @@ pub fn de<T: DeserializeOwned>(b: &[u8], from: NodeId) -> Result<T, EngineError>
             Some(from),
         )
     })
+}
+
+/// The SHA-256 of a key's public-key package: algorithm, group key, threshold, holders
+/// in party order, and each holder's verifying share (its public share point, encoded as
+/// the engine's library encodes points), in the same order. Every participant of a
+/// keygen, refresh or repair computes it from what the run gave it; the host commits a
+/// staged generation only when all report the same.
+pub fn package_digest(rec: &ShardRecord, verifying_shares: &[Vec<u8>]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"custos-package-v1");
+    h.update([rec.algo as u8]);
+    h.update((rec.public_key.len() as u32).to_be_bytes());
+    h.update(&rec.public_key);
+    h.update(rec.threshold.to_be_bytes());
+    h.update((rec.holders.len() as u32).to_be_bytes());
+    for n in &rec.holders {
+        h.update(n.to_be_bytes());
+    }
+    h.update((verifying_shares.len() as u32).to_be_bytes());
+    for v in verifying_shares {
+        h.update((v.len() as u32).to_be_bytes());
+        h.update(v);
+    }
+    h.finalize().into()
 }
 
 pub fn valid_key_id(k: &str) -> bool {
@@ -151,7 +189,7 @@ fn admit(
     authority: Option<&NodeAuthority>,
     store: &Store,
     net: &Net,
-    rec: &crate::store::ShardRecord,
+    rec: &ShardRecord,
     request: &SignRequest,
     message: &[u8],
 ) -> Result<(), EngineError> {
@@ -186,23 +224,35 @@ async fn run_op(
                     net.me()
                 )));
             }
-            let (rec, out) = match algo {
+            let (rec, package) = match algo {
                 Algo::Dkls23 => dkls::keygen(net, key_id, *threshold).await?,
                 Algo::Cggmp21 => cggmp::keygen(net, store, key_id, *threshold).await?,
                 Algo::Frost => frost::keygen(net, key_id, *threshold).await?,
             };
             net.finish()?;
-            store.put_shard(&rec)?;
-            Ok(out)
+            let public_key = rec.public_key.clone();
+            store.stage(&StagedShard {
+                generation: FIRST_GENERATION,
+                package,
+                rec,
+            })?;
+            Ok(Output::Key {
+                public_key,
+                package,
+            })
         }
         Op::Sign {
-            message, request, ..
+            message,
+            request,
+            generation,
+            ..
         } => {
+            let me = net.me();
+            check_generation(store, key_id, *generation, me)?;
             let out = match algo {
                 Algo::Dkls23 => {
                     // Decoding a DKLS23 share costs about as much as reading and decrypting
                     // it; both are skipped for a key this node signed with recently.
-                    let me = net.me();
                     let share = store
                         .get_shard_decoded(key_id, |rec| {
                             check_algo(rec, key_id, algo)?;
@@ -214,23 +264,28 @@ async fn run_op(
                     dkls::sign(net, &share.rec, &share.share, message).await
                 }
                 Algo::Cggmp21 => {
-                    let rec = load(store, key_id, algo, net.me())?;
+                    let rec = load(store, key_id, algo, me)?;
                     admit(authority, store, net, &rec, request, message)?;
                     cggmp::sign(net, &rec, message).await
                 }
                 Algo::Frost => {
-                    let rec = load(store, key_id, algo, net.me())?;
+                    let rec = load(store, key_id, algo, me)?;
                     admit(authority, store, net, &rec, request, message)?;
                     frost::sign(net, &rec, message).await
                 }
             }?;
+            // A refresh committed between the check and the run: the share used may be of
+            // the generation after the one named; the host then gets no agreeing result.
+            check_generation(store, key_id, *generation, me)?;
             // Only now is the signature the node's answer.
             net.finish()?;
             Ok(out)
         }
-        Op::Refresh { .. } => {
-            let rec = load(store, key_id, algo, net.me())?;
-            let (new, out) = match algo {
+        Op::Refresh { generation, .. } => {
+            let me = net.me();
+            check_generation(store, key_id, *generation, me)?;
+            let rec = load(store, key_id, algo, me)?;
+            let (new, package) = match algo {
                 Algo::Dkls23 => dkls::refresh(net, &rec).await?,
                 Algo::Frost => frost::refresh(net, &rec).await?,
                 Algo::Cggmp21 => {
@@ -240,18 +295,93 @@ async fn run_op(
                 }
             };
             net.finish()?;
-            store.put_shard(&new)?;
-            Ok(out)
+            stage(store, new, generation + 1, package)
+        }
+        Op::Repair(r) => {
+            let me = net.me();
+            if net.participants() != sorted(&r.holders).as_slice() {
+                return Err(EngineError::request(
+                    "a repair's participants must be exactly the key's holders after it",
+                ));
+            }
+            // The target may hold nothing, or an older generation (a restored backup);
+            // every other participant must hold the generation named.
+            let rec = if me == r.target {
+                None
+            } else {
+                check_generation(store, key_id, r.generation, me)?;
+                Some(load(store, key_id, algo, me)?)
+            };
+            let (new, package) = match algo {
+                Algo::Dkls23 => dkls::repair(net, rec.as_ref(), r).await?,
+                Algo::Frost => frost::repair(net, rec.as_ref(), r).await?,
+                Algo::Cggmp21 => {
+                    return Err(EngineError::unsupported(
+                        "CGGMP21 (cggmp21 0.6) shares cannot be repaired or moved: a lost CGGMP21 shard needs a new key and a sweep of its funds",
+                    ));
+                }
+            };
+            net.finish()?;
+            stage(store, new, r.generation + 1, package)
         }
     }
 }
 
+fn sorted(v: &[NodeId]) -> Vec<NodeId> {
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    s
+}
+
+/// Stages `rec` at `generation` and reports it.
+fn stage(
+    store: &Store,
+    rec: ShardRecord,
+    generation: u64,
+    package: [u8; 32],
+) -> Result<Output, EngineError> {
+    let public_key = rec.public_key.clone();
+    store.stage(&StagedShard {
+        generation,
+        package,
+        rec,
+    })?;
+    Ok(Output::Refreshed {
+        public_key,
+        generation,
+        package,
+    })
+}
+
+/// The session's generation must be the one this node holds committed.
+fn check_generation(
+    store: &Store,
+    key_id: &str,
+    generation: u64,
+    me: NodeId,
+) -> Result<(), EngineError> {
+    match store.generation(key_id)? {
+        Some(g) if g == generation => Ok(()),
+        Some(g) => Err(EngineError::not_held(format!(
+            "node {me} holds generation {g} of key `{key_id}`, the session names generation {generation}{}",
+            if g < generation {
+                ": this node lags and needs a repair"
+            } else {
+                ""
+            }
+        ))),
+        None => Err(not_held(me, key_id)),
+    }
+}
+
 fn not_held(me: NodeId, key_id: &str) -> EngineError {
-    EngineError::request(format!("node {me} holds no shard of key `{key_id}`"))
+    EngineError::not_held(format!(
+        "node {me} holds no shard of key `{key_id}` (never had one, or lost it: it needs a repair)"
+    ))
 }
 
 fn check_algo(
-    rec: &crate::store::ShardRecord,
+    rec: &ShardRecord,
     key_id: &str,
     algo: Algo,
 ) -> Result<(), EngineError> {
@@ -270,7 +400,7 @@ fn load(
     key_id: &str,
     algo: Algo,
     me: NodeId,
-) -> Result<crate::store::ShardRecord, EngineError> {
+) -> Result<ShardRecord, EngineError> {
     let rec = store
         .get_shard(key_id)?
         .ok_or_else(|| not_held(me, key_id))?;

@@ -37,8 +37,11 @@ use serde::{Deserialize, Serialize};
 
 /// Wire format version; a node refuses a `Start` with another. Version 2: `Start` carries
 /// `issued_at`, envelopes carry `part` (header label `custos-envelope-v2`), sessions open
-/// with hellos (ephemeral keys), `Health` lists bans.
-pub const WIRE_VERSION: u16 = 2;
+/// with hellos (ephemeral keys), `Health` lists bans. Version 3: shards have generations
+/// (sessions name the one they use; keygen, refresh and repair stage a generation that
+/// `Resolve` commits or drops), `Op::Repair`, `FailureKind::NotHeld`, `Health` lists
+/// generations, staged generations and node events.
+pub const WIRE_VERSION: u16 = 3;
 
 /// The envelope round of the hellos that open every session (no engine uses round 0).
 pub const HELLO_ROUND: u16 = 0;
@@ -73,27 +76,62 @@ pub enum Curve {
 /// protocol's transcript and into every sealed payload's key.
 pub type SessionId = [u8; 16];
 
+/// A key's first generation (what a keygen stages).
+pub const FIRST_GENERATION: u64 = 1;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// Distributed key generation among `participants`; `threshold` of them can sign.
+    /// Every participant stages generation [`FIRST_GENERATION`]; nothing signs with it
+    /// until the host has registered the key and sent `Resolve { commit: true }`.
     Keygen { key_id: String, threshold: u16 },
-    /// Sign with the key's shard. ECDSA engines take a 32-byte prehash; FROST ed25519
-    /// takes the whole message. `request` is the whole sign request: every node derives
-    /// the payloads from it and signs `message` only if it is the one it derived
-    /// (DESIGN §3).
+    /// Sign with the key's shard of `generation` (a node holding another committed
+    /// generation refuses with `FailureKind::NotHeld`). ECDSA engines take a 32-byte
+    /// prehash; FROST ed25519 takes the whole message. `request` is the whole sign
+    /// request: every node derives the payloads from it and signs `message` only if it is
+    /// the one it derived (DESIGN §3).
     Sign {
         key_id: String,
+        generation: u64,
         message: Vec<u8>,
         request: Box<SignRequest>,
     },
-    /// New shards for the same public key, among all holders.
-    Refresh { key_id: String },
+    /// New shards for the same public key, among all holders, from committed
+    /// `generation`: every holder stages `generation + 1` beside it.
+    Refresh { key_id: String, generation: u64 },
+    /// Rebuild one holder's share from the others, then a complete refresh among all
+    /// holders: every participant stages `generation + 1`.
+    Repair(Box<RepairOp>),
+}
+
+/// A repair (a holder lost its shard) or a move (a key re-shared onto another node).
+/// The participants are exactly `holders`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairOp {
+    pub key_id: String,
+    /// The committed generation the helpers hold; everyone stages `generation + 1`.
+    pub generation: u64,
+    /// The key's public key as the host has it registered; every helper checks it
+    /// against its own record, and the target takes it only if the helpers agree.
+    pub public_key: Vec<u8>,
+    pub threshold: u16,
+    /// The holders after the repair, in party order (a node's protocol index follows from
+    /// its position): the key's holders with `replaces` swapped for `target`.
+    pub holders: Vec<NodeId>,
+    /// The node that gets the rebuilt share.
+    pub target: NodeId,
+    /// The holder whose share is rebuilt: `target` itself (a repair) or the node the key
+    /// is moved off (a move; it takes no part).
+    pub replaces: NodeId,
 }
 
 impl Op {
     pub fn key_id(&self) -> &str {
         match self {
-            Op::Keygen { key_id, .. } | Op::Sign { key_id, .. } | Op::Refresh { key_id } => key_id,
+            Op::Keygen { key_id, .. } | Op::Sign { key_id, .. } | Op::Refresh { key_id, .. } => {
+                key_id
+            }
+            Op::Repair(r) => &r.key_id,
         }
     }
     pub fn name(&self) -> &'static str {
@@ -101,6 +139,8 @@ impl Op {
             Op::Keygen { .. } => "keygen",
             Op::Sign { .. } => "sign",
             Op::Refresh { .. } => "refresh",
+            Op::Repair(r) if r.target == r.replaces => "repair",
+            Op::Repair(_) => "move",
         }
     }
 }
@@ -172,15 +212,26 @@ pub enum HostFrame {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Output {
-    /// A new key: its public key (SEC1 compressed for secp256k1, 32 bytes for ed25519).
-    Key { public_key: Vec<u8> },
+    /// A new key, staged at [`FIRST_GENERATION`]: its public key (SEC1 compressed for
+    /// secp256k1, 32 bytes for ed25519) and the SHA-256 of its public-key package (the
+    /// group key, threshold, holders and every holder's verifying share), which every
+    /// participant must report alike.
+    Key {
+        public_key: Vec<u8>,
+        package: [u8; 32],
+    },
     /// ECDSA: r‖s (low-s) and the recovery id; ed25519: the 64-byte signature.
     Signature {
         signature: Vec<u8>,
         recovery_id: Option<u8>,
     },
-    /// Shards replaced; the public key is unchanged.
-    Refreshed { public_key: Vec<u8> },
+    /// New shards staged at `generation` (a refresh or a repair); the public key is
+    /// unchanged; `package` as for `Key`.
+    Refreshed {
+        public_key: Vec<u8>,
+        generation: u64,
+        package: [u8; 32],
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +259,10 @@ pub enum FailureKind {
     /// data derives to, the signed policy bundle denies the request or holds it for
     /// approvals the request does not carry, or the node has no authority config.
     Refused,
+    /// The node holds no usable shard of the key at the generation the session names
+    /// (none, an older or newer one, or only a staged one): route around it until it is
+    /// repaired. Nothing ran.
+    NotHeld,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +288,62 @@ pub struct Health {
     /// The nodes this node refuses to run sessions of a key with (DKLS23 `BanCounterparty`,
     /// or an operator's `custos-node ban`). The host stops choosing these pairs.
     pub bans: Vec<Ban>,
+    /// The committed generation of each key in `keys`, same order.
+    pub generations: Vec<u64>,
+    /// Generations staged and not yet resolved (the host commits or drops each).
+    pub staged: Vec<Staged>,
+    /// Things done to the node outside the host's sessions (a backup taken, a restore),
+    /// the most recent last (at most [`MAX_EVENTS`]); the host audits each once.
+    pub events: Vec<NodeEvent>,
+}
+
+/// At most this many events in a `Health`.
+pub const MAX_EVENTS: usize = 64;
+
+/// A generation a node staged (keygen, refresh, repair) and holds beside the committed one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Staged {
+    pub key_id: String,
+    pub generation: u64,
+    /// SHA-256 of the staged public-key package (as in `Output`).
+    pub package: [u8; 32],
+}
+
+/// Something done to a node by its operator (not through the host): `kind` is `BACKUP`
+/// or `RESTORE`; `detail` is JSON (no secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeEvent {
+    /// Increasing per node, never reused (the host remembers the last it audited).
+    pub seq: u64,
+    /// Unix seconds, the node's clock.
+    pub at: u64,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// Commit or drop a staged generation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveRequest {
+    pub key_id: String,
+    pub generation: u64,
+    pub commit: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resolution {
+    /// The staged generation is now the committed one; the older one is erased.
+    Committed,
+    /// It was committed before (a repeated commit).
+    AlreadyCommitted,
+    /// The staged generation is erased; the committed one is untouched.
+    Dropped,
+    /// Nothing is staged at that generation (a drop of nothing is not an error).
+    NothingStaged,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    pub resolution: Resolution,
 }
 
 /// Node `node` is banned from every session of key `key_id` with the node that reports it.

@@ -173,6 +173,7 @@ impl Service {
                 .sign(
                     algo,
                     &key.key_id,
+                    key.generation,
                     &holders,
                     threshold,
                     &payload.digest,

@@ -1,0 +1,148 @@
+//! Keys' generations on the host side (DESIGN §4a): the host's key record is where a
+//! staged generation is decided. A keygen, refresh, repair or move stages a generation on
+//! every participant; [`Service::settle_staged`] records it in the key record (the
+//! decision), then commits it on the holders. A node that held a staged generation when
+//! the decision was taken without it (it was down, the host crashed, the session failed)
+//! reports it in its health, and [`Service::resolve_staged`] commits it when the key
+//! record names that generation and the node as a holder, and drops it otherwise.
+//!
+//! While an operation stages a key's generation, the key is held in [`Staging`]: a second
+//! one is refused (409), and the resolver leaves the key alone.
+
+use crate::audit::{AuditResult, NewEntry};
+use crate::error::{ApiError, ApiResult, Code};
+use crate::registry::KeyRecord;
+use crate::service::Service;
+use custos_coordinator::StagedOutcome;
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+/// Key ids with a staging operation in flight.
+#[derive(Default)]
+pub(crate) struct Staging(Arc<Mutex<HashSet<String>>>);
+
+/// Held while a key's generation is being staged; released when dropped.
+pub(crate) struct StagingGuard(Arc<Mutex<HashSet<String>>>, String);
+
+impl Drop for StagingGuard {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
+    }
+}
+
+impl Staging {
+    pub(crate) fn hold(&self, key_id: &str) -> ApiResult<StagingGuard> {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !set.insert(key_id.to_string()) {
+            return Err(ApiError::new(
+                Code::InvalidTransition,
+                format!(
+                    "a keygen, refresh, repair or move of key `{key_id}` is in progress; retry when it has ended"
+                ),
+            ));
+        }
+        Ok(StagingGuard(self.0.clone(), key_id.to_string()))
+    }
+
+    pub(crate) fn is_held(&self, key_id: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key_id)
+    }
+}
+
+impl Service {
+    /// Decides a staged generation of `key`: the public key must be the key's; the key
+    /// record takes the new generation and holders `nodes_after` (one synced write), then
+    /// the holders commit. If the decision cannot be recorded, the staged generation is
+    /// dropped on every holder and the key stays as it was.
+    pub(crate) async fn settle_staged(
+        &self,
+        key: &KeyRecord,
+        staged: StagedOutcome,
+        nodes_after: Vec<u16>,
+    ) -> ApiResult<KeyRecord> {
+        let mut participants = nodes_after.clone();
+        participants.extend(key.nodes.iter().copied());
+        participants.sort_unstable();
+        participants.dedup();
+        if format!("0x{}", hex::encode(&staged.public_key)) != key.public_key {
+            self.coord
+                .drop_staged(&key.key_id, staged.generation, &participants)
+                .await;
+            return Err(ApiError::internal(
+                "the nodes staged shards of another public key; dropped, the old generation stays",
+            ));
+        }
+        let rec = match self.registry.set_generation(
+            &key.key_id,
+            key.generation,
+            staged.generation,
+            nodes_after.clone(),
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                self.coord
+                    .drop_staged(&key.key_id, staged.generation, &participants)
+                    .await;
+                return Err(e);
+            }
+        };
+        let commit = self
+            .coord
+            .commit(&key.key_id, staged.generation, &nodes_after)
+            .await;
+        if !commit.missed.is_empty() {
+            tracing::warn!(key = %key.key_id, generation = staged.generation, missed = ?commit.missed, "generation recorded; some holders commit later");
+        }
+        Ok(rec)
+    }
+
+    /// Commits or drops the generations the nodes report staged (see the module doc).
+    /// Returns how many were resolved.
+    pub(crate) async fn resolve_staged(&self) -> usize {
+        let (up, _down) = self.coord.survey().await;
+        let mut n = 0;
+        for (node, health) in up {
+            for st in health.staged {
+                if self.staging.is_held(&st.key_id) {
+                    continue;
+                }
+                let key = match self.registry.get(&st.key_id) {
+                    Ok(k) => Some(k),
+                    Err(e) if e.code == Code::KeyNotFound => None,
+                    // The registry cannot say: decide nothing now.
+                    Err(_) => continue,
+                };
+                let commit = key
+                    .as_ref()
+                    .is_some_and(|k| k.generation == st.generation && k.nodes.contains(&node));
+                match self
+                    .coord
+                    .resolve(node, &st.key_id, st.generation, commit)
+                    .await
+                {
+                    Ok(res) => {
+                        n += 1;
+                        tracing::info!(node, key = %st.key_id, generation = st.generation, ?res, "staged generation resolved");
+                        let _ = self.audit.append(
+                            NewEntry::new("KEY_GENERATION", AuditResult::Ok)
+                                .key_id(&st.key_id)
+                                .nodes(vec![node])
+                                .details(json!({"generation": st.generation, "resolution": if commit {"COMMIT"} else {"DROP"}, "after": "node restart or missed commit"})),
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(node, key = %st.key_id, generation = st.generation, "resolving a staged generation failed: {e}")
+                    }
+                }
+            }
+        }
+        n
+    }
+}
