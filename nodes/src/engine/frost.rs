@@ -96,10 +96,12 @@ pub fn decode_share(
     Ok((kp, pkp))
 }
 
-/// The DKG rounds shared by keygen and refresh: round-1 packages broadcast, round-2
-/// packages p2p (secret), echo of the broadcasts before the result is used.
+/// The DKG rounds shared by keygen and refresh: round-1 packages broadcast (in round
+/// `first`), round-2 packages p2p (secret, `first + 1`), echo of the broadcasts
+/// (`first + 2`) before the result is used.
 async fn dkg_rounds(
     net: &mut Net,
+    first: u16,
     r1: dkg::round1::Package,
     part2: impl FnOnce(
         &BTreeMap<Identifier, dkg::round1::Package>,
@@ -119,10 +121,10 @@ async fn dkg_rounds(
     EngineError,
 > {
     let peers = net.peers();
-    net.broadcast(1, &r1.serialize().map_err(|e| fe("round 1", e, None))?)
+    net.broadcast(first, &r1.serialize().map_err(|e| fe("round 1", e, None))?)
         .await?;
     let mut r1_all = BTreeMap::new();
-    for (p, b) in net.recv_from(1, &peers, true).await? {
+    for (p, b) in net.recv_from(first, &peers, true).await? {
         let pkg =
             dkg::round1::Package::deserialize(&b).map_err(|e| fe("round 1 package", e, Some(p)))?;
         r1_all.insert(ident(p)?, pkg);
@@ -133,15 +135,15 @@ async fn dkg_rounds(
             EngineError::protocol(format!("no round 2 package for node {p}"), None)
         })?;
         let bytes = Zeroizing::new(pkg.serialize().map_err(|e| fe("round 2", e, None))?);
-        net.send(*p, 2, &bytes).await?;
+        net.send(*p, first + 1, &bytes).await?;
     }
     let mut r2_all = BTreeMap::new();
-    for (p, b) in net.recv_from(2, &peers, false).await? {
+    for (p, b) in net.recv_from(first + 1, &peers, false).await? {
         let pkg =
             dkg::round2::Package::deserialize(&b).map_err(|e| fe("round 2 package", e, Some(p)))?;
         r2_all.insert(ident(p)?, pkg);
     }
-    net.echo(3).await?;
+    net.echo(first + 2).await?;
     Ok((s2, r1_all, r2_all))
 }
 
@@ -154,7 +156,7 @@ pub async fn keygen(
     let n = u16::try_from(holders.len()).map_err(|_| EngineError::request("too many nodes"))?;
     let (s1, r1) = dkg::part1(ident(net.me())?, n, threshold, OsRng)
         .map_err(|e| EngineError::request(format!("FROST keygen {threshold} of {n}: {e}")))?;
-    let (s2, r1_all, r2_all) = dkg_rounds(net, r1, |r1| dkg::part2(s1, r1)).await?;
+    let (s2, r1_all, r2_all) = dkg_rounds(net, 1, r1, |r1| dkg::part2(s1, r1)).await?;
     let (kp, pkp) = dkg::part3(&s2, &r1_all, &r2_all)
         .map_err(|e| fe("round 3", e.clone(), culprit(&e, &holders)))?;
     record(key_id, threshold, holders, &kp, &pkp)
@@ -206,22 +208,15 @@ pub async fn refresh(
 ) -> Result<(ShardRecord, [u8; 32]), EngineError> {
     let (kp, pkp) = decode_share(rec, net.me())?;
     let holders = rec.holders.clone();
-    if net.participants() != holders.as_slice() {
+    // Holders are in party order, which a move leaves unsorted; participants are sorted.
+    let mut sorted = holders.clone();
+    sorted.sort_unstable();
+    if net.participants() != sorted.as_slice() {
         return Err(EngineError::request(
             "a FROST refresh needs every holder of the key",
         ));
     }
-    let n = u16::try_from(holders.len()).map_err(|_| EngineError::request("too many nodes"))?;
-    let (s1, r1) =
-        frost::keys::refresh::refresh_dkg_part1(ident(net.me())?, n, rec.threshold, OsRng)
-            .map_err(|e| fe("refresh round 1", e, None))?;
-    let (s2, r1_all, r2_all) = dkg_rounds(net, r1, |r1| {
-        frost::keys::refresh::refresh_dkg_part2(s1, r1)
-    })
-    .await?;
-    let (new_kp, new_pkp) =
-        frost::keys::refresh::refresh_dkg_shares(&s2, &r1_all, &r2_all, pkp, kp)
-            .map_err(|e| fe("refresh", e.clone(), culprit(&e, &holders)))?;
+    let (new_kp, new_pkp) = refresh_rounds(net, 1, &holders, rec.threshold, kp, pkp).await?;
     let (new, package) = record(&rec.key_id, rec.threshold, holders, &new_kp, &new_pkp)?;
     if new.public_key != rec.public_key {
         return Err(EngineError::protocol(
@@ -232,15 +227,278 @@ pub async fn refresh(
     Ok((new, package))
 }
 
-/// Rebuilds `r.replaces`'s share on `r.target` (FROST `repair_share`), then refreshes
-/// among all of `r.holders`. `rec` is this node's committed shard (`None` on the target).
+/// The DKG-style refresh among all participants (`holders`), from rounds `first` to
+/// `first + 2`: every share gets a share of zero added, the public key stays.
+async fn refresh_rounds(
+    net: &mut Net,
+    first: u16,
+    holders: &[NodeId],
+    threshold: u16,
+    kp: KeyPackage,
+    pkp: PublicKeyPackage,
+) -> Result<(KeyPackage, PublicKeyPackage), EngineError> {
+    let n = u16::try_from(holders.len()).map_err(|_| EngineError::request("too many nodes"))?;
+    let (s1, r1) = frost::keys::refresh::refresh_dkg_part1(ident(net.me())?, n, threshold, OsRng)
+        .map_err(|e| fe("refresh round 1", e, None))?;
+    let (s2, r1_all, r2_all) = dkg_rounds(net, first, r1, |r1| {
+        frost::keys::refresh::refresh_dkg_part2(s1, r1)
+    })
+    .await?;
+    frost::keys::refresh::refresh_dkg_shares(&s2, &r1_all, &r2_all, pkp, kp)
+        .map_err(|e| fe("refresh", e.clone(), culprit(&e, holders)))
+}
+
+/// Scalar and point arithmetic on the ed25519 group through frost's own traits, for the
+/// Lagrange interpolation in the exponent a repair needs (frost-core keeps its own
+/// helpers for that crate-private).
+mod exponent {
+    use super::{EngineError, Identifier, NodeId, frost};
+    use frost::{Ed25519Group, Ed25519ScalarField, Field, Group};
+    use std::collections::BTreeMap;
+
+    pub type Point = <Ed25519Group as Group>::Element;
+    type Scalar = <Ed25519ScalarField as Field>::Scalar;
+
+    fn scalar(id: &Identifier) -> Result<Scalar, EngineError> {
+        let bytes: [u8; 32] = id
+            .serialize()
+            .try_into()
+            .map_err(|_| EngineError::protocol("a FROST identifier is not 32 bytes", None))?;
+        Ed25519ScalarField::deserialize(&bytes)
+            .map_err(|_| EngineError::protocol("a FROST identifier is not a scalar", None))
+    }
+
+    pub fn point(bytes: &[u8], from: NodeId) -> Result<Point, EngineError> {
+        let malformed = || {
+            EngineError::protocol(
+                format!("node {from} sent a malformed verifying share"),
+                Some(from),
+            )
+        };
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| malformed())?;
+        Ed25519Group::deserialize(&bytes).map_err(|_| malformed())
+    }
+
+    pub fn bytes(p: &Point) -> Result<Vec<u8>, EngineError> {
+        Ed25519Group::serialize(p)
+            .map(|b| b.to_vec())
+            .map_err(|_| EngineError::protocol("a verifying share is the identity", None))
+    }
+
+    /// The point at `at` (or at 0 for `None`) of the polynomial through `points`,
+    /// interpolated over the identifiers `xs`.
+    pub fn interpolate(
+        points: &BTreeMap<Identifier, Point>,
+        xs: &[Identifier],
+        at: Option<Identifier>,
+    ) -> Result<Point, EngineError> {
+        let x = match at {
+            Some(a) => scalar(&a)?,
+            None => Ed25519ScalarField::zero(),
+        };
+        let mut acc = Ed25519Group::identity();
+        for i in xs {
+            let xi = scalar(i)?;
+            let mut num = Ed25519ScalarField::one();
+            let mut den = Ed25519ScalarField::one();
+            for j in xs.iter().filter(|j| *j != i) {
+                let xj = scalar(j)?;
+                num = num * (x - xj);
+                den = den * (xi - xj);
+            }
+            let lambda = num
+                * Ed25519ScalarField::invert(&den)
+                    .map_err(|_| EngineError::protocol("repeated FROST identifier", None))?;
+            let p = points
+                .get(i)
+                .ok_or_else(|| EngineError::protocol("a verifying share is missing", None))?;
+            acc = acc + *p * lambda;
+        }
+        Ok(acc)
+    }
+}
+
+/// Rebuilds `r.replaces`'s share on `r.target` (FROST repairable threshold scheme,
+/// `repair_share_part1..3`), then refreshes among all of `r.holders`. `rec` is this
+/// node's committed shard (`None` on the target).
+///
+/// FROST identifiers are node ids, so a move enrolls a new identifier: the key's public
+/// package gets a verifying share for the target (the helpers' interpolated at its
+/// identifier) and loses the one of the node moved off. Rounds: 1 the helpers' verifying
+/// shares (broadcast; everyone checks they lie on the key's polynomial, helpers also
+/// against their stored package); 2 deltas among the repair helpers (the first
+/// `threshold` non-target participants); 3 each repair helper's sigma to the target,
+/// which checks its new share against its verifying share; 4–6 a refresh among all, so
+/// every share changes and the share of the node moved off (or a stale copy of the lost
+/// one) combines with none of the new ones.
 pub async fn repair(
-    _net: &mut Net,
-    _rec: Option<&ShardRecord>,
+    net: &mut Net,
+    rec: Option<&ShardRecord>,
     r: &RepairOp,
 ) -> Result<(ShardRecord, [u8; 32]), EngineError> {
-    Err(EngineError::unsupported(format!(
-        "FROST repair of key `{}` is not built yet",
-        r.key_id
-    )))
+    let me = net.me();
+    // A helper checks the request against its record before anything else.
+    if let Some(rec) = rec {
+        super::dkls::check_repair(rec, r, me)?;
+    }
+    let t = r.threshold;
+    let holders = r.holders.clone();
+    let vk = frost::VerifyingKey::deserialize(&r.public_key)
+        .map_err(|_| EngineError::request("the repair names a malformed public key"))?;
+    let target = ident(r.target)?;
+    let helpers: Vec<NodeId> = net
+        .participants()
+        .iter()
+        .copied()
+        .filter(|p| *p != r.target)
+        .collect();
+    if helpers.len() < usize::from(t) || t < 2 {
+        return Err(EngineError::request(format!(
+            "a FROST repair needs at least {t} helpers besides the target"
+        )));
+    }
+    // The repair helpers: the first `threshold` of the others (participants are sorted),
+    // so every helper picks the same set.
+    let repairers: Vec<NodeId> = helpers.iter().copied().take(usize::from(t)).collect();
+
+    let held = match rec {
+        Some(rec) => {
+            let (kp, pkp) = decode_share(rec, me)?;
+            if *kp.identifier() != ident(me)?
+                || pkp.min_signers() != Some(t)
+                || *pkp.verifying_key() != vk
+            {
+                return Err(EngineError::storage(format!(
+                    "node {me}'s stored share of key `{}` does not match its record",
+                    r.key_id
+                )));
+            }
+            Some((kp, pkp))
+        }
+        None if me == r.target => None,
+        None => return Err(EngineError::request("a repair helper must hold the key")),
+    };
+
+    // Round 1: the helpers' verifying shares.
+    let others: Vec<NodeId> = helpers.iter().copied().filter(|h| *h != me).collect();
+    let mut points = BTreeMap::new();
+    if let Some((kp, _)) = &held {
+        let mine = kp
+            .verifying_share()
+            .serialize()
+            .map_err(|e| fe("verifying share", e, None))?;
+        net.broadcast(1, &mine).await?;
+        points.insert(ident(me)?, exponent::point(&mine, me)?);
+    }
+    for (p, b) in net.recv_from(1, &others, true).await? {
+        if let Some((_, pkp)) = &held {
+            let stored = pkp
+                .verifying_shares()
+                .get(&ident(p)?)
+                .map(|v| v.serialize())
+                .transpose()
+                .map_err(|e| fe("verifying share", e, None))?;
+            if stored.as_deref() != Some(&b[..]) {
+                return Err(EngineError::protocol(
+                    format!(
+                        "node {p} sent a verifying share other than the one node {me} holds for it"
+                    ),
+                    Some(p),
+                ));
+            }
+        }
+        points.insert(ident(p)?, exponent::point(&b, p)?);
+    }
+    let xs: Vec<Identifier> = points.keys().copied().collect();
+    let key_point = exponent::point(&r.public_key, me)
+        .map_err(|_| EngineError::request("the repair names a malformed public key"))?;
+    for window in xs.windows(usize::from(t)) {
+        if exponent::interpolate(&points, window, None)? != key_point {
+            return Err(EngineError::protocol(
+                "the helpers' verifying shares do not give the key's public key",
+                None,
+            ));
+        }
+    }
+    let target_point = exponent::interpolate(&points, &xs[..usize::from(t)], Some(target))?;
+    let mut shares = BTreeMap::new();
+    for (i, p) in points.iter().chain([(&target, &target_point)]) {
+        shares.insert(
+            *i,
+            frost::keys::VerifyingShare::deserialize(&exponent::bytes(p)?)
+                .map_err(|e| fe("verifying share", e, None))?,
+        );
+    }
+    let expected_target = shares
+        .get(&target)
+        .copied()
+        .ok_or_else(|| EngineError::protocol("no verifying share for the target", None))?;
+    let package = PublicKeyPackage::new(shares, vk, Some(t));
+
+    let kp = match held {
+        Some((kp, _)) => {
+            // Rounds 2 and 3: deltas among the repair helpers, then their sigmas to the
+            // target. The others help only with the refresh.
+            if repairers.contains(&me) {
+                let ids = repairers
+                    .iter()
+                    .map(|h| ident(*h))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let deltas =
+                    frost::keys::repairable::repair_share_part1::<frost::Ed25519Sha512, _>(
+                        &ids, &kp, &mut OsRng, target,
+                    )
+                    .map_err(|e| fe("repair", e, None))?;
+                let peers: Vec<NodeId> = repairers.iter().copied().filter(|h| *h != me).collect();
+                for p in &peers {
+                    let d = deltas.get(&ident(*p)?).ok_or_else(|| {
+                        EngineError::protocol(format!("no repair delta for node {p}"), None)
+                    })?;
+                    net.send(*p, 2, &Zeroizing::new(d.serialize())).await?;
+                }
+                let mut received =
+                    vec![*deltas.get(&ident(me)?).ok_or_else(|| {
+                        EngineError::protocol("no repair delta for this node", None)
+                    })?];
+                for (p, b) in net.recv_from(2, &peers, false).await? {
+                    received.push(
+                        frost::keys::repairable::Delta::deserialize(&b)
+                            .map_err(|e| fe("repair delta", e, Some(p)))?,
+                    );
+                }
+                let sigma = frost::keys::repairable::repair_share_part2(&received);
+                net.send(r.target, 3, &Zeroizing::new(sigma.serialize()))
+                    .await?;
+            }
+            kp
+        }
+        None => {
+            let mut sigmas = Vec::new();
+            for (p, b) in net.recv_from(3, &repairers, false).await? {
+                sigmas.push(
+                    frost::keys::repairable::Sigma::deserialize(&b)
+                        .map_err(|e| fe("repair sigma", e, Some(p)))?,
+                );
+            }
+            let kp = frost::keys::repairable::repair_share_part3(&sigmas, target, &package)
+                .map_err(|e| fe("repair", e, None))?;
+            // Part 3 does not check the share: a wrong sigma would go unnoticed until
+            // the first signature.
+            if *kp.verifying_share() != expected_target {
+                return Err(EngineError::protocol(
+                    "the repaired share does not match the helpers' verifying shares",
+                    None,
+                ));
+            }
+            kp
+        }
+    };
+
+    // Rounds 4–6: a refresh among all holders, from the package with the target in it.
+    let (new_kp, new_pkp) = refresh_rounds(net, 4, &holders, t, kp, package).await?;
+    let (new, digest) = record(&r.key_id, t, holders, &new_kp, &new_pkp)?;
+    if new.public_key != r.public_key {
+        return Err(EngineError::protocol("repair changed the public key", None));
+    }
+    Ok((new, digest))
 }
