@@ -100,7 +100,7 @@ impl Host {
 
     async fn sign(&self, req: &SignRequest, digest: &[u8]) -> Result<SignOutcome, CoordError> {
         self.coord
-            .sign_with(Algo::Dkls23, KEY, &self.pair, digest, req)
+            .sign_with(Algo::Dkls23, KEY, 1, &self.pair, digest, req)
             .await
     }
 
@@ -140,7 +140,7 @@ fn approve(key: &KeyFile, req: &SignRequest) -> ApprovalSignature {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hostile_host_cannot_make_the_nodes_sign_what_the_bundle_does_not_allow() {
     let (cluster, coord) = Cluster::start_with_policies(false, &default_policies_dir()).await;
-    let k = coord.keygen(Algo::Dkls23, KEY, 2, 3).await.unwrap();
+    let k = common::keygen(&coord, Algo::Dkls23, KEY, 2, 3).await;
     let mut rt = PluginRuntime::new(RuntimeConfig::default()).unwrap();
     rt.load_manifest(&custos_plugin_artifacts::manifest_path())
         .unwrap();

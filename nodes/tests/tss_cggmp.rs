@@ -12,7 +12,7 @@ use custos_wire::{Algo, FailureKind};
 async fn cggmp21_keygen_sign_and_no_refresh() {
     let (cluster, mut coord) = Cluster::start(true).await;
     coord.session_timeout = std::time::Duration::from_secs(600);
-    let k = coord.keygen(Algo::Cggmp21, "k-cggmp", 2, 3).await.unwrap();
+    let k = common::keygen(&coord, Algo::Cggmp21, "k-cggmp", 2, 3).await;
     cluster.write_shard_fixture_if_asked(
         k.holders[0],
         "k-cggmp",
@@ -25,6 +25,7 @@ async fn cggmp21_keygen_sign_and_no_refresh() {
         .sign_with(
             Algo::Cggmp21,
             "k-cggmp",
+            1,
             &pair,
             &hash,
             &common::hash_request(Algo::Cggmp21, "k-cggmp", &hash),
@@ -41,7 +42,7 @@ async fn cggmp21_keygen_sign_and_no_refresh() {
         vk
     );
     match coord
-        .refresh(Algo::Cggmp21, "k-cggmp", &k.holders)
+        .refresh(Algo::Cggmp21, "k-cggmp", 1, &k.holders)
         .await
         .unwrap_err()
     {

@@ -49,7 +49,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
     }
 
     // DKLS23: 3 shards, threshold 2, on 3 of the 4 nodes; every holder pair signs.
-    let k = coord.keygen(Algo::Dkls23, "k-dkls", 2, 3).await.unwrap();
+    let k = common::keygen(&coord, Algo::Dkls23, "k-dkls", 2, 3).await;
     assert_eq!(k.holders.len(), 3);
     assert_eq!(k.public_key.len(), 33);
     cluster.write_shard_fixture_if_asked(
@@ -64,6 +64,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
             .sign_with(
                 Algo::Dkls23,
                 "k-dkls",
+                1,
                 &pair,
                 &hash,
                 &common::hash_request(Algo::Dkls23, "k-dkls", &hash),
@@ -80,7 +81,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
     }
 
     // FROST ed25519: keygen and signing by every pair, verify_strict.
-    let f = coord.keygen(Algo::Frost, "k-frost", 2, 3).await.unwrap();
+    let f = common::keygen(&coord, Algo::Frost, "k-frost", 2, 3).await;
     assert_eq!(f.public_key.len(), 32);
     cluster.write_shard_fixture_if_asked(
         f.holders[0],
@@ -94,6 +95,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
             .sign_with(
                 Algo::Frost,
                 "k-frost",
+                1,
                 &pair,
                 &msg,
                 &common::hash_request(Algo::Frost, "k-frost", &msg),
@@ -106,10 +108,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
 
     // Refresh: same public key, new shards, still signing.
     assert_eq!(
-        coord
-            .refresh(Algo::Dkls23, "k-dkls", &k.holders)
-            .await
-            .unwrap(),
+        common::refresh(&coord, Algo::Dkls23, "k-dkls", 1, &k.holders).await,
         k.public_key
     );
     let hash = sha2_digest(b"after refresh");
@@ -117,6 +116,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         .sign(
             Algo::Dkls23,
             "k-dkls",
+            2,
             &k.holders,
             2,
             &hash,
@@ -126,16 +126,14 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         .unwrap();
     verify_ecdsa(&k.public_key, &hash, &s.signature, s.recovery_id);
     assert_eq!(
-        coord
-            .refresh(Algo::Frost, "k-frost", &f.holders)
-            .await
-            .unwrap(),
+        common::refresh(&coord, Algo::Frost, "k-frost", 1, &f.holders).await,
         f.public_key
     );
     let s = coord
         .sign(
             Algo::Frost,
             "k-frost",
+            2,
             &f.holders,
             2,
             &sha2_digest(b"after refresh"),
@@ -156,6 +154,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         .sign(
             Algo::Dkls23,
             "k-dkls",
+            2,
             &k.holders,
             2,
             &hash,
@@ -166,10 +165,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
     verify_ecdsa(&k.public_key, &hash, &s.signature, s.recovery_id);
     let signing = std::mem::take(&mut *rounds.lock().unwrap());
     assert_eq!(signing.iter().max(), Some(&3), "{signing:?}");
-    coord
-        .refresh(Algo::Dkls23, "k-dkls", &k.holders)
-        .await
-        .unwrap();
+    common::refresh(&coord, Algo::Dkls23, "k-dkls", 2, &k.holders).await;
     coord.set_relay_hook(None);
     assert!(
         rounds.lock().unwrap().contains(&4),
@@ -191,6 +187,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         .sign(
             Algo::Dkls23,
             "k-dkls",
+            3,
             &k.holders,
             2,
             &sha2_digest(b"tampered"),
@@ -214,6 +211,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         .sign(
             Algo::Dkls23,
             "k-dkls",
+            3,
             &k.holders,
             2,
             &hash,
@@ -224,7 +222,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
     verify_ecdsa(&k.public_key, &hash, &s.signature, s.recovery_id);
 
     // Destroy: the shard is erased from every holder, and its bytes are gone from disk.
-    let g = coord.keygen(Algo::Dkls23, "k-gone", 2, 3).await.unwrap();
+    let g = common::keygen(&coord, Algo::Dkls23, "k-gone", 2, 3).await;
     let holder = g.holders[0];
     let raw = custos_node::store::raw_value(&cluster.data_dir(holder), Kind::Shard, "k-gone")
         .expect("the encrypted shard is on disk before destroy");
@@ -243,6 +241,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         .sign(
             Algo::Dkls23,
             "k-gone",
+            1,
             &g.holders,
             2,
             &hash,
@@ -275,6 +274,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         .sign(
             Algo::Dkls23,
             "k-dkls",
+            3,
             &k.holders,
             2,
             &hash,
@@ -288,6 +288,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         .sign(
             Algo::Dkls23,
             "k-dkls",
+            3,
             &k.holders,
             2,
             &hash,
@@ -297,12 +298,13 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         .unwrap();
     assert!(!s.signers.contains(&down1));
     verify_ecdsa(&k.public_key, &hash, &s.signature, s.recovery_id);
-    let after = coord.keygen(Algo::Dkls23, "k-after", 2, 3).await.unwrap();
+    let after = common::keygen(&coord, Algo::Dkls23, "k-after", 2, 3).await;
     assert!(!after.holders.contains(&down1));
     let s = coord
         .sign(
             Algo::Dkls23,
             "k-dkls",
+            3,
             &k.holders,
             2,
             &hash,
@@ -318,6 +320,7 @@ async fn four_nodes_keygen_sign_refresh_tamper_destroy_and_outage() {
         .sign(
             Algo::Dkls23,
             "k-dkls",
+            3,
             &k.holders,
             2,
             &hash,

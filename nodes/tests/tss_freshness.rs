@@ -192,6 +192,7 @@ fn fresh_start(algo: Algo, op: Op, participants: &[NodeId]) -> Start {
 fn sign_op(key_id: &str, hash: &[u8; 32]) -> Op {
     Op::Sign {
         key_id: key_id.into(),
+        generation: custos_wire::FIRST_GENERATION,
         message: hash.to_vec(),
         request: Box::new(hash_request(Algo::Dkls23, key_id, hash)),
     }
@@ -227,18 +228,18 @@ async fn replays_recorded_messages_duplicates_and_bans_are_refused() {
     let host = Host::new(&cluster, &coord);
 
     // e. The normal path: DKLS23 and FROST keys, signed through the coordinator.
-    let k = coord.keygen(Algo::Dkls23, "k-fresh", 2, 3).await.unwrap();
+    let k = common::keygen(&coord, Algo::Dkls23, "k-fresh", 2, 3).await;
     let hash = sha256(b"normal path");
     let req = hash_request(Algo::Dkls23, "k-fresh", &hash);
     let s = coord
-        .sign(Algo::Dkls23, "k-fresh", &k.holders, 2, &hash, &req)
+        .sign(Algo::Dkls23, "k-fresh", 1, &k.holders, 2, &hash, &req)
         .await
         .unwrap();
     verify_ecdsa(&k.public_key, &hash, &s.signature);
-    let f = coord.keygen(Algo::Frost, "k-fresh-ed", 2, 3).await.unwrap();
+    let f = common::keygen(&coord, Algo::Frost, "k-fresh-ed", 2, 3).await;
     let req = hash_request(Algo::Frost, "k-fresh-ed", &hash);
     let s = coord
-        .sign(Algo::Frost, "k-fresh-ed", &f.holders, 2, &hash, &req)
+        .sign(Algo::Frost, "k-fresh-ed", 1, &f.holders, 2, &hash, &req)
         .await
         .unwrap();
     verify_ed25519(&f.public_key, &hash, &s.signature);
@@ -453,7 +454,7 @@ async fn replays_recorded_messages_duplicates_and_bans_are_refused() {
     }
 
     // d. A ban made by hand: node x (stopped) bans node y from key k-ban.
-    let kb = coord.keygen(Algo::Dkls23, "k-ban", 2, 3).await.unwrap();
+    let kb = common::keygen(&coord, Algo::Dkls23, "k-ban", 2, 3).await;
     let (x, y, z) = (kb.holders[0], kb.holders[1], kb.holders[2]);
     let configs: BTreeMap<NodeId, std::path::PathBuf> = [x, z]
         .iter()
@@ -520,7 +521,7 @@ async fn replays_recorded_messages_duplicates_and_bans_are_refused() {
     let hash = sha256(b"after the ban");
     let req = hash_request(Algo::Dkls23, "k-ban", &hash);
     let s = coord
-        .sign(Algo::Dkls23, "k-ban", &[x, y, z], 2, &hash, &req)
+        .sign(Algo::Dkls23, "k-ban", 1, &[x, y, z], 2, &hash, &req)
         .await
         .unwrap();
     let mut expected = vec![x, z];
@@ -529,7 +530,7 @@ async fn replays_recorded_messages_duplicates_and_bans_are_refused() {
     verify_ecdsa(&kb.public_key, &hash, &s.signature);
     // Asked for the banned pair exactly, it is refused by x.
     let err = coord
-        .sign_with(Algo::Dkls23, "k-ban", &[x, y], &hash, &req)
+        .sign_with(Algo::Dkls23, "k-ban", 1, &[x, y], &hash, &req)
         .await
         .unwrap_err()
         .to_string();
@@ -539,7 +540,7 @@ async fn replays_recorded_messages_duplicates_and_bans_are_refused() {
     );
     // A refresh needs all three, which the ban forbids: the error says which ban.
     let err = coord
-        .refresh(Algo::Dkls23, "k-ban", &kb.holders)
+        .refresh(Algo::Dkls23, "k-ban", 1, &kb.holders)
         .await
         .unwrap_err();
     assert!(matches!(err, CoordError::Banned { .. }), "{err}");
@@ -554,6 +555,7 @@ async fn replays_recorded_messages_duplicates_and_bans_are_refused() {
         .sign_with(
             Algo::Dkls23,
             "k-fresh",
+            1,
             &[a, b],
             &other,
             &hash_request(Algo::Dkls23, "k-fresh", &other),

@@ -102,8 +102,8 @@ async fn callers_passphrases_tampering_and_plaintext() {
     }
 
     // Two keys on the same nodes; one byte flipped in one stored shard on node 1.
-    let a = coord.keygen(Algo::Dkls23, "key-a", 2, 3).await.unwrap();
-    let b = coord.keygen(Algo::Dkls23, "key-b", 2, 3).await.unwrap();
+    let a = common::keygen(&coord, Algo::Dkls23, "key-a", 2, 3).await;
+    let b = common::keygen(&coord, Algo::Dkls23, "key-b", 2, 3).await;
     // Keygen spreads keys over the least-loaded nodes; two holders share both keys.
     let common: Vec<u16> = a
         .holders
@@ -148,6 +148,7 @@ async fn callers_passphrases_tampering_and_plaintext() {
         .sign_with(
             Algo::Dkls23,
             "key-a",
+            1,
             &[victim, other],
             &hash,
             &common::hash_request(Algo::Dkls23, "key-a", &hash),
@@ -165,6 +166,7 @@ async fn callers_passphrases_tampering_and_plaintext() {
         .sign_with(
             Algo::Dkls23,
             "key-b",
+            1,
             &[victim, other],
             &hash,
             &common::hash_request(Algo::Dkls23, "key-b", &hash),

@@ -224,3 +224,122 @@ pub fn hash_request(
         position: 0,
     }
 }
+
+/// A key generation as the host does it: the DKG stages generation 1 on every holder,
+/// then (the key "registered") every holder commits it.
+pub async fn keygen(
+    coord: &Coordinator,
+    algo: custos_wire::Algo,
+    key_id: &str,
+    threshold: u16,
+    shares: usize,
+) -> custos_coordinator::KeyOutcome {
+    let k = coord
+        .keygen(algo, key_id, threshold, shares)
+        .await
+        .unwrap_or_else(|e| panic!("keygen of {key_id}: {e}"));
+    let c = coord
+        .commit(key_id, custos_wire::FIRST_GENERATION, &k.holders)
+        .await;
+    assert!(c.missed.is_empty(), "commit of {key_id}: {:?}", c.missed);
+    k
+}
+
+/// A refresh from committed `generation`, committed on every holder; returns the public
+/// key the nodes reported (the new generation is `generation + 1`).
+pub async fn refresh(
+    coord: &Coordinator,
+    algo: custos_wire::Algo,
+    key_id: &str,
+    generation: u64,
+    holders: &[u16],
+) -> Vec<u8> {
+    let st = coord
+        .refresh(algo, key_id, generation, holders)
+        .await
+        .unwrap_or_else(|e| panic!("refresh of {key_id}: {e}"));
+    assert_eq!(st.generation, generation + 1);
+    let c = coord.commit(key_id, st.generation, holders).await;
+    assert!(c.missed.is_empty(), "commit of {key_id}: {:?}", c.missed);
+    st.public_key
+}
+
+/// Every pair of `holders`.
+pub fn pairs(holders: &[u16]) -> Vec<[u16; 2]> {
+    let mut v = Vec::new();
+    for i in 0..holders.len() {
+        for j in i + 1..holders.len() {
+            v.push([holders[i], holders[j]]);
+        }
+    }
+    v
+}
+
+pub fn sha256(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
+}
+
+/// Checks a signature as a chain would: ECDSA over the 32-byte prehash (low-s, the
+/// recovery id recovering the key) for secp256k1 keys, `verify_strict` for ed25519.
+pub fn verify(algo: custos_wire::Algo, pk: &[u8], msg: &[u8], sig: &[u8], rid: Option<u8>) {
+    if algo == custos_wire::Algo::Frost {
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(pk.try_into().expect("32-byte key"))
+            .expect("key");
+        let sig = ed25519_dalek::Signature::from_bytes(sig.try_into().expect("64 bytes"));
+        vk.verify_strict(msg, &sig).expect("verify_strict");
+        return;
+    }
+    use k256::ecdsa::{RecoveryId, Signature, VerifyingKey, signature::hazmat::PrehashVerifier};
+    let vk = VerifyingKey::from_sec1_bytes(pk).expect("public key");
+    let sig = Signature::from_slice(sig).expect("r||s");
+    assert!(sig.normalize_s().is_none(), "low-s");
+    vk.verify_prehash(msg, &sig).expect("signature verifies");
+    let rid = RecoveryId::from_byte(rid.expect("recovery id")).expect("valid recovery id");
+    let recovered = VerifyingKey::recover_from_prehash(msg, &sig, rid).expect("recovers");
+    assert_eq!(recovered, vk, "recovers the key's public key");
+}
+
+/// Every pair of `holders` signs a fresh message with `generation` of the key, and the
+/// signature verifies under `pk`.
+pub async fn every_pair_signs(
+    coord: &Coordinator,
+    algo: custos_wire::Algo,
+    key_id: &str,
+    generation: u64,
+    holders: &[u16],
+    pk: &[u8],
+) {
+    for pair in pairs(holders) {
+        let msg = sha256(format!("{key_id} g{generation} by {pair:?}").as_bytes());
+        let s = coord
+            .sign_with(
+                algo,
+                key_id,
+                generation,
+                &pair,
+                &msg,
+                &hash_request(algo, key_id, &msg),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{key_id} generation {generation}, pair {pair:?}: {e}"));
+        verify(algo, pk, &msg, &s.signature, s.recovery_id);
+    }
+}
+
+/// What a node holds of a key: (committed generation, staged generations).
+pub async fn held(coord: &Coordinator, node: u16, key_id: &str) -> (Option<u64>, Vec<u64>) {
+    let h = coord.health(node).await.unwrap();
+    let committed = h
+        .keys
+        .iter()
+        .position(|k| k == key_id)
+        .map(|i| h.generations[i]);
+    let staged = h
+        .staged
+        .iter()
+        .filter(|s| s.key_id == key_id)
+        .map(|s| s.generation)
+        .collect();
+    (committed, staged)
+}
