@@ -303,8 +303,8 @@ mod exponent {
             let mut den = Ed25519ScalarField::one();
             for j in xs.iter().filter(|j| *j != i) {
                 let xj = scalar(j)?;
-                num = num * (x - xj);
-                den = den * (xi - xj);
+                num *= x - xj;
+                den *= xi - xj;
             }
             let lambda = num
                 * Ed25519ScalarField::invert(&den)
@@ -312,7 +312,7 @@ mod exponent {
             let p = points
                 .get(i)
                 .ok_or_else(|| EngineError::protocol("a verifying share is missing", None))?;
-            acc = acc + *p * lambda;
+            acc += *p * lambda;
         }
         Ok(acc)
     }
