@@ -13,11 +13,14 @@
 //! - `custos plugin list|inspect`, `custos policy validate|test`, `custos pki init`.
 //! - `custos policy admin-keygen|bundle|sign|verify`, `custos approver keygen`: policy-admin
 //!   and approver keys, signed policy bundles (DESIGN §3a; `authority_cmd`).
+//! - `custos custodian keygen --id NAME --out FILE`: a backup custodian's age key; prints
+//!   the custodians-file line (DESIGN §4a; `custodian_cmd`).
 //!
 //! `dev` and `serve` log to stderr; `CUSTOS_LOG` (an env-filter, default `info`) sets the
 //! level, and the dev nodes inherit it. Must not: hold logic that a library crate should own.
 
 mod authority_cmd;
+mod custodian_cmd;
 mod policy_cmd;
 
 use anyhow::{Context, Result, bail};
@@ -131,6 +134,24 @@ enum Command {
     Approver {
         #[command(subcommand)]
         command: ApproverCommand,
+    },
+    /// Backup custodians' keys (age X25519 identities that open backup shares).
+    Custodian {
+        #[command(subcommand)]
+        command: CustodianCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CustodianCommand {
+    /// Write a new custodian age key file (owner only, never overwritten) and print its
+    /// custodians-file line (`{"id","recipient"}`). Nothing secret is printed.
+    Keygen {
+        /// The custodian's id (1–64 of [A-Za-z0-9._-]).
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -401,6 +422,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Approver {
             command: ApproverCommand::Keygen { id, out },
         } => authority_cmd::keygen(&id, custos_authority::keys::Role::Approver, &out),
+        Command::Custodian {
+            command: CustodianCommand::Keygen { id, out },
+        } => custodian_cmd::keygen(&id, &out),
         Command::Policy { .. } => unreachable!("handled in main"),
     }
 }

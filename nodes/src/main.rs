@@ -9,13 +9,18 @@
 //! - `custos-node ban --config FILE --key K --node N --reason TEXT`: records that this node
 //!   refuses every later session of key K with node N (as a DKLS23 `BanCounterparty` abort
 //!   does). The node must be stopped (its store is locked while it runs).
+//! - `custos-node backup --config FILE --custodians FILE --threshold M --out FILE`: an
+//!   encrypted backup of the store and identity, its key split M-of-N to the custodians
+//!   (works while the node runs; `custos_node::backup`).
+//! - `custos-node restore --config FILE --backup FILE --custodian-key FILE…
+//!   [--share FILE…] [--force]`: writes a backup back (node stopped, data folder empty).
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use custos_node::seal::{Identity, Sealer};
 use custos_node::service::{NodeService, State};
 use custos_node::store::{BanRecord, Store};
-use custos_node::{dek, engine};
+use custos_node::{backup, dek, engine};
 use custos_wire::{GroupFile, NodeConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +67,32 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Back up the store and identity, encrypted, the key split M-of-N to custodians.
+    Backup {
+        /// JSON array of {"id","recipient"} (what `custos custodian keygen` prints).
+        #[arg(long)]
+        custodians: PathBuf,
+        /// Custodians needed to restore (M).
+        #[arg(long)]
+        threshold: usize,
+        /// The backup file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup (node stopped; its data folder empty or absent).
+    Restore {
+        #[arg(long)]
+        backup: PathBuf,
+        /// A custodian's age key file (AGE-SECRET-KEY-1…); repeat for each custodian.
+        #[arg(long = "custodian-key")]
+        custodian_key: Vec<PathBuf>,
+        /// A share a custodian already opened with `age -d`; repeatable.
+        #[arg(long)]
+        share: Vec<PathBuf>,
+        /// Move a non-empty data folder aside (never deleted) and restore anyway.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -86,6 +117,23 @@ fn main() -> ExitCode {
             .config
             .context("--config is required")
             .and_then(|c| ban(&c, &key, node, &reason)),
+        Command::Backup {
+            custodians,
+            threshold,
+            out,
+        } => cli
+            .config
+            .context("--config is required")
+            .and_then(|c| backup(&c, &custodians, threshold, &out)),
+        Command::Restore {
+            backup,
+            custodian_key,
+            share,
+            force,
+        } => cli
+            .config
+            .context("--config is required")
+            .and_then(|c| restore(&c, &backup, custodian_key, share, force)),
         Command::GenPrimes { count, out } => {
             engine::cggmp::generate_primes_json(count).and_then(|j| {
                 std::fs::write(&out, j).with_context(|| format!("writing `{}`", out.display()))
@@ -146,6 +194,127 @@ fn ban(path: &std::path::Path, key_id: &str, node: u16, reason: &str) -> Result<
     Ok(())
 }
 
+fn backup(
+    path: &std::path::Path,
+    custodians: &std::path::Path,
+    threshold: usize,
+    out: &std::path::Path,
+) -> Result<()> {
+    let cfg = NodeConfig::load(path)?;
+    if out.exists() {
+        anyhow::bail!(
+            "`{}` already exists; refusing to overwrite it",
+            out.display()
+        );
+    }
+    let list = backup::load_custodians(custodians)?;
+    if threshold == 0 || threshold > list.len() {
+        anyhow::bail!(
+            "--threshold {threshold} is not possible with {} custodians (1 ≤ threshold ≤ {})",
+            list.len(),
+            list.len()
+        );
+    }
+    if threshold == 1 {
+        eprintln!(
+            "custos-node: warning: --threshold 1: any single custodian can restore this backup"
+        );
+    }
+    let pass = dek::passphrase(&cfg.passphrase)?;
+    let d = dek::open(&cfg.dek_file, cfg.id, pass.as_bytes())?;
+    drop(pass);
+    let s = backup::backup(
+        cfg.id,
+        &cfg.data_dir,
+        &cfg.identity_key,
+        &d,
+        &list,
+        threshold,
+    )?;
+    drop(d);
+    let text = serde_json::to_string_pretty(&s.file)?;
+    custos_node::backup::write_new(out, text.as_bytes())
+        .with_context(|| format!("writing `{}`", out.display()))?;
+    println!(
+        "node {}: backup `{}` written ({} records, {} keys), {} of {} custodians needed to restore: {}",
+        cfg.id,
+        out.display(),
+        s.file.records.values().sum::<usize>(),
+        s.file.records.get("shard").copied().unwrap_or(0),
+        threshold,
+        list.len(),
+        list.iter()
+            .map(|(c, _)| c.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if s.node_running {
+        println!(
+            "the node is running: read from a consistent read-only view; its BACKUP event is recorded when it next starts (`{}`)",
+            backup::pending_events_file(&cfg.data_dir).display()
+        );
+    }
+    Ok(())
+}
+
+fn restore(
+    path: &std::path::Path,
+    backup_file: &std::path::Path,
+    keys: Vec<PathBuf>,
+    shares: Vec<PathBuf>,
+    force: bool,
+) -> Result<()> {
+    let cfg = NodeConfig::load(path)?;
+    let b = backup::load_backup(backup_file)?;
+    let sources: Vec<backup::ShareSource> = keys
+        .into_iter()
+        .map(backup::ShareSource::CustodianKey)
+        .chain(shares.into_iter().map(backup::ShareSource::Share))
+        .collect();
+    if sources.is_empty() {
+        anyhow::bail!(
+            "give the shares of {} custodians: --custodian-key FILE or --share FILE, each repeatable",
+            b.threshold
+        );
+    }
+    let pass = dek::passphrase(&cfg.passphrase)?;
+    let d = dek::open(&cfg.dek_file, cfg.id, pass.as_bytes())?;
+    drop(pass);
+    let s = backup::restore(
+        cfg.id,
+        &cfg.data_dir,
+        &cfg.identity_key,
+        &d,
+        &b,
+        &sources,
+        force,
+    )?;
+    drop(d);
+    if let Some(aside) = &s.moved_aside {
+        println!(
+            "the existing data folder was moved to `{}`",
+            aside.display()
+        );
+    }
+    println!(
+        "node {}: restored the backup of {} ({} records, {} keys) with the shares of {}{}",
+        cfg.id,
+        s.created,
+        s.records,
+        s.keys,
+        s.custodians.join(", "),
+        if s.identity_written {
+            "; identity key restored"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "keys may be at older generations than the rest of the cluster: the host repairs them"
+    );
+    Ok(())
+}
+
 fn serve(path: &std::path::Path, stop_on_stdin_eof: bool) -> Result<()> {
     let cfg = NodeConfig::load(path)?;
     let pass = dek::passphrase(&cfg.passphrase)?;
@@ -161,6 +330,14 @@ fn serve(path: &std::path::Path, stop_on_stdin_eof: bool) -> Result<()> {
     )?);
     let store = Arc::new(Store::open(&cfg.data_dir, cfg.id, &d)?);
     drop(d);
+    // A backup taken while the node ran could not write its event into the locked store.
+    let pending = backup::record_pending_events(&store, &cfg.data_dir)?;
+    if pending > 0 {
+        tracing::info!(
+            events = pending,
+            "recorded the events of backups taken while running"
+        );
+    }
     let ca = std::fs::read(&cfg.tls.ca_cert)
         .with_context(|| format!("reading CA certificate `{}`", cfg.tls.ca_cert.display()))?;
     let cert = std::fs::read(&cfg.tls.cert)
