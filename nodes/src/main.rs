@@ -351,24 +351,19 @@ fn serve(path: &std::path::Path, stop_on_stdin_eof: bool) -> Result<()> {
         .parse()
         .with_context(|| format!("listen address `{}`", cfg.listen))?;
 
-    // The CGGMP21 primes pool fills in the background (generating primes is slow). From
-    // a fixture (tests, benchmarks) it is filled before the node serves, so a keygen
-    // right after start never races the pool.
-    if let Some(fixture) = &cfg.cggmp21.primes_fixture {
-        let n = engine::cggmp::fill_pool(&store, cfg.cggmp21.primes_pool, Some(fixture))?;
-        tracing::info!(sets = n, "CGGMP21 primes pool ready (fixture)");
-    } else {
-        let store = store.clone();
-        let target = cfg.cggmp21.primes_pool;
-        std::thread::Builder::new()
-            .name("primes-pool".into())
-            .spawn(
-                move || match engine::cggmp::fill_pool(&store, target, None) {
-                    Ok(n) => tracing::info!(sets = n, "CGGMP21 primes pool ready"),
-                    Err(e) => tracing::error!("CGGMP21 primes pool: {e:#}"),
-                },
-            )?;
-    }
+    // The CGGMP21 primes pool (generating primes is slow): from a fixture (tests,
+    // benchmarks) it is filled before the node serves, so a keygen right after start never
+    // races it; then it refills in the background whenever a keygen takes a set.
+    let primes_wait = std::env::var("CUSTOS_NODE_PRIMES_WAIT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(engine::cggmp::PRIMES_WAIT, Duration::from_secs);
+    engine::cggmp::start_pool(
+        store.clone(),
+        cfg.cggmp21.primes_pool,
+        cfg.cggmp21.primes_fixture.clone(),
+        primes_wait,
+    )?;
 
     let state = State::new(
         cfg.id,

@@ -36,6 +36,11 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 /// session, and the signers are chosen again at once.
 pub const LIVENESS_TTL: Duration = Duration::from_secs(2);
 
+/// At most this many sessions for one signature: a holder lost mid-session, or found
+/// without the key's shard, is replaced by another and the signature run again, within
+/// the request's deadline (one [`Coordinator::session_timeout`] for all attempts).
+const SIGN_ATTEMPTS: usize = 4;
+
 /// Where the host's TLS material is.
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
@@ -78,6 +83,26 @@ pub enum CoordError {
         /// (the node that banned, the banned node)
         bans: Vec<(NodeId, NodeId)>,
     },
+    /// A holder that is up but holds no usable shard of the key at the generation the
+    /// session names (its store was wiped, or it is at another generation). Nothing ran.
+    #[error("node {node} cannot sign: {message}")]
+    NotHeld { node: NodeId, message: String },
+    /// Too few holders are up and hold the key's shard at its generation.
+    #[error(
+        "not enough holders of key `{key_id}` at generation {generation}: {needed} needed, {} usable ({}); down or unreachable: {}; up without a usable shard (repair them): {}",
+        available.len(),
+        list(available),
+        list(down),
+        list(lacking)
+    )]
+    NotEnoughHolders {
+        key_id: String,
+        generation: u64,
+        needed: usize,
+        available: Vec<NodeId>,
+        down: Vec<NodeId>,
+        lacking: Vec<NodeId>,
+    },
     #[error("{0}")]
     Config(String),
 }
@@ -117,9 +142,9 @@ struct NodeHandle {
     channel: Channel,
 }
 
-/// One participant's stream of frames, tagged with its node.
+/// One participant's stream of frames, tagged with its node; `None` once it has ended.
 type SessionStream =
-    futures::stream::BoxStream<'static, (NodeId, Result<NodeFrame, tonic::Status>)>;
+    futures::stream::BoxStream<'static, (NodeId, Option<Result<NodeFrame, tonic::Status>>)>;
 
 /// A test hook that sees (and may alter) every relayed envelope. Only with the `testing`
 /// feature, which release binaries do not enable.
@@ -139,6 +164,13 @@ pub struct Coordinator {
     /// Each node's bans as its last health answer listed them (kept while it is down):
     /// no session pairs a node with a node it banned from that key.
     bans: Mutex<BTreeMap<NodeId, Vec<Ban>>>,
+    /// What each node's last health answer said it holds: key id -> committed generation
+    /// (`None` when the answer gave no generations).
+    holdings: Mutex<BTreeMap<NodeId, BTreeMap<String, Option<u64>>>>,
+    /// (node, key, generation) the node cannot sign with: it failed a session with
+    /// `NotHeld`, or a fresh health answer lacked the key at that generation. Signing
+    /// routes around it until a health answer lists the key at that generation again.
+    not_held: Mutex<BTreeSet<(NodeId, String, u64)>>,
 }
 
 /// One node as `GET /api/v1/nodes` shows it: what its health says, or only `up: false`
@@ -162,6 +194,15 @@ enum Attempt {
     Banned(NodeId, CoordError),
     /// The node refused because it runs as many sessions as it may (not down).
     Busy(NodeId, CoordError),
+    /// A participant went away mid-session: its stream failed, or ended without a
+    /// result (a node killed, a connection cut). It did not refuse anything.
+    Lost(NodeId, CoordError),
+    /// The participant holds no usable shard of the key at the session's generation
+    /// (`FailureKind::NotHeld`, reported after the hello, before any protocol message).
+    NotHeld(NodeId, CoordError),
+    /// The attempt's deadline passed with these participants still owing a result.
+    Stalled(Vec<NodeId>, CoordError),
+    /// Final: a refusal, a protocol failure (with or without blame), a bad output.
     Failed(CoordError),
 }
 
@@ -174,7 +215,13 @@ impl From<CoordError> for Attempt {
 impl Attempt {
     fn into_error(self) -> CoordError {
         match self {
-            Self::NotOpened(_, e) | Self::Banned(_, e) | Self::Busy(_, e) | Self::Failed(e) => e,
+            Self::NotOpened(_, e)
+            | Self::Banned(_, e)
+            | Self::Busy(_, e)
+            | Self::Lost(_, e)
+            | Self::NotHeld(_, e)
+            | Self::Stalled(_, e)
+            | Self::Failed(e) => e,
         }
     }
 }
@@ -241,6 +288,8 @@ impl Coordinator {
             relay_hook: Mutex::new(None),
             liveness: Mutex::new(BTreeMap::new()),
             bans: Mutex::new(BTreeMap::new()),
+            holdings: Mutex::new(BTreeMap::new()),
+            not_held: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -295,9 +344,74 @@ impl Coordinator {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id, h.bans.clone());
+            self.learn_holdings(id, h);
         }
         self.note(id, Some(h.is_ok()));
         h
+    }
+
+    /// Records what `h` says node `id` holds, and forgets the (key, generation) it was
+    /// marked unable to sign with that it now holds again (repaired, restored).
+    fn learn_holdings(&self, id: NodeId, h: &Health) {
+        let same_order = h.generations.len() == h.keys.len();
+        let held: BTreeMap<String, Option<u64>> = h
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let g = if same_order {
+                    h.generations.get(i).copied()
+                } else {
+                    None
+                };
+                (k.clone(), g)
+            })
+            .collect();
+        self.not_held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(n, k, g)| {
+                let holds_now = match held.get(k) {
+                    Some(Some(x)) => x == g,
+                    Some(None) => true,
+                    None => false,
+                };
+                *n != id || !holds_now
+            });
+        self.holdings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, held);
+    }
+
+    /// Whether node `id` was marked unable to sign `key_id` at `generation`.
+    fn marked_not_held(&self, id: NodeId, key_id: &str, generation: u64) -> bool {
+        self.not_held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(id, key_id.to_string(), generation))
+    }
+
+    /// Marks node `id` unable to sign `key_id` at `generation` (until a health answer
+    /// lists it there).
+    fn mark_not_held(&self, id: NodeId, key_id: &str, generation: u64) {
+        self.not_held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((id, key_id.to_string(), generation));
+    }
+
+    /// Whether node `id`'s last health answer (if any) lacks `key_id` at `generation`.
+    fn health_lacks(&self, id: NodeId, key_id: &str, generation: u64) -> bool {
+        let h = self.holdings.lock().unwrap_or_else(|p| p.into_inner());
+        match h.get(&id) {
+            None => false,
+            Some(held) => match held.get(key_id) {
+                None => true,
+                Some(None) => false,
+                Some(Some(g)) => *g != generation,
+            },
+        }
     }
 
     /// The bans each node reported last (kept while a node is down).
@@ -452,10 +566,19 @@ impl Coordinator {
         }
     }
 
-    /// Signs with the first `threshold` healthy holders of the key, in the order given (the
-    /// service turns the order request by request). If a chosen holder cannot open
-    /// the session (it went down since it was last seen up), it is marked down and the
-    /// signers are chosen once more; no protocol message was relayed in the failed try.
+    /// Signs with the first `threshold` usable holders of the key, in the order given (the
+    /// service turns the order request by request): up, and holding the key at
+    /// `generation` as far as their health and past sessions tell.
+    ///
+    /// A signature is not lost to a holder going away: a chosen holder that cannot open
+    /// the session, or that is lost mid-session (its stream fails or ends without a
+    /// result), is marked down; one that answers `NotHeld` is marked unable to sign this
+    /// key; a busy one is left out of this request; then the signers are chosen again and
+    /// the signature runs again, up to [`SIGN_ATTEMPTS`] sessions within one
+    /// `session_timeout`. A retry is a fresh session (new session id, fresh nonces), and
+    /// every node counts a request once in its velocity ledger however often it runs.
+    /// Refusals (`Refused`, a bad `Start`) and protocol failures (with or without blame;
+    /// a ban stays a ban) are final.
     #[allow(clippy::too_many_arguments)]
     pub async fn sign(
         &self,
@@ -467,55 +590,107 @@ impl Coordinator {
         message: &[u8],
         request: &SignRequest,
     ) -> Result<SignOutcome, CoordError> {
-        let signers = self.pick(key_id, holders, threshold).await?;
-        match self
-            .sign_attempt(algo, key_id, generation, &signers, message, request)
-            .await
-        {
-            Err(Attempt::NotOpened(node, e)) => {
-                tracing::warn!(
-                    node,
-                    "a chosen signer could not open the session ({e}); choosing again"
-                );
-                self.note(node, Some(false));
-                let signers = self.pick(key_id, holders, threshold).await?;
-                self.sign_attempt(algo, key_id, generation, &signers, message, request)
-                    .await
-                    .map_err(Attempt::into_error)
-            }
-            Err(Attempt::Busy(node, e)) => {
-                // A busy holder is up: sign with the others if enough are left, else say
-                // busy (503 with Retry-After), not "down".
-                tracing::info!(
-                    node,
-                    "a chosen signer is at its session cap; choosing others"
-                );
-                let others: Vec<NodeId> = holders.iter().copied().filter(|h| *h != node).collect();
-                let Ok(again) = self.pick(key_id, &others, threshold).await else {
-                    return Err(e);
-                };
-                self.sign_attempt(algo, key_id, generation, &again, message, request)
-                    .await
-                    .map_err(Attempt::into_error)
-            }
-            Err(Attempt::Banned(node, e)) => {
-                // The node knows a ban this host had not learned yet: learn it from the
-                // node's health and choose once more, without that pair.
-                tracing::warn!(
-                    node,
-                    "a chosen signer refused the session because of a ban ({e}); choosing again"
-                );
-                let _ = self.health(node).await;
-                let again = self.pick(key_id, holders, threshold).await?;
-                if again == signers {
-                    return Err(e);
+        let deadline = tokio::time::Instant::now() + self.session_timeout;
+        // A hung holder must not take the whole deadline: each session gets a share of it
+        // (well under the nodes' own message timeout), so another pair has time to sign.
+        let per_attempt = self.session_timeout / 3;
+        let mut busy: BTreeSet<NodeId> = BTreeSet::new();
+        let mut banned_retry: Option<Vec<NodeId>> = None;
+        let mut last: Option<CoordError> = None;
+        for _ in 0..SIGN_ATTEMPTS {
+            let candidates: Vec<NodeId> = holders
+                .iter()
+                .copied()
+                .filter(|h| !busy.contains(h))
+                .collect();
+            let signers = match self
+                .choose(key_id, Some(generation), &candidates, threshold)
+                .await
+            {
+                Ok(s) => s,
+                // Busy holders are up: say busy (503 with Retry-After), not "down".
+                Err(e) => {
+                    return Err(match last {
+                        Some(b @ CoordError::Busy { .. }) => b,
+                        _ => e,
+                    });
                 }
-                self.sign_attempt(algo, key_id, generation, &again, message, request)
-                    .await
-                    .map_err(Attempt::into_error)
+            };
+            if let Some(prev) = banned_retry.take()
+                && prev == signers
+                && let Some(e) = last.take()
+            {
+                return Err(e);
             }
-            r => r.map_err(Attempt::into_error),
+            let until = deadline.min(tokio::time::Instant::now() + per_attempt);
+            let e = match self
+                .sign_attempt(algo, key_id, generation, &signers, message, request, until)
+                .await
+            {
+                Ok(out) => return Ok(out),
+                Err(Attempt::NotOpened(node, e)) => {
+                    tracing::warn!(
+                        node,
+                        "a chosen signer could not open the session ({e}); choosing again"
+                    );
+                    self.note(node, Some(false));
+                    e
+                }
+                Err(Attempt::Lost(node, e)) => {
+                    tracing::warn!(
+                        node,
+                        key = key_id,
+                        "a signer was lost mid-session ({e}); signing again with other holders"
+                    );
+                    self.note(node, Some(false));
+                    e
+                }
+                Err(Attempt::NotHeld(node, e)) => {
+                    tracing::warn!(
+                        node,
+                        key = key_id,
+                        generation,
+                        "a signer holds no usable shard ({e}); routing around it"
+                    );
+                    self.mark_not_held(node, key_id, generation);
+                    e
+                }
+                Err(Attempt::Stalled(waiting, e)) => {
+                    // Health decides who of them is down (`attempt` forgot what was known).
+                    tracing::warn!(
+                        ?waiting,
+                        key = key_id,
+                        "signing stalled ({e}); trying again"
+                    );
+                    e
+                }
+                Err(Attempt::Busy(node, e)) => {
+                    tracing::info!(
+                        node,
+                        "a chosen signer is at its session cap; choosing others"
+                    );
+                    busy.insert(node);
+                    e
+                }
+                Err(Attempt::Banned(node, e)) => {
+                    // The node knows a ban this host had not learned yet: learn it from the
+                    // node's health and choose once more, without that pair.
+                    tracing::warn!(
+                        node,
+                        "a chosen signer refused the session because of a ban ({e}); choosing again"
+                    );
+                    let _ = self.health(node).await;
+                    banned_retry = Some(signers);
+                    e
+                }
+                Err(Attempt::Failed(e)) => return Err(e),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(e);
+            }
+            last = Some(e);
         }
+        Err(last.unwrap_or_else(|| CoordError::Config("no signing attempt was made".into())))
     }
 
     /// Signs with exactly these holders.
@@ -528,11 +703,13 @@ impl Coordinator {
         message: &[u8],
         request: &SignRequest,
     ) -> Result<SignOutcome, CoordError> {
-        self.sign_attempt(algo, key_id, generation, signers, message, request)
+        let until = tokio::time::Instant::now() + self.session_timeout;
+        self.sign_attempt(algo, key_id, generation, signers, message, request, until)
             .await
             .map_err(Attempt::into_error)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn sign_attempt(
         &self,
         algo: Algo,
@@ -541,6 +718,7 @@ impl Coordinator {
         signers: &[NodeId],
         message: &[u8],
         request: &SignRequest,
+        deadline: tokio::time::Instant,
     ) -> Result<SignOutcome, Attempt> {
         let mut s = signers.to_vec();
         s.sort_unstable();
@@ -554,6 +732,7 @@ impl Coordinator {
                     request: Box::new(request.clone()),
                 },
                 &s,
+                deadline,
             )
             .await?
         {
@@ -603,6 +782,20 @@ impl Coordinator {
         holders: &[NodeId],
         n: usize,
     ) -> Result<Vec<NodeId>, CoordError> {
+        self.choose(key_id, None, holders, n).await
+    }
+
+    /// [`Coordinator::pick`]; with `generation`, also without the holders that cannot sign
+    /// the key at that generation: marked so ([`Coordinator::mark_not_held`]), or whose
+    /// last health answer lacks it and a fresh one still does (the last one may predate
+    /// the key or its generation). Too few left: a "not enough holders" error naming them.
+    async fn choose(
+        &self,
+        key_id: &str,
+        generation: Option<u64>,
+        holders: &[NodeId],
+        n: usize,
+    ) -> Result<Vec<NodeId>, CoordError> {
         let checks = holders.iter().map(|id| async move {
             let up = match self.known(*id) {
                 Some(up) => up,
@@ -614,6 +807,36 @@ impl Coordinator {
         let mut down = Vec::new();
         for (id, ok) in futures::future::join_all(checks).await {
             if ok { up.push(id) } else { down.push(id) }
+        }
+        if let Some(g) = generation {
+            let mut lacking = Vec::new();
+            for id in up.clone() {
+                let lacks = self.marked_not_held(id, key_id, g)
+                    || (self.health_lacks(id, key_id, g)
+                        && match self.health(id).await {
+                            Ok(_) => self.health_lacks(id, key_id, g),
+                            Err(_) => {
+                                down.push(id);
+                                up.retain(|u| *u != id);
+                                false
+                            }
+                        });
+                if lacks {
+                    self.mark_not_held(id, key_id, g);
+                    lacking.push(id);
+                }
+            }
+            up.retain(|u| !lacking.contains(u));
+            if up.len() < n && !lacking.is_empty() {
+                return Err(CoordError::NotEnoughHolders {
+                    key_id: key_id.to_string(),
+                    generation: g,
+                    needed: n,
+                    available: up,
+                    down,
+                    lacking,
+                });
+            }
         }
         if up.len() < n {
             return Err(CoordError::NotEnoughNodes {
@@ -650,22 +873,27 @@ impl Coordinator {
         op: Op,
         participants: &[NodeId],
     ) -> Result<Output, CoordError> {
-        self.attempt(algo, op, participants)
+        let deadline = tokio::time::Instant::now() + self.session_timeout;
+        self.attempt(algo, op, participants, deadline)
             .await
             .map_err(Attempt::into_error)
     }
 
+    /// One session among `participants`, to finish by `deadline`.
     async fn attempt(
         &self,
         algo: Algo,
         op: Op,
         participants: &[NodeId],
+        deadline: tokio::time::Instant,
     ) -> Result<Output, Attempt> {
-        let r = self.open_and_relay(algo, op, participants).await;
+        let r = self.open_and_relay(algo, op, participants, deadline).await;
         // A node that failed or stalled mid-session is asked again before its next use.
         match &r {
-            Err(Attempt::Failed(CoordError::Node { node, .. })) => self.note(*node, None),
-            Err(Attempt::Failed(CoordError::Timeout { waiting, .. })) => {
+            Err(Attempt::Lost(node, _)) | Err(Attempt::Failed(CoordError::Node { node, .. })) => {
+                self.note(*node, None)
+            }
+            Err(Attempt::Stalled(waiting, _)) => {
                 for w in waiting {
                     self.note(*w, None);
                 }
@@ -680,6 +908,7 @@ impl Coordinator {
         algo: Algo,
         op: Op,
         participants: &[NodeId],
+        deadline: tokio::time::Instant,
     ) -> Result<Output, Attempt> {
         let mut session = [0u8; 16];
         OsRng.fill_bytes(&mut session);
@@ -694,7 +923,6 @@ impl Coordinator {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         };
-        let deadline = tokio::time::Instant::now() + self.session_timeout;
         // Open a stream to every participant.
         let mut senders: BTreeMap<NodeId, mpsc::Sender<HostFrame>> = BTreeMap::new();
         let mut streams = futures::stream::SelectAll::<SessionStream>::new();
@@ -756,12 +984,18 @@ impl Coordinator {
                 }
             })?;
             let node = *id;
-            streams.push(resp.into_inner().map(move |m| (node, m)).boxed());
+            // `None` closes each stream, so a participant whose stream ends without a
+            // result is found out at once, not when the others time out waiting for it.
+            streams.push(
+                resp.into_inner()
+                    .map(move |m| (node, Some(m)))
+                    .chain(futures::stream::once(async move { (node, None) }))
+                    .boxed(),
+            );
             senders.insert(*id, tx);
         }
         self.relay(session, participants, senders, streams, deadline)
             .await
-            .map_err(Attempt::Failed)
     }
 
     /// Relays sealed envelopes among the opened participants until every one reports.
@@ -772,7 +1006,7 @@ impl Coordinator {
         senders: BTreeMap<NodeId, mpsc::Sender<HostFrame>>,
         mut streams: futures::stream::SelectAll<SessionStream>,
         deadline: tokio::time::Instant,
-    ) -> Result<Output, CoordError> {
+    ) -> Result<Output, Attempt> {
         let abort_all = |senders: &BTreeMap<NodeId, mpsc::Sender<HostFrame>>, reason: String| {
             for tx in senders.values() {
                 let _ = tx.try_send(HostFrame::Abort {
@@ -797,48 +1031,57 @@ impl Coordinator {
                         .filter(|p| !done.contains_key(p))
                         .collect();
                     abort_all(&senders, "session deadline passed".into());
-                    return Err(CoordError::Timeout {
+                    let e = CoordError::Timeout {
                         secs: self.session_timeout.as_secs(),
-                        waiting,
-                    });
+                        waiting: waiting.clone(),
+                    };
+                    return Err(Attempt::Stalled(waiting, e));
                 }
             };
             let Some((node, item)) = next else {
-                let missing: Vec<NodeId> = participants
-                    .iter()
-                    .copied()
-                    .filter(|p| !done.contains_key(p))
-                    .collect();
-                if missing.is_empty() {
-                    break;
+                // Every stream ended, each after its `None` (handled below), so every
+                // participant reported; checked all the same.
+                if let Some(missing) = participants.iter().find(|p| !done.contains_key(p)) {
+                    let e = CoordError::Node {
+                        node: *missing,
+                        message: "closed the session without a result".into(),
+                    };
+                    return Err(Attempt::Lost(*missing, e));
                 }
-                return Err(CoordError::Node {
-                    node: missing[0],
-                    message: "closed the session without a result".into(),
-                });
+                break;
             };
             let frame = match item {
-                Ok(f) => f,
-                Err(s) => {
+                Some(Ok(f)) => f,
+                None if done.contains_key(&node) => continue,
+                None => {
+                    abort_all(&senders, format!("node {node} went away"));
+                    let e = CoordError::Node {
+                        node,
+                        message: "closed the session without a result".into(),
+                    };
+                    return Err(Attempt::Lost(node, e));
+                }
+                Some(Err(s)) => {
                     abort_all(&senders, format!("node {node} failed"));
-                    return Err(CoordError::Node {
+                    let e = CoordError::Node {
                         node,
                         message: format!("session stream failed: {}", s.message()),
-                    });
+                    };
+                    return Err(Attempt::Lost(node, e));
                 }
             };
             match frame {
                 NodeFrame::Send(env) => {
                     if env.from != node || env.session != session {
                         abort_all(&senders, format!("node {node} sent a mislabelled message"));
-                        return Err(CoordError::Failed {
+                        return Err(Attempt::Failed(CoordError::Failed {
                             kind: FailureKind::Protocol,
                             message: format!(
                                 "node {node} sent a message labelled from node {} / another session",
                                 env.from
                             ),
                             blame: Some(node),
-                        });
+                        }));
                     }
                     #[cfg(feature = "testing")]
                     let env = {
@@ -854,23 +1097,24 @@ impl Coordinator {
                             &senders,
                             format!("node {node} addressed a node outside the session"),
                         );
-                        return Err(CoordError::Failed {
+                        return Err(Attempt::Failed(CoordError::Failed {
                             kind: FailureKind::Protocol,
                             message: format!(
                                 "node {node} addressed node {to}, which is not in the session"
                             ),
                             blame: Some(node),
-                        });
+                        }));
                     };
                     if tokio::time::timeout_at(deadline, tx.send(HostFrame::Deliver(env)))
                         .await
                         .is_err()
                     {
                         abort_all(&senders, "relay stalled".into());
-                        return Err(CoordError::Timeout {
+                        let e = CoordError::Timeout {
                             secs: self.session_timeout.as_secs(),
                             waiting: vec![to],
-                        });
+                        };
+                        return Err(Attempt::Stalled(vec![to], e));
                     }
                 }
                 NodeFrame::Done(out) => {
@@ -881,12 +1125,19 @@ impl Coordinator {
                 }
                 NodeFrame::Failed(f) => {
                     abort_all(&senders, format!("node {node} failed: {}", f.message));
+                    if f.kind == FailureKind::NotHeld {
+                        let e = CoordError::NotHeld {
+                            node,
+                            message: f.message,
+                        };
+                        return Err(Attempt::NotHeld(node, e));
+                    }
                     let message = format!("node {node}: {}", f.message);
-                    return Err(CoordError::Failed {
+                    return Err(Attempt::Failed(CoordError::Failed {
                         kind: f.kind,
                         message,
                         blame: f.blame,
-                    });
+                    }));
                 }
             }
         }
@@ -897,11 +1148,11 @@ impl Coordinator {
             .ok_or_else(|| CoordError::Config("empty session".into()))?;
         for (n, o) in outs {
             if o != first {
-                return Err(CoordError::Failed {
+                return Err(Attempt::Failed(CoordError::Failed {
                     kind: FailureKind::Protocol,
                     message: format!("nodes {first_node} and {n} disagree on the result"),
                     blame: None,
-                });
+                }));
             }
         }
         Ok(first)

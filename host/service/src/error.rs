@@ -13,7 +13,9 @@ use custos_plugin_sdk as sdk;
 use custos_wire::FailureKind;
 use serde_json::json;
 
-/// The stable codes of DESIGN §7.
+/// The stable codes of DESIGN §7, and `INTERRUPTED` (503): a sign request the host's
+/// own crash cut off mid-signing; no signature was returned, and the same request id and
+/// body sent again signs it (README "Deviations and choices").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
     Unauthenticated,
@@ -30,6 +32,7 @@ pub enum Code {
     PayloadTooLarge,
     RateLimited,
     NodesUnavailable,
+    Interrupted,
     Internal,
 }
 
@@ -50,6 +53,7 @@ impl Code {
             Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Code::RateLimited => "RATE_LIMITED",
             Code::NodesUnavailable => "NODES_UNAVAILABLE",
+            Code::Interrupted => "INTERRUPTED",
             Code::Internal => "INTERNAL",
         }
     }
@@ -67,7 +71,7 @@ impl Code {
             }
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Code::NodesUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::NodesUnavailable | Code::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -153,11 +157,28 @@ impl From<crate::audit::AuditError> for ApiError {
     }
 }
 
+/// How a node says its CGGMP21 Paillier primes pool is still filling (nodes/src/engine/
+/// cggmp.rs, `take_primes`): a transient state, not a fault. The wire has no failure kind
+/// for "not ready yet", so the node's message carries it.
+pub const PRIMES_NOT_READY: &str = "Paillier primes are not ready";
+
+/// Seconds a client is told to wait before a keygen that found primes not ready.
+const PRIMES_RETRY_AFTER: u64 = 30;
+
 /// A node-group failure: nodes down or slow is 503 (nothing was signed), an operation the
 /// key's algorithm cannot do is 409, anything else is ours.
 impl From<CoordError> for ApiError {
     fn from(e: CoordError) -> Self {
         match &e {
+            // Transient: a node's primes pool is filling (12–80 s of CPU per set).
+            CoordError::Failed { message, .. } if message.contains(PRIMES_NOT_READY) => {
+                let mut a = ApiError::new(
+                    Code::NodesUnavailable,
+                    format!("{e}; nothing was created; retry in {PRIMES_RETRY_AFTER} s"),
+                );
+                a.retry_after = Some(PRIMES_RETRY_AFTER);
+                a
+            }
             // Nodes at their session cap: up, but not taking more now.
             CoordError::Busy { .. } => {
                 let mut a = ApiError::new(
@@ -168,6 +189,8 @@ impl From<CoordError> for ApiError {
                 a
             }
             CoordError::NotEnoughNodes { .. }
+            | CoordError::NotEnoughHolders { .. }
+            | CoordError::NotHeld { .. }
             | CoordError::Timeout { .. }
             | CoordError::Node { .. }
             | CoordError::Banned { .. } => {
@@ -309,6 +332,29 @@ mod tests {
         let e = serde_json::from_str::<SignBody>(r#"{"n":1,"list":[],"x":1}"#).unwrap_err();
         let m = bad_json("sign request", &e).message;
         assert!(m.contains("unknown field `x`"), "{m}");
+    }
+
+    /// A keygen that finds a node's primes pool filling is a transient 503 with
+    /// Retry-After, not a 500; other node failures of that kind stay 500.
+    #[test]
+    fn primes_not_ready_is_transient() {
+        let e = ApiError::from(CoordError::Failed {
+            kind: FailureKind::Request,
+            message: format!("node 1: CGGMP21: {PRIMES_NOT_READY} on node 1 yet"),
+            blame: None,
+        });
+        assert_eq!(e.code, Code::NodesUnavailable);
+        assert_eq!(e.retry_after, Some(PRIMES_RETRY_AFTER));
+        let r = e.into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "30");
+        let other = ApiError::from(CoordError::Failed {
+            kind: FailureKind::Request,
+            message: "node 1: unknown key".into(),
+            blame: None,
+        });
+        assert_eq!(other.code, Code::Internal);
+        assert_eq!(Code::Interrupted.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

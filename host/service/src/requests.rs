@@ -3,9 +3,15 @@
 //!
 //! A record is keyed by (client, request_id). It is written *before* any signing starts
 //! (state `IN_PROGRESS`, synced), so a retry — even one racing the first call, even after
-//! a crash — finds it and never causes a second signature. At start the service turns any
-//! record still `IN_PROGRESS` into `FAILED`: the signature of a run cut short by a crash
-//! was never returned, and it never will be.
+//! a crash — finds it and never causes a second signature to be returned. At start the
+//! service turns any record still `IN_PROGRESS` into `FAILED` with code `INTERRUPTED`: the
+//! signature of a run cut short by a crash was never returned, and it never will be.
+//!
+//! A final outcome (SIGNED, DENIED, REJECTED, a FAILED that retrying cannot change) is
+//! replayed to the same request id and body. A transient one (`NODES_UNAVAILABLE`,
+//! `INTERRUPTED`: nothing was returned, the nodes were away or the host stopped) is not
+//! final: the same id and body sent again replaces it and tries again
+//! ([`SignRecord::retryable`]). So a request id gets at most one SIGNED outcome.
 //!
 //! "The same request" is the same body sent to the same key: the key id is inside the
 //! body hash (format v2), so a request id and body sent again to another key is
@@ -117,6 +123,12 @@ pub struct SignRecord {
     /// records written before it was kept).
     #[serde(default)]
     pub client_ip: Option<String>,
+    /// The velocity entries reserved for this request while it signs (hex of their store
+    /// keys): a crash leaves them counted, so the start-up that marks the request
+    /// `INTERRUPTED` gives them back, and a same-id retry counts the request once again,
+    /// not twice. Absent in records written before it was kept, and once none is held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reservation: Vec<String>,
 }
 
 impl SignRecord {
@@ -137,7 +149,24 @@ impl SignRecord {
             rejection: None,
             outcome: None,
             client_ip: None,
+            reservation: vec![],
         }
+    }
+
+    /// Whether this outcome may be replaced by trying the same request again: it FAILED
+    /// for a transient reason (`NODES_UNAVAILABLE`: holders away, busy or too slow;
+    /// `INTERRUPTED`: the host stopped mid-signing), and no signature was returned.
+    pub fn retryable(&self) -> bool {
+        if self.state != State::Failed {
+            return false;
+        }
+        let Some((_, body)) = &self.outcome else {
+            return false;
+        };
+        matches!(
+            body["error"]["code"].as_str(),
+            Some(c) if c == Code::NodesUnavailable.as_str() || c == Code::Interrupted.as_str()
+        )
     }
 
     /// Whether `body` sent to `key_id` is the request this record holds (`body_hash` is
@@ -295,7 +324,9 @@ impl Requests {
     }
 
     /// Inserts a new record unless one exists (then: as [`Requests::check`], with the
-    /// record's key id and request).
+    /// record's key id and request). A [`SignRecord::retryable`] record of the same
+    /// request is replaced: the request is tried again. Under the lock, so of two
+    /// retries racing, one replaces it and the other finds the new record.
     pub fn insert_new(&self, rec: &SignRecord) -> Result<Found, ApiError> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         if let Found::Replay(r) = self.check(
@@ -304,7 +335,8 @@ impl Requests {
             &rec.key_id,
             &rec.request,
             &rec.body_hash,
-        )? {
+        )? && !r.retryable()
+        {
             return Ok(Found::Replay(r));
         }
         let body = encode(rec)?;
@@ -369,7 +401,31 @@ impl Requests {
             .collect())
     }
 
-    /// Records left `IN_PROGRESS` (by a crash): each becomes `FAILED`. Returns them.
+    /// Takes a retryable record of `client`'s `request_id` back to `IN_PROGRESS` for a
+    /// retry (approved requests: signed again with their approvals). Returns it, or
+    /// `None` when the record is not retryable (any more: another retry took it).
+    pub fn claim_retry(
+        &self,
+        client: &str,
+        request_id: &str,
+    ) -> Result<Option<SignRecord>, ApiError> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut rec) = self.get(client, request_id)? else {
+            return Ok(None);
+        };
+        if !rec.retryable() {
+            return Ok(None);
+        }
+        rec.state = State::InProgress;
+        rec.outcome = None;
+        self.db
+            .put_json(Cf::Requests, &rkey(client, request_id), &rec)?;
+        Ok(Some(rec))
+    }
+
+    /// Records left `IN_PROGRESS` (by a crash): each becomes `FAILED` with code
+    /// `INTERRUPTED` (503), whose message says a retry is safe. Returns them as they were
+    /// (their `reservation` still listed, for the caller to give back).
     pub fn fail_interrupted(&self, at: &str) -> Result<Vec<SignRecord>, ApiError> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut failed = Vec::new();
@@ -382,17 +438,19 @@ impl Requests {
                     continue;
                 };
                 if rec.state == State::InProgress {
+                    let was = rec.clone();
                     rec.state = State::Failed;
+                    rec.reservation.clear();
                     let err = ApiError::new(
-                        Code::Internal,
+                        Code::Interrupted,
                         format!(
-                            "the host stopped while signing request `{}` (at {at}); no signature was returned and none will be; send a new request id",
+                            "the host stopped while signing request `{}` (restarted at {at}); no signature was returned; a retry is safe: the same request id and body signs it (at most one signature is ever returned for it), or send a new request id",
                             rec.request_id
                         ),
                     );
-                    rec.outcome = Some((500, err.body()));
+                    rec.outcome = Some((err.code.status().as_u16(), err.body()));
                     self.db.put_json(Cf::Requests, k, &rec)?;
-                    failed.push(rec);
+                    failed.push(was);
                 }
             }
             match batch.last() {
@@ -544,10 +602,67 @@ mod tests {
         assert_eq!(failed.len(), 1);
         let rec = r.get("main", "req-1").unwrap().unwrap();
         assert_eq!(rec.state, State::Failed);
-        assert_eq!(rec.view().0, 500);
+        let (status, body) = rec.view();
+        assert_eq!(status, 503);
+        assert_eq!(body["error"]["code"], "INTERRUPTED");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("a retry is safe"),
+            "{body}"
+        );
         assert_eq!(
             r.get("other", "req-1").unwrap().unwrap().state,
             State::Signed
         );
+        // The same request again replaces the interrupted record; another body does not.
+        assert!(rec.retryable());
+        let other = SignRecord::new("main", "req-1", "h2", "k1", "t");
+        assert_eq!(
+            r.insert_new(&other).err().unwrap().code,
+            Code::RequestIdReused
+        );
+        let again = SignRecord::new("main", "req-1", "h1", "k1", "t2");
+        assert!(matches!(r.insert_new(&again).unwrap(), Found::New));
+        let now = r.get("main", "req-1").unwrap().unwrap();
+        assert_eq!(
+            (now.state, now.created_at.as_str()),
+            (State::InProgress, "t2")
+        );
+        // In progress now: a racing retry finds it and does not start another run.
+        assert!(matches!(r.insert_new(&again).unwrap(), Found::Replay(_)));
+        assert!(r.claim_retry("main", "req-1").unwrap().is_none());
+    }
+
+    /// Only transient failures are tried again; SIGNED, DENIED and final failures replay.
+    #[test]
+    fn only_transient_failures_are_retryable() {
+        let mut rec = SignRecord::new("c", "r", "h", "k", "t");
+        let failed = |code: Code| {
+            let e = ApiError::new(code, "x");
+            Some((e.code.status().as_u16(), e.body()))
+        };
+        rec.state = State::Failed;
+        for (code, retry) in [
+            (Code::NodesUnavailable, true),
+            (Code::Interrupted, true),
+            (Code::Internal, false),
+            (Code::PolicyDenied, false),
+            (Code::KeyNotActive, false),
+        ] {
+            rec.outcome = failed(code);
+            assert_eq!(rec.retryable(), retry, "{code:?}");
+        }
+        rec.outcome = failed(Code::NodesUnavailable);
+        for state in [
+            State::Signed,
+            State::Denied,
+            State::Rejected,
+            State::InProgress,
+        ] {
+            rec.state = state;
+            assert!(!rec.retryable(), "{state:?}");
+        }
     }
 }

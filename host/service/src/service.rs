@@ -9,7 +9,7 @@ use crate::audit::{AuditLog, AuditResult, AuthFailures, NewEntry};
 use crate::auth::{Authenticator, Client, Clients, IpLimiter, IpLimits};
 use crate::clock;
 use crate::config::{Limits, ServiceConfig};
-use crate::db::Db;
+use crate::db::{Cf, Db};
 use crate::error::{ApiError, ApiResult};
 use crate::keygen_slots::KeygenSlots;
 use crate::metrics::Metrics;
@@ -23,7 +23,7 @@ use custos_coordinator::{Coordinator, TlsFiles};
 use custos_plugin_runtime::{PluginRuntime, RuntimeConfig};
 use custos_policy::PolicyEngine;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
@@ -108,6 +108,17 @@ pub struct Service {
     pub(crate) keygens: KeygenSlots,
     /// Keys whose next generation is being staged (`generations.rs`).
     pub(crate) staging: crate::generations::Staging,
+    /// What [`Service::survey_nodes`] last saw of each node (up, uptime), to audit
+    /// NODE_START / NODE_STOP when it changes. In memory: after a host start, the first
+    /// sight of a node is taken as it is. The lock also keeps two surveys from auditing
+    /// the same node event twice.
+    node_watch: Mutex<BTreeMap<u16, (bool, u64)>>,
+}
+
+/// `Cf::Meta` key of the last node event (BACKUP, RESTORE) audited for node `id`: kept
+/// durably, so a host restart does not audit them again.
+fn node_event_key(id: u16) -> Vec<u8> {
+    format!("node_event_seq/{id}").into_bytes()
 }
 
 impl Service {
@@ -173,6 +184,7 @@ impl Service {
             sign_rotation: AtomicUsize::new(0),
             keygens: KeygenSlots::new(config.keygens_per_client.max(1)),
             staging: Default::default(),
+            node_watch: Mutex::new(BTreeMap::new()),
             db,
             audit,
             auth,
@@ -211,17 +223,20 @@ impl Service {
         Ok(())
     }
 
-    /// Requests a host stop cut off while signing become FAILED (their signature, if any
-    /// was made, was never returned), each with a KEY_SIGN FAILED entry.
+    /// Requests a host stop cut off while signing become FAILED with code INTERRUPTED
+    /// (their signature, if any was made, was never returned; the same id and body signs
+    /// them), each with a KEY_SIGN FAILED entry; their velocity reservations are given
+    /// back, so a retry counts once.
     fn fail_interrupted(&self) -> ApiResult<()> {
         for r in self.requests.fail_interrupted(&clock::now_text())? {
-            tracing::warn!(request_id = %r.request_id, key_id = %r.key_id, "request interrupted by a host stop is now FAILED");
+            tracing::warn!(request_id = %r.request_id, key_id = %r.key_id, "request interrupted by a host stop is now INTERRUPTED (a same-id retry signs it)");
+            self.release(crate::sign::reservation_of(&r.reservation));
             self.audit.append(
                 NewEntry::new("KEY_SIGN", AuditResult::Failed)
                     .principal(self.client_name(&r.client))
                     .key_id(&r.key_id)
                     .request_id(&r.request_id)
-                    .details(json!({"error": "the host stopped while signing; no signature was returned"})),
+                    .details(json!({"error": "the host stopped while signing; no signature was returned", "code": "INTERRUPTED"})),
             )?;
         }
         Ok(())
@@ -298,17 +313,100 @@ impl Service {
         self.write_auth_failures(None);
     }
 
-    /// Node health for metrics and `/readyz`: (up, down).
+    /// Node health for metrics and `/readyz`: (up, down). Audits what changed: NODE_STOP
+    /// when a node seen up no longer answers, NODE_START when one seen down answers or its
+    /// uptime went backwards (it restarted in between), and each node event (BACKUP,
+    /// RESTORE) once.
     pub(crate) async fn survey_nodes(&self) -> (Vec<u16>, Vec<u16>) {
-        let (up, down) = self.coord.survey().await;
-        let up: Vec<u16> = up.keys().copied().collect();
+        let (healths, down) = self.coord.survey().await;
+        let up: Vec<u16> = healths.keys().copied().collect();
         for id in &up {
             self.metrics.node(*id, true);
         }
         for id in &down {
             self.metrics.node(*id, false);
         }
+        if let Err(e) = self.audit_node_changes(&healths, &down) {
+            tracing::error!(error = %e, "could not audit node starts, stops or events");
+        }
         (up, down)
+    }
+
+    fn audit_node_changes(
+        &self,
+        healths: &BTreeMap<u16, custos_wire::Health>,
+        down: &[u16],
+    ) -> ApiResult<()> {
+        let mut seen = self.node_watch.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, h) in healths {
+            let start = match seen.get(id) {
+                Some((false, _)) => Some("was unreachable"),
+                // Two seconds of slack: surveys running side by side may answer out of order.
+                Some((true, before)) if h.uptime_secs.saturating_add(2) < *before => {
+                    Some("restarted since last seen")
+                }
+                _ => None,
+            };
+            seen.insert(*id, (true, h.uptime_secs));
+            if let Some(why) = start {
+                tracing::info!(node = id, why, "node started");
+                self.audit.append(
+                    NewEntry::new("NODE_START", AuditResult::Ok)
+                        .nodes(vec![*id])
+                        .details(json!({"node": id, "why": why, "uptime_secs": h.uptime_secs,
+                            "version": h.version})),
+                )?;
+            }
+            self.audit_node_events(*id, h)?;
+        }
+        for id in down {
+            let was_up = matches!(seen.get(id), Some((true, _)));
+            seen.insert(*id, (false, 0));
+            if was_up {
+                tracing::warn!(node = id, "node stopped answering");
+                self.audit.append(
+                    NewEntry::new("NODE_STOP", AuditResult::Ok)
+                        .nodes(vec![*id])
+                        .details(json!({"node": id, "why": "unreachable"})),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Audits node `id`'s events newer than the last one audited, each with the record
+    /// of its seq in one atomic write. Call with `node_watch` held.
+    fn audit_node_events(&self, id: u16, h: &custos_wire::Health) -> ApiResult<()> {
+        let key = node_event_key(id);
+        let mut last = match self.db.get(Cf::Meta, &key)? {
+            Some(b) => std::str::from_utf8(&b)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(0),
+            None => 0,
+        };
+        let mut events: Vec<&custos_wire::NodeEvent> =
+            h.events.iter().filter(|e| e.seq > last).collect();
+        events.sort_by_key(|e| e.seq);
+        for e in events {
+            if e.seq <= last {
+                continue;
+            }
+            let operation = match e.kind.as_str() {
+                "BACKUP" | "RESTORE" => e.kind.clone(),
+                _ => "NODE_EVENT".to_string(),
+            };
+            let detail: Value = serde_json::from_str(&e.detail).unwrap_or(json!(e.detail));
+            self.audit.append_with(
+                NewEntry::new(operation, AuditResult::Ok)
+                    .nodes(vec![id])
+                    .details(json!({"node": id, "seq": e.seq, "kind": e.kind, "at": e.at,
+                        "detail": detail})),
+                vec![(Cf::Meta, key.clone(), Some(e.seq.to_string().into_bytes()))],
+            )?;
+            last = e.seq;
+        }
+        Ok(())
     }
 
     /// The background duties, until `stop` says stop: node health, erasing destroyed

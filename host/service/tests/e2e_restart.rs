@@ -1,6 +1,6 @@
 //! Durability over HTTP: idempotency (one signature, one KEY_SIGN entry; another body ->
 //! 409), everything survives a host restart, a request caught mid-signing by a crash is
-//! FAILED afterwards, a failing audit write withholds the signature, the log never says
+//! FAILED afterwards (503 `INTERRUPTED`, never 500), a failing audit write withholds the signature, the log never says
 //! signed when the request record could not say so too, and a hand-edited
 //! audit record is reported by `/audit/verify`.
 
@@ -154,7 +154,8 @@ async fn idempotency_restart_crash_and_tamper() {
     assert_eq!(st, 200);
 
     // A crash mid-signing: the record is IN_PROGRESS when the host stops; at start it
-    // becomes FAILED and a retry never signs.
+    // becomes FAILED with code INTERRUPTED (a same-id retry signs it: host/tests/
+    // faults_process.rs).
     h.stop_host().await;
     {
         let db = Db::open(&h.config.data_dir).unwrap();
@@ -175,8 +176,8 @@ async fn idempotency_restart_crash_and_tamper() {
         .call("GET", "/api/v1/requests/crashed", None)
         .await
         .unwrap();
-    assert_eq!(st, 500, "{r}");
-    assert_eq!(r["error"]["code"], "INTERNAL");
+    assert_eq!(st, 503, "{r}");
+    assert_eq!(r["error"]["code"], "INTERRUPTED");
     assert!(
         r["error"]["message"]
             .as_str()

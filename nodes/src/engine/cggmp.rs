@@ -4,6 +4,12 @@
 //! 0.6). The library's own reliable-broadcast check stays on. Threshold key refresh is
 //! not supported by the library.
 //!
+//! The primes pool ([`start_pool`]) refills in the background whenever a keygen takes a
+//! set, so every new node set finds primes without a restart. A keygen that finds the
+//! pool empty waits for it a bounded time, saying so in the log, then fails with a
+//! message carrying "Paillier primes are not ready" (the host answers that as a transient
+//! 503 with `Retry-After`; the wire has no failure kind for "not yet").
+//!
 //! The protocols are `round_based` futures; `run_mpc` connects one to `Net`, each phase
 //! on its own round number so a fast node's next-phase messages wait their turn. Within
 //! one of our rounds a party sends one message per round of the library's protocol: that
@@ -25,6 +31,9 @@ use futures::{SinkExt, StreamExt};
 use rand_core::OsRng;
 use serde::{Serialize, de::DeserializeOwned};
 use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 type Primes = PregeneratedPrimes<SecurityLevel128>;
@@ -130,21 +139,165 @@ fn aux_name(holders: &[NodeId]) -> String {
     format!("cggmp21:{}", ids.join(","))
 }
 
-/// One set of pregenerated primes from the pool (removed from it: each is used once).
-fn take_primes(store: &Store) -> Result<Primes, EngineError> {
+/// What the node's message says when its pool has no primes (matched by the host, which
+/// answers 503 with `Retry-After`; keep the words).
+pub const PRIMES_NOT_READY: &str = "Paillier primes are not ready";
+
+/// How long a keygen waits for an empty pool by default. The other participants wait
+/// for this node's next message up to their message timeout (60 s by default), so the
+/// wait stays well under it. `CUSTOS_NODE_PRIMES_WAIT_SECS` sets it (tests: 0).
+pub const PRIMES_WAIT: Duration = Duration::from_secs(20);
+
+/// The node's pool of pregenerated Paillier primes: its target size, where sets come
+/// from, and the wake-up of the thread that refills it.
+pub struct PrimesPool {
+    store: Arc<Store>,
+    target: usize,
+    fixture: Option<PathBuf>,
+    /// How long a keygen waits for a set when the pool is empty.
+    wait: Duration,
+    /// Set (and notified) when a keygen took a set: the refiller fills the pool again.
+    taken: (Mutex<bool>, Condvar),
+}
+
+/// The pool of this process, once [`start_pool`] ran (`custos-node serve`).
+static POOL: OnceLock<Arc<PrimesPool>> = OnceLock::new();
+
+/// Starts the node's primes pool: from a fixture (tests, benchmarks) it is filled before
+/// this returns, so a keygen right after start never races it; then a background thread
+/// keeps it at `target` sets, woken whenever a keygen takes one (and once a minute).
+/// Fixture sets are test material: one taken is put back from the file.
+pub fn start_pool(
+    store: Arc<Store>,
+    target: usize,
+    fixture: Option<PathBuf>,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    if let Some(f) = &fixture {
+        let n = fill_pool(&store, target, Some(f))?;
+        tracing::info!(sets = n, "CGGMP21 primes pool ready (fixture)");
+    }
+    let pool = Arc::new(PrimesPool {
+        store,
+        target,
+        fixture,
+        wait,
+        taken: (Mutex::new(false), Condvar::new()),
+    });
+    if POOL.set(pool.clone()).is_err() {
+        anyhow::bail!("the CGGMP21 primes pool was started twice");
+    }
+    if target == 0 {
+        tracing::info!("CGGMP21 primes pool off (primes_pool = 0): CGGMP21 keygen needs primes");
+        return Ok(());
+    }
+    std::thread::Builder::new()
+        .name("primes-pool".into())
+        .spawn(move || pool.refill_forever())?;
+    Ok(())
+}
+
+impl PrimesPool {
+    fn refill_forever(&self) {
+        loop {
+            let before = self.store.list(Kind::Primes).map(|l| l.len()).unwrap_or(0);
+            if before < self.target {
+                tracing::info!(
+                    have = before,
+                    target = self.target,
+                    "CGGMP21 primes pool below its target: filling"
+                );
+                match fill_pool(&self.store, self.target, self.fixture.as_deref()) {
+                    Ok(n) => tracing::info!(sets = n, "CGGMP21 primes pool ready"),
+                    Err(e) => tracing::error!("CGGMP21 primes pool: {e:#}"),
+                }
+            }
+            let (m, cv) = &self.taken;
+            let mut taken = m.lock().unwrap_or_else(|p| p.into_inner());
+            if !*taken {
+                taken = cv
+                    .wait_timeout(taken, Duration::from_secs(60))
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+            *taken = false;
+        }
+    }
+
+    fn wake(&self) {
+        let (m, cv) = &self.taken;
+        *m.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_one();
+    }
+}
+
+/// One set of pregenerated primes from the pool, removed from it (each is used once);
+/// the pool is then refilled in the background. An empty pool that is filling is waited
+/// for a bounded time; then the keygen fails with [`PRIMES_NOT_READY`].
+async fn take_primes(store: &Store, me: NodeId) -> Result<Primes, EngineError> {
+    let pool = POOL.get();
+    let wait = pool.map_or(Duration::ZERO, |p| {
+        if p.target == 0 {
+            Duration::ZERO
+        } else {
+            p.wait
+        }
+    });
+    let t0 = Instant::now();
+    let mut said = false;
+    loop {
+        if let Some(p) = take_one(store)? {
+            if let Some(pool) = pool {
+                pool.wake();
+            }
+            if said {
+                tracing::info!(
+                    ms = t0.elapsed().as_millis() as u64,
+                    "CGGMP21: Paillier primes ready; keygen goes on"
+                );
+            }
+            return Ok(p);
+        }
+        if t0.elapsed() >= wait {
+            tracing::warn!(
+                waited_secs = wait.as_secs(),
+                "CGGMP21 keygen: {PRIMES_NOT_READY}; refusing it (the host answers 503 with Retry-After)"
+            );
+            return Err(EngineError::request(format!(
+                "CGGMP21: {PRIMES_NOT_READY} on node {me} yet (the pool refills in the background; each set takes 12–80 s of CPU); retry later"
+            )));
+        }
+        if !said {
+            tracing::info!(
+                wait_secs = wait.as_secs(),
+                "CGGMP21 keygen: the Paillier primes pool is empty; waiting for the background pool"
+            );
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A set from the store, erased as it is taken (`None`: the pool is empty). Of two
+/// keygens taking at once, each gets its own set.
+fn take_one(store: &Store) -> Result<Option<Primes>, EngineError> {
+    static TAKING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = TAKING.lock().unwrap_or_else(|p| p.into_inner());
     for name in store.list(Kind::Primes).map_err(EngineError::from)? {
         let Some(bytes) = store.get(Kind::Primes, &name).map_err(EngineError::from)? else {
             continue;
         };
-        store
+        if !store
             .erase(Kind::Primes, &name)
-            .map_err(EngineError::from)?;
+            .map_err(EngineError::from)?
+        {
+            continue;
+        }
         return serde_json::from_slice(&bytes)
+            .map(Some)
             .map_err(|e| EngineError::storage(format!("pregenerated primes: {e}")));
     }
-    Err(EngineError::request(
-        "CGGMP21: no pregenerated Paillier primes are ready on this node yet (the background pool is filling; each set takes 12–80 s of CPU)",
-    ))
+    Ok(None)
 }
 
 /// The aux info for this node set: reused if every participant has it, else generated
@@ -168,7 +321,7 @@ async fn aux_info(
     }
     let i = holders.iter().position(|h| *h == net.me()).unwrap_or(0) as u16;
     let n = holders.len() as u16;
-    let primes = take_primes(store)?;
+    let primes = take_primes(store, net.me()).await?;
     let eid_bytes = bound_id(net.session(), "cggmp21-aux", &name);
     let aux: AuxInfo = run_mpc(net, 2, "CGGMP21 aux info", |party| async move {
         cggmp21::aux_info_gen(ExecutionId::new(&eid_bytes), i, n, primes)
@@ -274,11 +427,7 @@ pub async fn sign(net: &mut Net, rec: &ShardRecord, message: &[u8]) -> Result<Ou
 /// Fills the pool of pregenerated primes up to `target` sets: from a fixture file if one
 /// is configured (tests, benchmarks), otherwise by generating them (slow; run it on a
 /// background thread).
-pub fn fill_pool(
-    store: &Store,
-    target: usize,
-    fixture: Option<&std::path::Path>,
-) -> anyhow::Result<usize> {
+pub fn fill_pool(store: &Store, target: usize, fixture: Option<&Path>) -> anyhow::Result<usize> {
     let mut have = store.list(Kind::Primes)?.len();
     if let Some(path) = fixture {
         let text = std::fs::read_to_string(path)

@@ -88,8 +88,45 @@ impl Service {
         if !quorum {
             return Ok(rec.view());
         }
-        // Quorum reached: sign as the requester asked, if the key may still sign. Any
-        // failure before signing starts ends the request as FAILED.
+        self.sign_at_quorum(caller, &owner, request_id, &rec).await
+    }
+
+    /// A same-id retry of an approved request whose signing failed for a transient reason
+    /// (`rec`, as found): signed again with the approvals it has, decided again with
+    /// what holds now, as when its quorum was reached. Of two racing retries one runs it;
+    /// the other answers with the request as it is then.
+    pub(super) async fn retry_approved(
+        &self,
+        caller: &Caller,
+        rec: &SignRecord,
+    ) -> ApiResult<(u16, Value)> {
+        let (owner, request_id) = (rec.client.as_str(), rec.request_id.as_str());
+        if (rec.approvals.len() as u32) < rec.approvals_required {
+            return Ok(rec.view());
+        }
+        let Some(rec) = self.requests.claim_retry(owner, request_id)? else {
+            return match self.requests.get(owner, request_id)? {
+                Some(r) => Ok(r.view()),
+                None => Err(ApiError::new(
+                    Code::RequestNotFound,
+                    format!("no request `{request_id}`"),
+                )),
+            };
+        };
+        self.sign_at_quorum(caller, owner, request_id, &rec).await
+    }
+
+    /// The quorum of `rec` (now `IN_PROGRESS`) is reached: sign as the requester asked,
+    /// if the key may still sign. Any failure before signing starts ends the request as
+    /// FAILED.
+    async fn sign_at_quorum(
+        &self,
+        caller: &Caller,
+        owner: &str,
+        request_id: &str,
+        rec: &SignRecord,
+    ) -> ApiResult<(u16, Value)> {
+        let owner = owner.to_string();
         let fail = |e: ApiError| {
             let _ = self.requests.update(&owner, request_id, |r| {
                 r.state = State::Failed;
@@ -98,7 +135,7 @@ impl Service {
             });
             e
         };
-        let (requester, decided) = self.decide_at_quorum(caller, &owner, &rec).map_err(fail)?;
+        let (requester, decided) = self.decide_at_quorum(caller, &owner, rec).map_err(fail)?;
         match decided.decision.verdict {
             Verdict::Deny => return self.deny_at_quorum(&requester, &owner, decided),
             Verdict::NeedsApproval(n) if (rec.approvals.len() as u32) < n => {
@@ -117,6 +154,15 @@ impl Service {
         if decided.reservation.is_none() && decided.decision.verdict != Verdict::Allow {
             // Approved past a NEEDS_APPROVAL: the amount counts from now.
             decided.reservation = self.reserve(&decided.prepared, caller.now).map_err(fail)?;
+        }
+        // Kept with the record, so that a crash while signing gives it back at start-up.
+        let kept = super::reservation_hex(&decided.reservation);
+        if let Err(e) = self.requests.update(&owner, request_id, |r| {
+            r.reservation = kept;
+            Ok(())
+        }) {
+            self.release(decided.reservation.take());
+            return Err(fail(e));
         }
         // The answer shows the policy as it held the request, and who approved it; the
         // KEY_SIGN entry names the requester, calling from where the quorum was reached.

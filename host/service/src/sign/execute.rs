@@ -78,6 +78,7 @@ impl Service {
                     |r| {
                         r.state = State::Signed;
                         r.outcome = Some((200, signed));
+                        r.reservation.clear();
                         Ok(())
                     },
                     |record| Ok(self.audit.append_with(entry, vec![record])?),
@@ -112,6 +113,7 @@ impl Service {
         let recorded = self.requests.update(owner, request_id, |r| {
             r.state = State::Failed;
             r.outcome = Some(outcome);
+            r.reservation.clear();
             Ok(())
         });
         if let Err(e) = recorded {

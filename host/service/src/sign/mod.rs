@@ -5,8 +5,11 @@
 //! and never calls back up. Approvals (`approvals.rs`) end in the same `execute`.
 //!
 //! Invariants: nothing is signed unless the policy allowed it (or its approvals quorum
-//! was reached); a request is recorded before signing starts, so a retry never signs
-//! twice; a signature is only returned after its KEY_SIGN audit entry is written.
+//! was reached); a request is recorded before signing starts, so a retry never gets a
+//! second signature; a signature is only returned after its KEY_SIGN audit entry is
+//! written. A transient failure (`NODES_UNAVAILABLE`, `INTERRUPTED`) is not final: the
+//! same request id and body runs the request again (decided again, with what holds now;
+//! an approved request keeps its approvals).
 
 mod approvals;
 mod decide;
@@ -69,6 +72,16 @@ impl Requester {
             now,
         }
     }
+}
+
+/// A velocity reservation as a request record keeps it (hex of each entry's key).
+pub(crate) fn reservation_hex(r: &Option<Vec<Vec<u8>>>) -> Vec<String> {
+    r.iter().flatten().map(hex::encode).collect()
+}
+
+/// [`reservation_hex`] read back; entries that do not decode are left out.
+pub(crate) fn reservation_of(r: &[String]) -> Option<Vec<Vec<u8>>> {
+    Some(r.iter().filter_map(|h| hex::decode(h).ok()).collect())
 }
 
 pub fn valid_request_id(id: &str) -> bool {
@@ -141,7 +154,14 @@ impl Service {
                 &hash,
             )?
         {
-            return Ok(r.view());
+            if !r.retryable() {
+                return Ok(r.view());
+            }
+            // Tried again: an approved request with its approvals, any other from the top
+            // (its new record replaces the failed one in `insert_new`).
+            if r.approvals_required > 0 {
+                return self.retry_approved(caller, &r).await;
+            }
         }
         if key.status != crate::registry::Status::Active {
             return Err(ApiError::new(
@@ -196,6 +216,7 @@ impl Service {
         rec.intent = p.intent.to_json();
         rec.policy = d.policy.clone();
         rec.state = state;
+        rec.reservation = reservation_hex(&d.reservation);
         rec
     }
 
