@@ -4,7 +4,8 @@
 //! node 3 onto node 4. Each step stages a generation the host commits, every holder pair
 //! signs with it, and the signatures verify (independently) under the unchanged public
 //! key. A repair whose holders do not match the helpers' records is refused and leaves
-//! nothing behind.
+//! nothing behind. A last move leaves the holders out of sorted order, which signing and
+//! refresh must not mind.
 //!
 //! CGGMP21 repair is refused by the dispatcher before any protocol message; its keygen
 //! is heavy, so the case lives with the one CGGMP21 run (`tss_cggmp.rs`), not here.
@@ -248,11 +249,37 @@ async fn repair_a_lost_node_and_move_a_key_dkls23_and_frost() {
         assert!(!h3.keys.iter().any(|k| k == key), "node 3 kept {key}");
         assert!(!h3.staged.iter().any(|s| s.key_id == key));
         every_pair_signs(&coord, algo, key, pk, 3, &[1, 2, 4]).await;
-        // The refreshed holders still refresh among themselves (holders in party order).
+        // The new holders refresh among themselves.
         let st = coord.refresh(algo, key, 3, &[1, 2, 4]).await.unwrap();
         assert_eq!((st.generation, &st.public_key), (4, pk));
         commit(&coord, key, 4, &[1, 2, 4]).await;
         every_pair_signs(&coord, algo, key, pk, 4, &[1, 2, 4]).await;
+
+        // Node 1 retires: its share moves to node 3 (which erased its own), so the party
+        // order is no longer sorted (3, 2, 4); signing and refresh still work.
+        let st = coord
+            .repair(
+                algo,
+                RepairOp {
+                    key_id: key.into(),
+                    generation: 4,
+                    public_key: pk.clone(),
+                    threshold: 2,
+                    holders: vec![3, 2, 4],
+                    target: 3,
+                    replaces: 1,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("move of {key} off node 1: {e}"));
+        assert_eq!((st.generation, &st.public_key), (5, pk));
+        commit(&coord, key, 5, &[3, 2, 4]).await;
+        assert!(coord.destroy(key, &[1]).await.is_empty());
+        every_pair_signs(&coord, algo, key, pk, 5, &[3, 2, 4]).await;
+        let st = coord.refresh(algo, key, 5, &[3, 2, 4]).await.unwrap();
+        assert_eq!((st.generation, &st.public_key), (6, pk));
+        commit(&coord, key, 6, &[3, 2, 4]).await;
+        every_pair_signs(&coord, algo, key, pk, 6, &[3, 2, 4]).await;
     }
     assert_nothing_staged(&coord, &[1, 2, 3, 4]).await;
 }
