@@ -123,7 +123,11 @@ async fn refresh_survives_faults(
         eprintln!("{algo:?} refresh, node {victim} killed at round {round}: {e}");
         cluster.kill(victim); // reaps the process the relay killed
         cluster.restart(victim).await;
-        // The survivors were told to drop what they staged; the victim staged nothing.
+        // The failed run told the participants to drop what they staged; one that
+        // finished after that (its peer's last messages were already on their way)
+        // still holds it, and the host drops it when it next resolves staged
+        // generations (played here).
+        coord.drop_staged(key, generation + 1, &holders).await;
         at_generation(
             coord,
             algo,
@@ -135,6 +139,61 @@ async fn refresh_survives_faults(
         )
         .await;
     }
+
+    // The holder that would receive the very last message of the run is killed just
+    // before it: every other holder has all it needs and finishes (it stages), the victim
+    // never does. The host decides nothing, so what the survivors staged is dropped — by
+    // the failed run, or when the host next resolves their staged generations (a
+    // survivor may finish after the run's drop); the host's resolver is played here.
+    let (last_round, per_round) = match algo {
+        Algo::Dkls23 => (6u16, 6usize),
+        _ => (3, 6),
+    };
+    let count = Arc::new(Mutex::new(0usize));
+    let victims: Arc<Mutex<Vec<u16>>> = Arc::default();
+    let (c, v) = (count.clone(), victims.clone());
+    let pids: Vec<(u16, Option<u32>)> = holders
+        .iter()
+        .map(|n| (*n, cluster.nodes.pid(*n)))
+        .collect();
+    coord.set_relay_hook(Some(Arc::new(move |env: &mut Envelope| {
+        if env.round != last_round {
+            return;
+        }
+        let mut c = c.lock().unwrap();
+        *c += 1;
+        if *c == per_round
+            && let Some((_, Some(pid))) = pids.iter().find(|(n, _)| *n == env.to)
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            v.lock().unwrap().push(env.to);
+        }
+    })));
+    let r = coord.refresh(algo, key, generation, &holders).await;
+    coord.set_relay_hook(None);
+    let victim = victims
+        .lock()
+        .unwrap()
+        .first()
+        .copied()
+        .expect("the last message was relayed");
+    let e = r.expect_err("a refresh whose last recipient died fails");
+    eprintln!("{algo:?} refresh, node {victim} killed before the last message: {e}");
+    cluster.kill(victim);
+    cluster.restart(victim).await;
+    coord.drop_staged(key, generation + 1, &holders).await;
+    at_generation(
+        coord,
+        algo,
+        key,
+        generation,
+        &holders,
+        &k.public_key,
+        &format!("node {victim} killed before the last message"),
+    )
+    .await;
 
     // One corrupt point-to-point message, then one corrupt broadcast.
     for (round, broadcast) in [(2, false), (1, true)] {
@@ -153,6 +212,7 @@ async fn refresh_survives_faults(
             e.to_string().contains("failed authentication"),
             "the corrupt message is named: {e}"
         );
+        coord.drop_staged(key, generation + 1, &holders).await;
         at_generation(
             coord,
             algo,
@@ -308,6 +368,9 @@ async fn a_keygen_that_fails_leaves_no_shard_anywhere() {
         eprintln!("{algo:?} keygen, node {victim} killed at round {round}: {e}");
         cluster.kill(victim); // reaps the process the relay killed
         cluster.restart(victim).await;
+        // A node that finished after the failed run's drop: the host's resolver drops a
+        // staged key it never registered (played here).
+        coord.drop_staged(key, 1, &[1, 2, 3, 4]).await;
         for n in 1..=4u16 {
             assert_eq!(
                 held(&coord, n, key).await,
