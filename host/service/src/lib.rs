@@ -52,6 +52,7 @@ mod metrics;
 mod operations;
 mod policy_source;
 mod reconcile;
+mod repair;
 mod registry;
 mod replay;
 mod requests;

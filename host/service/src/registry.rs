@@ -464,9 +464,11 @@ impl Registry {
     }
 
     /// Keys whose destroy has not reached every holder yet.
+    /// Keys with holders that still have to erase their shard: a destroyed key's, or a
+    /// moved key's old holder.
     pub fn with_erase_pending(&self) -> Result<Vec<KeyRecord>, ApiError> {
         let (all, _) = self.list(&KeyFilter {
-            status: Some(Status::Destroyed),
+            status: None,
             label: None,
             tag: None,
             limit: 1000,

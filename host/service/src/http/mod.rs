@@ -57,6 +57,7 @@ impl Service {
             .route("/api/v1/keys/{key_id}/sign", post(routes::sign))
             .route("/api/v1/keys/{key_id}/transactions", post(routes::build_tx))
             .route("/api/v1/keys/{key_id}/refresh", post(routes::refresh))
+            .route("/api/v1/keys/{key_id}/move", post(routes::move_key))
             .route("/api/v1/requests/{request_id}", get(routes::get_request))
             .route(
                 "/api/v1/requests/{request_id}/approve",
@@ -67,6 +68,7 @@ impl Service {
             .route("/api/v1/audit/verify", get(routes::audit_verify))
             .route("/api/v1/audit/reconcile", get(routes::audit_reconcile))
             .route("/api/v1/nodes", get(routes::nodes))
+            .route("/api/v1/nodes/{node_id}/repair", post(routes::repair_node))
             .route("/api/v1/plugins", get(routes::plugins))
             .route("/api/v1/policies", get(routes::policies))
             .route("/api/v1/policies/validate", post(routes::policies_validate))

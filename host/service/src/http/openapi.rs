@@ -118,6 +118,14 @@ pub struct NodeView {
     pub keys: Option<Vec<String>>,
     pub bans: Vec<NodeBan>,
     pub version: Option<String>,
+    /// keys the node should hold (by the host's records) that it holds at another
+    /// generation or not at all: `{key_id, generation, held, algo_type}`; null when down
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub generation_lag: Option<Vec<Value>>,
+    /// the node's last repair: state (RUNNING, DONE, FAILED), total, repaired, failed,
+    /// not_repairable (CGGMP21 keys, with what to do instead), up_to_date
+    #[schema(value_type = Option<Object>)]
+    pub repair: Option<Value>,
 }
 
 /// `node` is banned from every session of `key_id` with the node that lists it (DKLS23
@@ -167,6 +175,8 @@ impl Modify for Security {
         super::routes::sign,
         super::routes::build_tx,
         super::routes::refresh,
+        super::routes::move_key,
+        super::routes::repair_node,
         super::routes::get_request,
         super::routes::approve,
         super::routes::reject,

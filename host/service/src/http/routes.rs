@@ -245,7 +245,26 @@ pub(crate) async fn audit_verify(
     answer(r)
 }
 
-#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", responses((status = 200, description = "every node of the group: up or down, shard count, key ids, bans, version (asked now)", body = NodeList), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+#[utoipa::path(post, path = "/api/v1/keys/{key_id}/move", tag = "keys", params(("key_id" = String, Path, description = "key id")), request_body = crate::repair::MoveBody, responses((status = 200, description = "the key re-shared onto its holders with `to` in place of `from` (same public key, a new generation); `from` erases its shard (admin; audited KEY_MOVE)", body = KeyRecord), (status = 404, description = "KEY_NOT_FOUND", body = ErrorBody), (status = 409, description = "INVALID_TRANSITION: a CGGMP21 key, or another operation on the key in progress", body = ErrorBody), (status = 503, description = "NODES_UNAVAILABLE: every holder after the move must be up", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn move_key(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+    Path(key_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    answer(s.move_key(&caller, &key_id, &body).await)
+}
+
+#[utoipa::path(post, path = "/api/v1/nodes/{node_id}/repair", tag = "nodes", params(("node_id" = u16, Path, description = "node id")), responses((status = 202, description = "the repair started: every shard the node should hold and does not hold at the key's generation is rebuilt from the other holders, in the background (admin; audited NODE_REPAIR, KEY_REPAIR); progress in GET /api/v1/nodes"), (status = 409, description = "a repair of the node is already running", body = ErrorBody), (status = 503, description = "NODES_UNAVAILABLE: the node is down", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+pub(crate) async fn repair_node(
+    State(s): State<Arc<Service>>,
+    Extension(caller): Extension<Caller>,
+    Path(node_id): Path<u16>,
+) -> Response {
+    answer(s.repair_node(&caller, node_id).await)
+}
+
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", responses((status = 200, description = "every node of the group: up or down, shard count, key ids, bans, version (asked now), generation lag (keys it should hold at another generation or not at all), the last repair's progress", body = NodeList), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
 pub(crate) async fn nodes(
     State(s): State<Arc<Service>>,
     Extension(caller): Extension<Caller>,
@@ -254,6 +273,25 @@ pub(crate) async fn nodes(
         return answer(Err(e));
     }
     let nodes = s.coord.nodes_status().await;
+    let mut lag = s.generation_lag().await;
+    let nodes: Vec<Value> = nodes
+        .into_iter()
+        .map(|n| {
+            let id = n.id;
+            let mut v = serde_json::to_value(n).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert(
+                    "generation_lag".into(),
+                    serde_json::to_value(lag.remove(&id).flatten()).unwrap_or_default(),
+                );
+                o.insert(
+                    "repair".into(),
+                    serde_json::to_value(s.repairs.get(id)).unwrap_or_default(),
+                );
+            }
+            v
+        })
+        .collect();
     answer(Ok((200, json!({ "nodes": nodes }))))
 }
 
