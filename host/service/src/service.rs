@@ -108,6 +108,8 @@ pub struct Service {
     pub(crate) keygens: KeygenSlots,
     /// Keys whose next generation is being staged (`generations.rs`).
     pub(crate) staging: crate::generations::Staging,
+    /// Node repairs and their progress (`repair.rs`).
+    pub(crate) repairs: crate::repair::Repairs,
     /// What [`Service::survey_nodes`] last saw of each node (up, uptime), to audit
     /// NODE_START / NODE_STOP when it changes. In memory: after a host start, the first
     /// sight of a node is taken as it is. The lock also keeps two surveys from auditing
@@ -184,6 +186,7 @@ impl Service {
             sign_rotation: AtomicUsize::new(0),
             keygens: KeygenSlots::new(config.keygens_per_client.max(1)),
             staging: Default::default(),
+            repairs: Default::default(),
             node_watch: Mutex::new(BTreeMap::new()),
             db,
             audit,
