@@ -132,6 +132,8 @@ async fn faults_under_load_lose_no_request() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     h.nodes.kill_node(victim).unwrap();
+    // `/readyz` surveys the nodes (as the background duty does every 5 s): NODE_STOP.
+    h.main().call("GET", "/readyz", None).await.unwrap();
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
     for t in tasks {
         for (id, o) in t.await.unwrap() {
@@ -204,6 +206,7 @@ async fn faults_under_load_lose_no_request() {
         .collect();
     std::fs::write(&node.config_file, without_fixture).unwrap();
     h.nodes.start_node(victim).await.unwrap();
+    h.main().call("GET", "/readyz", None).await.unwrap();
 
     // ---- 3. A CGGMP21 keygen on a node set whose new member has no primes yet. ----
     // The wiped node holds no shard, so it is among the least loaded and takes part.
@@ -260,5 +263,58 @@ async fn faults_under_load_lose_no_request() {
         BTreeMap::from([("200 SIGNED".to_string(), 12)]),
         "every signature succeeds on the holders that still have the key"
     );
+
+    // ---- 4. Node stops and starts are audited, and node events once each. ----
+    let of_node = |entries: &[Value], op: &str, id: u16| {
+        entries
+            .iter()
+            .filter(|e| e["operation"] == op && e["nodes"] == json!([id]))
+            .count()
+    };
+    let audit = h.audit("limit=1000&operation=NODE_STOP").await;
+    assert!(of_node(&audit, "NODE_STOP", victim) >= 1, "{audit:?}");
+    let audit = h.audit("limit=1000&operation=NODE_START").await;
+    assert!(of_node(&audit, "NODE_START", victim) >= 1, "{audit:?}");
+    // A backup of node 4 to two custodians (made with the real `custos` binary).
+    let custos = binary.with_file_name("custos");
+    let work = h.dir.path().join("custodians");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut custodians = Vec::new();
+    for name in ["alice", "bob"] {
+        let out = std::process::Command::new(&custos)
+            .args(["custodian", "keygen", "--id", name, "--out"])
+            .arg(work.join(format!("{name}.key")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        custodians.push(serde_json::from_slice::<Value>(&out.stdout).unwrap());
+    }
+    let list = work.join("custodians.json");
+    std::fs::write(&list, serde_json::to_vec(&custodians).unwrap()).unwrap();
+    h.nodes.stop_node(4).await.unwrap();
+    h.main().call("GET", "/readyz", None).await.unwrap();
+    let out = std::process::Command::new(&binary)
+        .arg("backup")
+        .arg("--config")
+        .arg(&h.layout.cluster.node(4).unwrap().config_file)
+        .arg("--custodians")
+        .arg(&list)
+        .args(["--threshold", "2", "--out"])
+        .arg(work.join("node4.backup.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    h.nodes.start_node(4).await.unwrap();
+    h.main().call("GET", "/readyz", None).await.unwrap();
+    h.main().call("GET", "/readyz", None).await.unwrap();
+    let backups = h.audit("limit=1000&operation=BACKUP").await;
+    assert_eq!(of_node(&backups, "BACKUP", 4), 1, "{backups:?}");
+    let audit = h.audit("limit=1000&operation=NODE_STOP").await;
+    assert!(of_node(&audit, "NODE_STOP", 4) >= 1, "{audit:?}");
+    // The host restarted: what it audited is not audited again.
+    h.restart_host().await;
+    h.main().call("GET", "/readyz", None).await.unwrap();
+    let backups = h.audit("limit=1000&operation=BACKUP").await;
+    assert_eq!(of_node(&backups, "BACKUP", 4), 1, "{backups:?}");
     h.nodes.shutdown().await;
 }
