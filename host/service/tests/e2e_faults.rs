@@ -98,7 +98,28 @@ async fn faults_under_load_lose_no_request() {
     )
     .await
     .unwrap();
+    // ---- 0. The primes pool refills: a second CGGMP21 keygen, on another node set, works
+    // without a restart (before, each node's pool was filled once, at start). ----
+    let cggmp = json!({"type": "ECC", "curve": "SECP256K1", "algo_type": "CGGMP21"});
+    let first = h
+        .generate(json!({"label": "cggmp-1", "format": cggmp.clone()}))
+        .await;
     let key = h.generate(json!({"label": "faults"})).await;
+    let (st, second) = h
+        .main()
+        .call(
+            "POST",
+            "/api/v1/keys/generate",
+            Some(&json!({"label": "cggmp-2", "format": cggmp})),
+        )
+        .await
+        .unwrap();
+    eprintln!(
+        "CGGMP21 keygens on {} then {}: {st} {}",
+        first["nodes"], second["nodes"], second["error"]
+    );
+    assert_eq!(st, 201, "{second}");
+    assert_ne!(first["nodes"], second["nodes"], "another node set");
     let key_id = key["key_id"].as_str().unwrap().to_string();
     let address = key["addresses"]["evm"].as_str().unwrap().to_string();
     let holders: Vec<u16> = key["nodes"]
