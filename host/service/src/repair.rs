@@ -192,7 +192,9 @@ impl Service {
             if held.get(&k.key_id) == Some(&k.generation) {
                 up_to_date += 1;
             } else if k.format.algo_type == crate::registry::Algo::Cggmp21 {
-                not_repairable.push(json!({"key_id": k.key_id, "algo_type": "CGGMP21", "reason": CGGMP21_LOST}));
+                not_repairable.push(
+                    json!({"key_id": k.key_id, "algo_type": "CGGMP21", "reason": CGGMP21_LOST}),
+                );
             } else {
                 to_repair.push(k);
             }
@@ -213,8 +215,10 @@ impl Service {
                 .principal(&caller.client.name)
                 .nodes(vec![node])
                 .client_ip(caller.ip.to_string())
-                .details(json!({"to_repair": to_repair.iter().map(|k| &k.key_id).collect::<Vec<_>>(),
-                    "not_repairable": not_repairable, "up_to_date": up_to_date})),
+                .details(
+                    json!({"to_repair": to_repair.iter().map(|k| &k.key_id).collect::<Vec<_>>(),
+                    "not_repairable": not_repairable, "up_to_date": up_to_date}),
+                ),
         );
         let svc = self.clone();
         let who = caller.client.name.clone();
@@ -365,9 +369,9 @@ impl Service {
         let rec = match r {
             Ok(rec) => rec,
             Err(e) => {
-                self.audit.append(entry.details(
-                    json!({"from": b.from, "to": b.to, "error": e.message}),
-                ))?;
+                self.audit.append(
+                    entry.details(json!({"from": b.from, "to": b.to, "error": e.message})),
+                )?;
                 return Err(e);
             }
         };
@@ -384,7 +388,8 @@ impl Service {
         if pending != rec.erase_pending {
             self.registry.set_erase_pending(key_id, pending)?;
         }
-        self.audit.append(entry.details(json!({"from": b.from, "to": b.to,
+        self.audit
+            .append(entry.details(json!({"from": b.from, "to": b.to,
             "generation": rec.generation, "erase_pending": missed})))?;
         Ok((200, rec.to_json()))
     }

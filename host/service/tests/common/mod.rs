@@ -495,3 +495,31 @@ pub async fn tron_build(h: &Harness, key_id: &str, extra: Value) -> Vec<u8> {
     assert_eq!(st, 200, "{built}");
     unhex(built["data"].as_str().unwrap())
 }
+
+/// The Solana system program.
+pub const SYSTEM: [u8; 32] = [0; 32];
+
+/// A system-program transfer message, serialized here by hand: legacy, or v0 (prefix
+/// 0x80, no address-table lookups).
+pub fn sol_transfer(from: &[u8; 32], to: &[u8; 32], lamports: u64, v0: bool) -> Vec<u8> {
+    let mut m = vec![];
+    if v0 {
+        m.push(0x80);
+    }
+    m.extend([1, 0, 1]); // 1 signer, 0 read-only signed, 1 read-only unsigned (the program)
+    m.push(3);
+    m.extend(from);
+    m.extend(to);
+    m.extend(SYSTEM);
+    m.extend([0x5a; 32]); // recent blockhash
+    m.push(1); // one instruction
+    m.push(2); // program: system
+    m.extend([2, 0, 1]); // accounts: from, to
+    m.push(12);
+    m.extend(2u32.to_le_bytes()); // Transfer
+    m.extend(lamports.to_le_bytes());
+    if v0 {
+        m.push(0); // no lookups
+    }
+    m
+}

@@ -1,0 +1,253 @@
+//! Disaster recovery through the API, with real node processes (DESIGN §4a, seed 003 §6):
+//!
+//! - **DR drill**: DKLS23, FROST and CGGMP21 keys on nodes {1,2,3}; node 2 is stopped, its
+//!   data folder deleted (config, DEK file and identity stay), and started empty.
+//!   `GET /api/v1/nodes` shows its generation lag; `POST /api/v1/nodes/2/repair` rebuilds
+//!   the DKLS23 and FROST shards (same public keys and addresses), every key signs with
+//!   every holder pair, and the CGGMP21 key is reported lost on node 2 (with what to do)
+//!   while it still signs with its other holders.
+//! - **Move**: the DKLS23 and FROST keys moved from {1,2,3} to {1,2,4}: node 3 holds
+//!   nothing of them, every pair of the new set signs, addresses unchanged; a CGGMP21 key
+//!   cannot be moved (409).
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// The API's view of node `id`.
+async fn node(h: &Harness, id: u16) -> Value {
+    let (st, r) = h.main().call("GET", "/api/v1/nodes", None).await.unwrap();
+    assert_eq!(st, 200, "{r}");
+    r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .cloned()
+        .unwrap()
+}
+
+async fn key(h: &Harness, key_id: &str) -> Value {
+    let (st, k) = h
+        .main()
+        .call("GET", &format!("/api/v1/keys/{key_id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{k}");
+    k
+}
+
+/// A request that signs under the default policies: an EIP-191 message (secp256k1 keys)
+/// or a 0.5 SOL transfer (ed25519 keys).
+fn request(k: &Value, id: &str) -> Value {
+    if k["format"]["curve"] == "ED25519" {
+        let pk: [u8; 32] = unhex(k["public_key"].as_str().unwrap()).try_into().unwrap();
+        let m = sol_transfer(&pk, &[0x66; 32], 500_000_000, true);
+        json!({"request_id": id, "chain": "solana", "data_type": "RAW_TX", "data": hx(&m)})
+    } else {
+        sign_body(id, "EIP191", json!(hx(format!("recovery {id}").as_bytes())))
+    }
+}
+
+/// Signs with key `k` and expects SIGNED (the service checks the signature against the
+/// key before answering).
+async fn signs(h: &Harness, k: &Value, id: &str) {
+    let key_id = k["key_id"].as_str().unwrap();
+    let (st, r) = h.sign(key_id, request(k, id)).await;
+    assert_eq!(st, 200, "{key_id} {id}: {r}");
+    assert_eq!(r["status"], "SIGNED", "{r}");
+}
+
+/// Every pair of `holders` signs with each of `keys`: the holders outside the pair are
+/// stopped meanwhile, so the pair is the only choice.
+async fn every_pair_signs(h: &mut Harness, holders: &[u16], keys: &[Value], tag: &str) {
+    for (i, a) in holders.iter().enumerate() {
+        for b in &holders[i + 1..] {
+            let others: Vec<u16> = holders
+                .iter()
+                .copied()
+                .filter(|n| n != a && n != b)
+                .collect();
+            for n in &others {
+                h.nodes.stop_node(*n).await.unwrap();
+            }
+            // The host learns who is up now (else it trusts what it saw a moment ago).
+            node(h, *a).await;
+            for k in keys {
+                signs(
+                    h,
+                    k,
+                    &format!("{tag}-{a}{b}-{}", k["key_id"].as_str().unwrap()),
+                )
+                .await;
+            }
+            for n in &others {
+                h.nodes.start_node(*n).await.unwrap();
+            }
+            node(h, *a).await;
+        }
+    }
+}
+
+/// Waits for node `id`'s repair to end (bounded), and returns its progress.
+async fn repaired(h: &Harness, id: u16) -> Value {
+    for _ in 0..1200 {
+        let r = node(h, id).await["repair"].clone();
+        if r["state"] != "RUNNING" {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("the repair of node {id} did not end");
+}
+
+fn lag_keys(n: &Value) -> Vec<String> {
+    let mut v: Vec<String> = n["generation_lag"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["key_id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dr_drill_repair_a_wiped_node_and_move_keys() {
+    let mut h = Harness::start().await;
+    // Node 4 down while the keys are made: they all land on {1,2,3}.
+    h.nodes.stop_node(4).await.unwrap();
+    let dkls = h.generate(json!({"label": "dr-evm"})).await;
+    let frost = h
+        .generate(json!({"label": "dr-sol", "format": {"curve": "ED25519"}}))
+        .await;
+    let cggmp = h
+        .generate(json!({"label": "dr-cggmp",
+            "format": {"type": "ECC", "curve": "SECP256K1", "algo_type": "CGGMP21"}}))
+        .await;
+    h.nodes.start_node(4).await.unwrap();
+    for k in [&dkls, &frost, &cggmp] {
+        assert_eq!(k["nodes"], json!([1, 2, 3]), "{k}");
+        signs(&h, k, &format!("before-{}", k["key_id"].as_str().unwrap())).await;
+    }
+    let id = |k: &Value| k["key_id"].as_str().unwrap().to_string();
+    let repairable = [dkls.clone(), frost.clone()];
+
+    // ---- DR drill: node 2's disk is lost. ----
+    h.nodes.stop_node(2).await.unwrap();
+    let node2 = h.layout.cluster.node(2).unwrap().clone();
+    std::fs::remove_dir_all(&node2.config.data_dir).unwrap();
+    h.nodes.start_node(2).await.unwrap();
+    let n2 = node(&h, 2).await;
+    assert_eq!(n2["up"], true);
+    assert_eq!(n2["shard_count"], 0);
+    let mut all = vec![id(&dkls), id(&frost), id(&cggmp)];
+    all.sort();
+    assert_eq!(lag_keys(&n2), all, "{n2}");
+
+    // Repair: 202, then progress until done.
+    let (st, r) = h
+        .main()
+        .call("POST", "/api/v1/nodes/2/repair", Some(&json!({})))
+        .await
+        .unwrap();
+    assert_eq!(st, 202, "{r}");
+    let p = repaired(&h, 2).await;
+    assert_eq!(p["state"], "DONE", "{p}");
+    let mut done: Vec<String> = p["repaired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    done.sort();
+    let mut want = vec![id(&dkls), id(&frost)];
+    want.sort();
+    assert_eq!(done, want, "{p}");
+    let lost = &p["not_repairable"][0];
+    assert_eq!(lost["key_id"], id(&cggmp).as_str(), "{p}");
+    assert!(
+        lost["reason"]
+            .as_str()
+            .unwrap()
+            .contains("new key and sweep the funds"),
+        "{p}"
+    );
+    // Only the CGGMP21 key is still missing on node 2.
+    assert_eq!(lag_keys(&node(&h, 2).await), vec![id(&cggmp)]);
+
+    // Same public keys and addresses; every pair signs; the CGGMP21 key still signs with
+    // its other holders.
+    for k in &repairable {
+        let now = key(&h, &id(k)).await;
+        assert_eq!(now["public_key"], k["public_key"]);
+        assert_eq!(now["addresses"], k["addresses"]);
+    }
+    every_pair_signs(&mut h, &[1, 2, 3], &repairable, "after-repair").await;
+    h.nodes.stop_node(2).await.unwrap();
+    node(&h, 2).await;
+    signs(&h, &cggmp, "cggmp-without-node-2").await;
+    h.nodes.start_node(2).await.unwrap();
+    node(&h, 2).await;
+    let audit = h.audit("operation=KEY_REPAIR").await;
+    assert_eq!(
+        audit.iter().filter(|e| e["result"] == "OK").count(),
+        2,
+        "{audit:?}"
+    );
+    assert!(!h.audit("operation=NODE_REPAIR").await.is_empty());
+
+    // ---- Move: {1,2,3} -> {1,2,4}. ----
+    for k in &repairable {
+        let (st, moved) = h
+            .main()
+            .call(
+                "POST",
+                &format!("/api/v1/keys/{}/move", id(k)),
+                Some(&json!({"from": 3, "to": 4})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(st, 200, "{moved}");
+        assert_eq!(moved["nodes"], json!([1, 2, 4]), "{moved}");
+        assert_eq!(moved["public_key"], k["public_key"]);
+        assert_eq!(moved["addresses"], k["addresses"]);
+    }
+    let n3 = node(&h, 3).await;
+    for k in &repairable {
+        assert!(
+            !n3["keys"].as_array().unwrap().contains(&json!(id(k))),
+            "node 3 holds nothing of a moved key: {n3}"
+        );
+    }
+    every_pair_signs(&mut h, &[1, 2, 4], &repairable, "after-move").await;
+    assert_eq!(
+        h.audit("operation=KEY_MOVE").await.len(),
+        2,
+        "one KEY_MOVE entry per key"
+    );
+    // A CGGMP21 key cannot be moved.
+    let (st, e) = h
+        .main()
+        .call(
+            "POST",
+            &format!("/api/v1/keys/{}/move", id(&cggmp)),
+            Some(&json!({"from": 3, "to": 4})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (409, Some("INVALID_TRANSITION")),
+        "{e}"
+    );
+    // Nothing lags now but the lost CGGMP21 shard.
+    for n in [1, 3, 4] {
+        assert_eq!(
+            lag_keys(&node(&h, n).await),
+            Vec::<String>::new(),
+            "node {n}"
+        );
+    }
+}
