@@ -854,4 +854,67 @@ mod tests {
         );
         assert_eq!((e.ban, e.failure.blame), (None, None));
     }
+
+    fn record(holders: &[NodeId]) -> ShardRecord {
+        ShardRecord {
+            key_id: "k".into(),
+            algo: Algo::Dkls23,
+            curve: Curve::Secp256k1,
+            public_key: vec![2; 33],
+            threshold: 2,
+            holders: holders.to_vec(),
+            secret: vec![],
+        }
+    }
+
+    fn op(holders: &[NodeId], target: NodeId, replaces: NodeId) -> RepairOp {
+        RepairOp {
+            key_id: "k".into(),
+            generation: 1,
+            public_key: vec![2; 33],
+            threshold: 2,
+            holders: holders.to_vec(),
+            target,
+            replaces,
+        }
+    }
+
+    #[test]
+    fn helpers_take_only_the_holders_they_hold_with_one_swapped() {
+        let rec = record(&[1, 2, 3]);
+        check_repair(&rec, &op(&[1, 2, 3], 2, 2), 1).unwrap();
+        check_repair(&rec, &op(&[1, 2, 4], 4, 3), 1).unwrap();
+        // A move keeps the party order: the new node takes the old one's place.
+        check_repair(&rec, &op(&[4, 2, 3], 4, 1), 2).unwrap();
+        let refused = |r: RepairOp| {
+            let e = check_repair(&rec, &r, 1).unwrap_err();
+            assert_eq!(e.failure.kind, custos_wire::FailureKind::Refused, "{r:?}");
+            e.failure.message
+        };
+        assert!(refused(op(&[1, 4, 2], 4, 3)).contains("must be [1, 2, 4]"));
+        assert!(refused(op(&[1, 2, 3], 3, 2)).contains("already holds a share"));
+        assert!(refused(op(&[1, 2, 4], 4, 5)).contains("node 5 holds no share"));
+        assert!(refused(op(&[1, 2], 2, 2)).contains("must be [1, 2, 3]"));
+        let mut r = op(&[1, 2, 3], 2, 2);
+        r.public_key[1] = 3;
+        assert!(refused(r).contains("public key"));
+        let mut r = op(&[1, 2, 3], 2, 2);
+        r.threshold = 3;
+        assert!(refused(r).contains("threshold 3"));
+    }
+
+    #[test]
+    fn interpolation_in_the_exponent_finds_a_missing_share_and_the_key() {
+        // f(x) = 7 + 5x: shares at 1, 2, 3; the key is f(0)·G.
+        let g = k256_014::ProjectivePoint::GENERATOR;
+        let at =
+            |x: u64| (g * (Scalar::from(7u64) + Scalar::from(5u64) * Scalar::from(x))).to_affine();
+        let points = BTreeMap::from([(1u8, at(1)), (3u8, at(3))]);
+        assert_eq!(interpolate(&points, &[1, 3], 2), at(2));
+        assert_eq!(interpolate(&points, &[1, 3], 0), at(0));
+        check_on_key(&points, 2, &at(0), "shares").unwrap();
+        let wrong = BTreeMap::from([(1u8, at(1)), (2u8, at(3)), (3u8, at(3))]);
+        assert!(check_on_key(&wrong, 2, &at(0), "shares").is_err());
+        assert!(check_on_key(&points, 3, &at(0), "shares").is_err());
+    }
 }

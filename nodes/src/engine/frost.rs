@@ -352,7 +352,12 @@ pub async fn repair(
         .copied()
         .filter(|p| *p != r.target)
         .collect();
-    if helpers.len() < usize::from(t) || t < 2 {
+    if t < 2 {
+        return Err(EngineError::request(format!(
+            "a FROST repair needs a threshold of at least 2, not {t}"
+        )));
+    }
+    if helpers.len() < usize::from(t) {
         return Err(EngineError::request(format!(
             "a FROST repair needs at least {t} helpers besides the target"
         )));
