@@ -405,7 +405,9 @@ impl Node for NodeService {
         }
         let store = self.state.store.clone();
         let resolution = tokio::task::spawn_blocking(move || {
-            store.resolve(&r.key_id, r.generation, r.commit).map(|res| (r, res))
+            store
+                .resolve(&r.key_id, r.generation, r.commit)
+                .map(|res| (r, res))
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?;

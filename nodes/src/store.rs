@@ -583,9 +583,8 @@ impl Store {
     /// which decides commits, runs a new staging session only after it has given up the
     /// earlier one. The committed shard is untouched.
     pub fn stage(&self, staged: &StagedShard) -> Result<(), StoreError> {
-        let bytes = Zeroizing::new(
-            postcard::to_stdvec(staged).map_err(|e| StoreError::Db(e.to_string()))?,
-        );
+        let bytes =
+            Zeroizing::new(postcard::to_stdvec(staged).map_err(|e| StoreError::Db(e.to_string()))?);
         self.put(Kind::Staged, &staged.rec.key_id, &bytes)
     }
 
@@ -666,9 +665,8 @@ impl Store {
                 }
             )));
         };
-        let shard = Zeroizing::new(
-            postcard::to_stdvec(&s.rec).map_err(|e| StoreError::Db(e.to_string()))?,
-        );
+        let shard =
+            Zeroizing::new(postcard::to_stdvec(&s.rec).map_err(|e| StoreError::Db(e.to_string()))?);
         let mut batch = rocksdb::WriteBatch::default();
         batch.put(
             Self::db_key(Kind::Shard, key_id),

@@ -65,9 +65,9 @@ impl Coordinator {
         nodes: &[NodeId],
         commit: bool,
     ) -> Commit {
-        let calls = nodes.iter().map(|n| async move {
-            (*n, self.resolve(*n, key_id, generation, commit).await)
-        });
+        let calls = nodes
+            .iter()
+            .map(|n| async move { (*n, self.resolve(*n, key_id, generation, commit).await) });
         let mut out = Commit::default();
         for (n, r) in futures::future::join_all(calls).await {
             match r {
@@ -82,7 +82,12 @@ impl Coordinator {
     pub async fn commit(&self, key_id: &str, generation: u64, nodes: &[NodeId]) -> Commit {
         let c = self.resolve_all(key_id, generation, nodes, true).await;
         for (n, why) in &c.missed {
-            tracing::warn!(node = n, key = key_id, generation, "commit not confirmed: {why}; resolved when the node is next seen");
+            tracing::warn!(
+                node = n,
+                key = key_id,
+                generation,
+                "commit not confirmed: {why}; resolved when the node is next seen"
+            );
         }
         c
     }
@@ -91,7 +96,12 @@ impl Coordinator {
     pub async fn drop_staged(&self, key_id: &str, generation: u64, nodes: &[NodeId]) -> Commit {
         let c = self.resolve_all(key_id, generation, nodes, false).await;
         for (n, why) in &c.missed {
-            tracing::warn!(node = n, key = key_id, generation, "staged generation not dropped: {why}; dropped when the node is next resolved");
+            tracing::warn!(
+                node = n,
+                key = key_id,
+                generation,
+                "staged generation not dropped: {why}; dropped when the node is next resolved"
+            );
         }
         c
     }

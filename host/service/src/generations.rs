@@ -56,6 +56,13 @@ impl Staging {
     }
 }
 
+/// Whether `node`'s staged `generation` of a key is the one to commit: the key record
+/// names that generation and that node among the holders. Anything else (no such key, an
+/// older or newer generation, a node the key was moved off) is dropped.
+fn commits(key: Option<&KeyRecord>, node: u16, generation: u64) -> bool {
+    key.is_some_and(|k| k.generation == generation && k.nodes.contains(&node))
+}
+
 impl Service {
     /// Decides a staged generation of `key`: the public key must be the key's; the key
     /// record takes the new generation and holders `nodes_after` (one synced write), then
@@ -119,9 +126,7 @@ impl Service {
                     // The registry cannot say: decide nothing now.
                     Err(_) => continue,
                 };
-                let commit = key
-                    .as_ref()
-                    .is_some_and(|k| k.generation == st.generation && k.nodes.contains(&node));
+                let commit = commits(key.as_ref(), node, st.generation);
                 match self
                     .coord
                     .resolve(node, &st.key_id, st.generation, commit)
@@ -144,5 +149,35 @@ impl Service {
             }
         }
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_staged_generation_is_committed_only_where_the_record_names_it() {
+        let json = serde_json::json!({
+            "v": 1, "key_id": "k", "label": "l", "tags": {}, "public_key": "0x02",
+            "addresses": {}, "status": "ACTIVE",
+            "format": {"type": "ECC", "curve": "SECP256K1", "algo_type": "DKLS23", "size": 32},
+            "shard_properties": {"shard_count": 3, "threshold": 2},
+            "nodes": [1, 2, 4], "created_at": "t", "status_history": [], "generation": 3
+        });
+        let k: KeyRecord = serde_json::from_value(json).unwrap();
+        assert!(commits(Some(&k), 2, 3));
+        assert!(
+            !commits(Some(&k), 2, 4),
+            "a generation the host never decided"
+        );
+        assert!(!commits(Some(&k), 2, 2), "an older one");
+        assert!(!commits(Some(&k), 3, 3), "a node the key was moved off");
+        assert!(!commits(None, 1, 1), "a keygen the host never registered");
+        // A record from before generations is at the first.
+        let mut old = serde_json::to_value(&k).unwrap();
+        old.as_object_mut().unwrap().remove("generation");
+        let old: KeyRecord = serde_json::from_value(old).unwrap();
+        assert!(commits(Some(&old), 1, 1));
     }
 }

@@ -377,11 +377,10 @@ impl Service {
             )
             .await;
         let result = match r {
-            Ok(staged) => {
-                self.settle_staged(&key, staged, key.nodes.clone())
-                    .await
-                    .map(|_| ())
-            }
+            Ok(staged) => self
+                .settle_staged(&key, staged, key.nodes.clone())
+                .await
+                .map(|_| ()),
             Err(e) => Err(ApiError::from(e)),
         };
         let entry = NewEntry::new(

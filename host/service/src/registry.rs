@@ -544,6 +544,7 @@ mod tests {
             status_history: vec![],
             erase_pending: vec![],
             plugin_key: vec![],
+            generation: 1,
         }
     }
 

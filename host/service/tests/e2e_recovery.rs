@@ -134,6 +134,39 @@ async fn dr_drill_repair_a_wiped_node_and_move_keys() {
     let id = |k: &Value| k["key_id"].as_str().unwrap().to_string();
     let repairable = [dkls.clone(), frost.clone()];
 
+    // ---- A generation staged without the host's decision (a host that died between
+    // staging and deciding) is dropped by the host's background duties; the key keeps
+    // signing with its generation all along. ----
+    let coord = &h.svc().coord;
+    let staged = coord
+        .refresh(custos_wire::Algo::Dkls23, &id(&dkls), 1, &[1, 2, 3])
+        .await
+        .unwrap();
+    assert_eq!(staged.generation, 2);
+    signs(&h, &dkls, "while-staged").await;
+    let mut left = usize::MAX;
+    for _ in 0..200 {
+        left = 0;
+        for n in 1..=3 {
+            left += coord.health(n).await.unwrap().staged.len();
+        }
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        left, 0,
+        "the undecided generation is dropped on every holder"
+    );
+    let drops = h.audit("operation=KEY_GENERATION").await;
+    assert_eq!(drops.len(), 3, "{drops:?}");
+    assert!(
+        drops.iter().all(|e| e["details"]["resolution"] == "DROP"),
+        "{drops:?}"
+    );
+    signs(&h, &dkls, "after-drop").await;
+
     // ---- DR drill: node 2's disk is lost. ----
     h.nodes.stop_node(2).await.unwrap();
     let node2 = h.layout.cluster.node(2).unwrap().clone();

@@ -17,8 +17,8 @@ pub mod frost;
 
 use crate::authority::NodeAuthority;
 use crate::net::Net;
-use crate::store::{Store, StoreError};
 use crate::store::{ShardRecord, StagedShard};
+use crate::store::{Store, StoreError};
 use custos_wire::{
     Algo, FIRST_GENERATION, Failure, FailureKind, NodeId, Op, Output, SessionId, SignRequest,
 };
@@ -380,11 +380,7 @@ fn not_held(me: NodeId, key_id: &str) -> EngineError {
     ))
 }
 
-fn check_algo(
-    rec: &ShardRecord,
-    key_id: &str,
-    algo: Algo,
-) -> Result<(), EngineError> {
+fn check_algo(rec: &ShardRecord, key_id: &str, algo: Algo) -> Result<(), EngineError> {
     if rec.algo != algo {
         return Err(EngineError::request(format!(
             "key `{key_id}` is a {} key, not {}",
@@ -395,12 +391,7 @@ fn check_algo(
     Ok(())
 }
 
-fn load(
-    store: &Store,
-    key_id: &str,
-    algo: Algo,
-    me: NodeId,
-) -> Result<ShardRecord, EngineError> {
+fn load(store: &Store, key_id: &str, algo: Algo, me: NodeId) -> Result<ShardRecord, EngineError> {
     let rec = store
         .get_shard(key_id)?
         .ok_or_else(|| not_held(me, key_id))?;
