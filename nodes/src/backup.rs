@@ -435,7 +435,19 @@ pub fn backup(
         identity: identity.to_vec(),
         records,
     };
-    let plain = Zeroizing::new(postcard::to_stdvec(&contents).context("serializing the backup")?);
+    // Room for the whole encoding up front (each length prefix takes at most 10 bytes), so
+    // that no reallocation leaves a copy of the plaintext behind.
+    let capacity = 64
+        + contents.identity.len()
+        + contents
+            .records
+            .iter()
+            .map(|r| r.kind.len() + r.name.len() + r.value.len() + 30)
+            .sum::<usize>();
+    let plain = Zeroizing::new(
+        postcard::to_extend(&contents, Vec::with_capacity(capacity))
+            .context("serializing the backup")?,
+    );
     drop(contents);
     let plaintext_sha256 = hex::encode(Sha256::digest(&*plain));
 
@@ -958,7 +970,11 @@ fn record_restore_event(store: &Store, backup: &BackupFile, s: &RestoreSummary) 
         "backup_created": backup.created,
         "keys": s.keys,
         "records": s.records,
-        "generations": s.generations,
+        // How many keys are at each generation (a per-key list would grow without bound).
+        "generations": s.generations.values().fold(BTreeMap::new(), |mut m, g| {
+            *m.entry(g.to_string()).or_insert(0usize) += 1;
+            m
+        }),
         "custodians": s.custodians,
         "identity_restored": s.identity_written,
     });
@@ -1163,6 +1179,28 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("is not empty"), "{err}");
+    }
+
+    #[test]
+    fn force_moves_an_existing_data_folder_aside() {
+        let from = populated(4);
+        let (ids, list) = custodians(1);
+        let b = backup(4, &from.data(), &from.identity(), &from.dek, &list, 1)
+            .unwrap()
+            .file;
+        let to = Node::new(4);
+        drop(Store::open(&to.data(), 4, &to.dek).unwrap());
+        let keys = key_files(to.dir.path(), &ids);
+        let src = [ShareSource::CustodianKey(keys[0].clone())];
+        assert!(restore(4, &to.data(), &to.identity(), &to.dek, &b, &src, false).is_err());
+        // Running (its store open): refused even with --force, nothing moved.
+        let running = Store::open(&to.data(), 4, &to.dek).unwrap();
+        assert!(restore(4, &to.data(), &to.identity(), &to.dek, &b, &src, true).is_err());
+        drop(running);
+        let r = restore(4, &to.data(), &to.identity(), &to.dek, &b, &src, true).unwrap();
+        let aside = r.moved_aside.unwrap();
+        assert!(aside.join("CURRENT").exists(), "the old store is kept");
+        assert_eq!(r.keys, 2);
     }
 
     fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
