@@ -104,6 +104,7 @@ fn frames() -> Vec<(&'static str, Vec<u8>, Check)> {
             Algo::Cggmp21,
             Op::Sign {
                 key_id: "k-2".into(),
+                generation: 4,
                 message: vec![0x42; 32],
                 request: Box::new(SignRequest {
                     request_id: "r-1".into(),
@@ -138,7 +139,23 @@ fn frames() -> Vec<(&'static str, Vec<u8>, Check)> {
             Algo::Frost,
             Op::Refresh {
                 key_id: "k-3".into(),
+                generation: 2,
             },
+        ))),
+    );
+    add(
+        "host_start_repair_dkls23",
+        pinned(HostFrame::Start(start(
+            Algo::Dkls23,
+            Op::Repair(Box::new(RepairOp {
+                key_id: "k-4".into(),
+                generation: 3,
+                public_key: vec![2; 33],
+                threshold: 2,
+                holders: vec![1, 2, 4],
+                target: 4,
+                replaces: 3,
+            })),
         ))),
     );
     add(
@@ -159,6 +176,7 @@ fn frames() -> Vec<(&'static str, Vec<u8>, Check)> {
         "node_done_key",
         pinned(NodeFrame::Done(Output::Key {
             public_key: vec![2; 33],
+            package: [5; 32],
         })),
     );
     add(
@@ -172,6 +190,8 @@ fn frames() -> Vec<(&'static str, Vec<u8>, Check)> {
         "node_done_refreshed",
         pinned(NodeFrame::Done(Output::Refreshed {
             public_key: vec![7; 32],
+            generation: 5,
+            package: [6; 32],
         })),
     );
     for (name, kind, blame) in [
@@ -180,6 +200,8 @@ fn frames() -> Vec<(&'static str, Vec<u8>, Check)> {
         ("node_failed_storage", FailureKind::Storage, None),
         ("node_failed_protocol", FailureKind::Protocol, Some(3)),
         ("node_failed_aborted", FailureKind::Aborted, None),
+        ("node_failed_refused", FailureKind::Refused, None),
+        ("node_failed_not_held", FailureKind::NotHeld, None),
     ] {
         add(
             name,
@@ -205,8 +227,36 @@ fn frames() -> Vec<(&'static str, Vec<u8>, Check)> {
                 node: 3,
                 since: 1_700_000_000,
             }],
+            generations: vec![1, 3],
+            staged: vec![Staged {
+                key_id: "k-2".into(),
+                generation: 4,
+                package: [8; 32],
+            }],
+            events: vec![NodeEvent {
+                seq: 7,
+                at: 1_700_000_100,
+                kind: "BACKUP".into(),
+                detail: "{\"custodians\":3}".into(),
+            }],
         }),
     );
+    add(
+        "resolve_request",
+        pinned(ResolveRequest {
+            key_id: "k-2".into(),
+            generation: 4,
+            commit: true,
+        }),
+    );
+    for (name, resolution) in [
+        ("resolved_committed", Resolution::Committed),
+        ("resolved_already_committed", Resolution::AlreadyCommitted),
+        ("resolved_dropped", Resolution::Dropped),
+        ("resolved_nothing_staged", Resolution::NothingStaged),
+    ] {
+        add(name, pinned(Resolved { resolution }));
+    }
     add(
         "destroy_request",
         pinned(DestroyRequest {
@@ -227,9 +277,9 @@ fn frames() -> Vec<(&'static str, Vec<u8>, Check)> {
 }
 
 #[test]
-fn wire_v2_frames_are_unchanged() {
+fn wire_v3_frames_are_unchanged() {
     assert_eq!(
-        WIRE_VERSION, 2,
+        WIRE_VERSION, 3,
         "a new wire version gets a new fixture file"
     );
     let frames = frames();
@@ -274,9 +324,7 @@ fn wire_v1_frames_still_decode_or_are_refused() {
         frames().into_iter().map(|(n, _, c)| (n, c)).collect();
     for unchanged in [
         "host_abort",
-        "node_done_key",
         "node_done_signature",
-        "node_done_refreshed",
         "node_failed_request",
         "node_failed_unsupported",
         "node_failed_storage",
@@ -293,18 +341,75 @@ fn wire_v1_frames_still_decode_or_are_refused() {
         "host_start_sign_cggmp21",
         "host_start_refresh_frost",
     ] {
-        let e = postcard::from_bytes::<HostFrame>(&bytes(start)).unwrap_err();
-        eprintln!("{start}: refused: {e}");
+        // Refused by the decoder, or (bytes that happen to parse) by the node's version
+        // check: `wire_version` comes first and still says 1.
+        match postcard::from_bytes::<HostFrame>(&bytes(start)) {
+            Err(e) => eprintln!("{start}: refused: {e}"),
+            Ok(HostFrame::Start(s)) => assert_eq!(s.wire_version, 1, "{start}"),
+            Ok(other) => panic!("{start}: {other:?}"),
+        }
     }
     assert!(postcard::from_bytes::<HostFrame>(&bytes("host_deliver")).is_err());
     assert!(postcard::from_bytes::<NodeFrame>(&bytes("node_send")).is_err());
     assert!(postcard::from_bytes::<Health>(&bytes("health")).is_err());
+    // Keygen and refresh outputs carry the package digest (and the generation) now.
+    for done in ["node_done_key", "node_done_refreshed"] {
+        assert!(postcard::from_bytes::<NodeFrame>(&bytes(done)).is_err(), "{done}");
+    }
     let mut env = envelope(Algo::Cggmp21, true);
     env.part = 0;
     assert_ne!(bytes("envelope_header"), env.header_bytes());
     assert_eq!(
         v1.len(),
-        12 + 3 + 4,
+        10 + 2 + 3 + 4,
         "every version 1 frame is looked at above"
     );
+}
+
+/// Version 2 frames met by a version 3 side: the frames whose type did not change decode
+/// to the same value (a `Start` of version 2 still says so, and a node refuses it); a sign
+/// or refresh `Start` without a generation, keygen and refresh outputs without a package
+/// digest, and health without generations are refused by the decoder.
+#[test]
+fn wire_v2_frames_still_decode_or_are_refused() {
+    let v2 = read_fixture(2);
+    let bytes = |name: &str| hex::decode(v2[name].as_str().unwrap()).unwrap();
+    let today: std::collections::BTreeMap<&str, Check> =
+        frames().into_iter().map(|(n, _, c)| (n, c)).collect();
+    let unchanged = [
+        "host_deliver",
+        "host_abort",
+        "node_send",
+        "node_done_signature",
+        "node_failed_request",
+        "node_failed_unsupported",
+        "node_failed_storage",
+        "node_failed_protocol",
+        "node_failed_aborted",
+        "health_request",
+        "destroy_request",
+        "destroyed",
+        "envelope_header",
+    ];
+    for name in unchanged {
+        today[name](&bytes(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    match postcard::from_bytes::<HostFrame>(&bytes("host_start_keygen_dkls23")).unwrap() {
+        HostFrame::Start(s) => assert_eq!(s.wire_version, 2, "refused by the node's check"),
+        other => panic!("{other:?}"),
+    }
+    for old in ["host_start_sign_cggmp21", "host_start_refresh_frost"] {
+        // Refused by the decoder, or (should the bytes happen to parse) by the node's
+        // version check: `wire_version` comes first and still says 2.
+        match postcard::from_bytes::<HostFrame>(&bytes(old)) {
+            Err(_) => {}
+            Ok(HostFrame::Start(s)) => assert_eq!(s.wire_version, 2, "{old}"),
+            Ok(other) => panic!("{old}: {other:?}"),
+        }
+    }
+    for refused in ["node_done_key", "node_done_refreshed"] {
+        assert!(postcard::from_bytes::<NodeFrame>(&bytes(refused)).is_err(), "{refused}");
+    }
+    assert!(postcard::from_bytes::<Health>(&bytes("health")).is_err());
+    assert_eq!(v2.len(), unchanged.len() + 1 + 2 + 2 + 1, "every version 2 frame is looked at above");
 }
