@@ -91,20 +91,22 @@ async fn main() {
                 &format!("{name} keygen (2-of-3)"),
                 n,
                 |i| async move {
-                    coord
-                        .keygen(algo, &format!("bench-{name}-{i}").replace(' ', "-"), 2, 3)
-                        .await
-                        .unwrap()
-                        .holders
+                    common::keygen(
+                        coord,
+                        algo,
+                        &format!("bench-{name}-{i}").replace(' ', "-"),
+                        2,
+                        3,
+                    )
+                    .await
+                    .holders
                 },
             )
             .await,
         );
         let key = format!("bench-{name}-0").replace(' ', "-");
-        let holders = coord
-            .keygen(algo, &format!("{key}-sign"), 2, 3)
+        let holders = common::keygen(coord, algo, &format!("{key}-sign"), 2, 3)
             .await
-            .unwrap()
             .holders;
         let signers = vec![holders[0], holders[1]];
         let key = format!("{key}-sign");
@@ -117,6 +119,7 @@ async fn main() {
                         .sign_with(
                             algo,
                             &key,
+                            1,
                             &signers,
                             &msg,
                             &common::hash_request(algo, &key, &msg),
@@ -135,10 +138,8 @@ async fn main() {
             "CGGMP21 keygen incl. aux info (first, pregenerated primes)",
             1,
             |_| async move {
-                coord
-                    .keygen(Algo::Cggmp21, "bench-cggmp", 2, 3)
+                common::keygen(coord, Algo::Cggmp21, "bench-cggmp", 2, 3)
                     .await
-                    .unwrap()
                     .holders
             },
         )
@@ -196,6 +197,7 @@ async fn main() {
                         .sign_with(
                             Algo::Cggmp21,
                             "bench-cggmp",
+                            1,
                             &signers,
                             &[i as u8 + 1; 32],
                             &common::hash_request(Algo::Cggmp21, "bench-cggmp", &[i as u8 + 1; 32]),
