@@ -163,8 +163,9 @@ pub struct ShardRecord {
     pub curve: Curve,
     pub public_key: Vec<u8>,
     pub threshold: u16,
-    /// The nodes holding shards, sorted; a node's index in the protocol follows from its
-    /// position here.
+    /// The nodes holding shards, in party order: a node's index in the protocol follows
+    /// from its position here (sorted after a keygen; a move puts the new holder in the
+    /// place of the one it replaces).
     pub holders: Vec<NodeId>,
     #[serde(with = "serde_bytes")]
     pub secret: Vec<u8>,

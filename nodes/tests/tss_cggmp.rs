@@ -1,6 +1,7 @@
 //! CGGMP21 once (it is the heavy protocol): aux info from pregenerated primes (a test
 //! fixture, so no safe-prime search here), threshold keygen, full interactive signing
-//! verified with k256, and refresh refused as unsupported.
+//! verified with k256, and refresh, repair and move refused as unsupported (a lost
+//! CGGMP21 shard needs a new key and a sweep), nothing staged by them.
 
 mod common;
 
@@ -57,5 +58,34 @@ async fn cggmp21_keygen_sign_and_no_refresh() {
             );
         }
         other => panic!("expected unsupported, got {other}"),
+    }
+    // Repair (a holder rebuilt) and move (a key re-shared onto node 4): every participant
+    // refuses, naming what to do instead, and nothing is staged anywhere.
+    let others: Vec<u16> = (1..=4).filter(|n| !k.holders.contains(n)).collect();
+    for (target, replaces) in [(k.holders[1], k.holders[1]), (others[0], k.holders[2])] {
+        let holders: Vec<u16> = k
+            .holders
+            .iter()
+            .map(|h| if *h == replaces { target } else { *h })
+            .collect();
+        let e = coord
+            .repair(
+                Algo::Cggmp21,
+                custos_wire::RepairOp {
+                    key_id: "k-cggmp".into(),
+                    generation: 1,
+                    public_key: k.public_key.clone(),
+                    threshold: 2,
+                    holders,
+                    target,
+                    replaces,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("a new key and a sweep"), "{e}");
+        for n in 1..=4u16 {
+            assert!(coord.health(n).await.unwrap().staged.is_empty(), "node {n}");
+        }
     }
 }
