@@ -354,7 +354,10 @@ fn wire_v1_frames_still_decode_or_are_refused() {
     assert!(postcard::from_bytes::<Health>(&bytes("health")).is_err());
     // Keygen and refresh outputs carry the package digest (and the generation) now.
     for done in ["node_done_key", "node_done_refreshed"] {
-        assert!(postcard::from_bytes::<NodeFrame>(&bytes(done)).is_err(), "{done}");
+        assert!(
+            postcard::from_bytes::<NodeFrame>(&bytes(done)).is_err(),
+            "{done}"
+        );
     }
     let mut env = envelope(Algo::Cggmp21, true);
     env.part = 0;
@@ -408,8 +411,15 @@ fn wire_v2_frames_still_decode_or_are_refused() {
         }
     }
     for refused in ["node_done_key", "node_done_refreshed"] {
-        assert!(postcard::from_bytes::<NodeFrame>(&bytes(refused)).is_err(), "{refused}");
+        assert!(
+            postcard::from_bytes::<NodeFrame>(&bytes(refused)).is_err(),
+            "{refused}"
+        );
     }
     assert!(postcard::from_bytes::<Health>(&bytes("health")).is_err());
-    assert_eq!(v2.len(), unchanged.len() + 1 + 2 + 2 + 1, "every version 2 frame is looked at above");
+    assert_eq!(
+        v2.len(),
+        unchanged.len() + 1 + 2 + 2 + 1,
+        "every version 2 frame is looked at above"
+    );
 }
