@@ -89,7 +89,7 @@ pub enum CoordError {
     NotHeld { node: NodeId, message: String },
     /// Too few holders are up and hold the key's shard at its generation.
     #[error(
-        "not enough holders of key `{key_id}` at generation {generation}: {needed} needed, {} usable ({}); down or unreachable: {}; up without a usable shard (repair them): {}",
+        "not enough holders of key `{key_id}` at generation {generation}: {needed} needed, {} usable ({}); down or unreachable: {}; up, but each holds no shard of key `{key_id}` at generation {generation} (repair them): {}",
         available.len(),
         list(available),
         list(down),
