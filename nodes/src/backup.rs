@@ -52,50 +52,6 @@ const RECORD_VERSION: u8 = 1;
 /// match is exhaustive: a new [`Kind`] does not compile until it is given its prefix here,
 /// and a record under a prefix this list does not know stops a backup (rather than being
 /// left out of it).
-pub const ALL_KINDS: [Kind; 11] = [
-    Kind::Shard,
-    Kind::Aux,
-    Kind::Primes,
-    Kind::Bundle,
-    Kind::Journal,
-    Kind::Ledger,
-    Kind::Session,
-    Kind::Ban,
-    Kind::Generation,
-    Kind::Staged,
-    Kind::Event,
-];
-
-fn prefix(kind: Kind) -> &'static str {
-    // Mirrors the store's own prefixes; `record_format_matches_the_store` checks it.
-    match kind {
-        Kind::Shard => "shard/",
-        Kind::Aux => "aux/",
-        Kind::Primes => "primes/",
-        Kind::Bundle => "bundle/",
-        Kind::Journal => "journal/",
-        Kind::Ledger => "ledger/",
-        Kind::Session => "session/",
-        Kind::Ban => "ban/",
-        Kind::Generation => "gen/",
-        Kind::Staged => "staged/",
-        Kind::Event => "event/",
-    }
-}
-
-fn kind_of(prefix_name: &str) -> Option<Kind> {
-    ALL_KINDS.into_iter().find(|k| prefix(*k) == prefix_name)
-}
-
-/// The store's associated data for a record (`store.rs`: node id, kind, name bound).
-fn record_aad(node: NodeId, kind: Kind, name: &str) -> Vec<u8> {
-    let mut a = b"custos-record-v1".to_vec();
-    a.extend_from_slice(&node.to_be_bytes());
-    a.extend_from_slice(prefix(kind).as_bytes());
-    a.extend_from_slice(name.as_bytes());
-    a
-}
-
 /// One store record in the clear (inside the backup's encryption). Wiped on drop.
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -237,7 +193,7 @@ fn read_records(db: &rocksdb::DB, node: NodeId, dek: &Dek) -> Result<Vec<Record>
                 "the store holds a record `{key}` of no kind: this custos-node cannot back it up"
             );
         };
-        let Some(kind) = kind_of(&format!("{p}/")) else {
+        let Some(kind) = Kind::of_prefix(&format!("{p}/")) else {
             bail!(
                 "the store holds a record `{key}` of an unknown kind: this custos-node cannot back it up"
             );
@@ -250,7 +206,7 @@ fn read_records(db: &rocksdb::DB, node: NodeId, dek: &Dek) -> Result<Vec<Record>
             &aes_gcm::Nonce::from(crate::fsutil::array12(v.get(1..13).unwrap_or_default())),
             Payload {
                 msg: v.get(13..).unwrap_or_default(),
-                aad: &record_aad(node, kind, name),
+                aad: &crate::store::aad(node, kind, name),
             },
         )
         .map_err(|_| {
@@ -859,7 +815,7 @@ pub fn restore(
     }
     let mut records = Vec::with_capacity(contents.records.len());
     for r in &contents.records {
-        let kind = kind_of(&format!("{}/", r.kind)).ok_or_else(|| {
+        let kind = Kind::of_prefix(&format!("{}/", r.kind)).ok_or_else(|| {
             anyhow!(
                 "the backup holds records of kind `{}`, unknown here",
                 r.kind
@@ -1050,17 +1006,17 @@ mod tests {
     fn record_format_matches_the_store() {
         let n = Node::new(3);
         let store = Store::open(&n.data(), 3, &n.dek).unwrap();
-        for (i, k) in ALL_KINDS.iter().enumerate() {
+        for (i, k) in Kind::ALL.iter().enumerate() {
             store.put(*k, &format!("name-{i}"), &[i as u8; 5]).unwrap();
         }
         let records = read_records(&store.db, 3, &n.dek).unwrap();
-        assert_eq!(records.len(), ALL_KINDS.len());
-        for (i, k) in ALL_KINDS.iter().enumerate() {
+        assert_eq!(records.len(), Kind::ALL.len());
+        for (i, k) in Kind::ALL.iter().enumerate() {
             let r = records
                 .iter()
                 .find(|r| r.name == format!("name-{i}"))
                 .unwrap();
-            assert_eq!(format!("{}/", r.kind), prefix(*k));
+            assert_eq!(format!("{}/", r.kind), k.prefix());
             assert_eq!(r.value, vec![i as u8; 5]);
         }
         // Another node's DEK does not read them.

@@ -60,7 +60,28 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn prefix(self) -> &'static str {
+    /// Every kind (a backup takes them all; a record of another prefix is unknown).
+    pub const ALL: [Kind; 11] = [
+        Kind::Shard,
+        Kind::Aux,
+        Kind::Primes,
+        Kind::Bundle,
+        Kind::Journal,
+        Kind::Ledger,
+        Kind::Session,
+        Kind::Ban,
+        Kind::Generation,
+        Kind::Staged,
+        Kind::Event,
+    ];
+
+    /// The kind whose records' names start with `prefix` (`shard/`, …).
+    pub fn of_prefix(prefix: &str) -> Option<Kind> {
+        Self::ALL.into_iter().find(|k| k.prefix() == prefix)
+    }
+
+    /// Where the kind's records are in the store: `{prefix}{name}`.
+    pub fn prefix(self) -> &'static str {
         match self {
             Kind::Shard => "shard/",
             Kind::Aux => "aux/",
@@ -217,7 +238,8 @@ struct DecodedShares {
     by_key: HashMap<String, Arc<dyn Any + Send + Sync>>,
 }
 
-fn aad(node: NodeId, kind: Kind, name: &str) -> Vec<u8> {
+/// The associated data a record is sealed with: node id, kind and name bound.
+pub(crate) fn aad(node: NodeId, kind: Kind, name: &str) -> Vec<u8> {
     let mut a = b"custos-record-v1".to_vec();
     a.extend_from_slice(&node.to_be_bytes());
     a.extend_from_slice(kind.prefix().as_bytes());

@@ -79,25 +79,9 @@ pub struct MoveBody {
 impl Service {
     /// Every key (not destroyed) whose holders include `node`.
     fn keys_on(&self, node: NodeId) -> ApiResult<Vec<KeyRecord>> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let (page, next) = self.registry.list(&KeyFilter {
-                status: None,
-                label: None,
-                tag: None,
-                limit: 1000,
-                cursor,
-            })?;
-            out.extend(
-                page.into_iter()
-                    .filter(|k| k.status != Status::Destroyed && k.nodes.contains(&node)),
-            );
-            match next {
-                Some(c) => cursor = Some(c),
-                None => return Ok(out),
-            }
-        }
+        let mut keys = self.all_keys()?;
+        keys.retain(|k| k.nodes.contains(&node));
+        Ok(keys)
     }
 
     /// Each node's generation lag: the keys it should hold (by the registry) that it
@@ -135,6 +119,7 @@ impl Service {
         out
     }
 
+    /// Every key not destroyed.
     fn all_keys(&self) -> ApiResult<Vec<KeyRecord>> {
         let mut out = Vec::new();
         let mut cursor = None;
