@@ -809,18 +809,17 @@ impl Coordinator {
             if ok { up.push(id) } else { down.push(id) }
         }
         if let Some(g) = generation {
-            let mut lacking = Vec::new();
-            for id in up.clone() {
+            // Asked again together; a node that does not answer now stays a candidate
+            // (it answered a moment ago: opening the session will tell).
+            let checks = up.iter().copied().map(|id| async move {
                 let lacks = self.marked_not_held(id, key_id, g)
                     || (self.health_lacks(id, key_id, g)
-                        && match self.health(id).await {
-                            Ok(_) => self.health_lacks(id, key_id, g),
-                            Err(_) => {
-                                down.push(id);
-                                up.retain(|u| *u != id);
-                                false
-                            }
-                        });
+                        && self.health(id).await.is_ok()
+                        && self.health_lacks(id, key_id, g));
+                (id, lacks)
+            });
+            let mut lacking = Vec::new();
+            for (id, lacks) in futures::future::join_all(checks).await {
                 if lacks {
                     self.mark_not_held(id, key_id, g);
                     lacking.push(id);

@@ -1,9 +1,12 @@
 //! Faults under load, through the real service and real node processes (DESIGN §4a,
-//! issue 19): a holder SIGKILLed while 8 clients sign loses no request (each ends SIGNED,
-//! or answers a clean code that a same-id retry turns into SIGNED, never two different
-//! signatures for one request id); a holder whose data folder was wiped is routed around;
-//! a CGGMP21 keygen that finds a node's Paillier primes pool empty answers a transient
-//! code with `Retry-After`, never `500 INTERNAL`.
+//! issue 19): the CGGMP21 primes pool refills (a second keygen on another node set works
+//! without a restart); a holder SIGKILLed while 8 clients sign loses no request (each ends
+//! SIGNED, or answers a clean code that a same-id retry turns into SIGNED, never two
+//! different signatures for one request id); a holder whose data folder was wiped is
+//! routed around; a CGGMP21 keygen that finds a node's Paillier primes pool empty answers
+//! a transient 503 with `Retry-After`, never `500 INTERNAL`; node stops, starts and
+//! events are audited (events once, also across a host restart); an approved request
+//! whose signing found too few holders keeps its approvals and signs on a same-id retry.
 
 mod common;
 
@@ -87,17 +90,7 @@ async fn sign_until_signed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_under_load_lose_no_request() {
     let mut h = Harness::start().await;
-    // The nodes again, told not to wait for Paillier primes (the last part finds a pool
-    // still filling and must get a transient answer at once, not after the wait).
-    h.nodes.shutdown().await;
     let binary = custos_service::dev::node_binary(None).unwrap();
-    h.nodes = custos_service::dev::NodeProcesses::start_with_env(
-        &binary,
-        &h.layout.cluster,
-        &[("CUSTOS_NODE_PRIMES_WAIT_SECS", "0")],
-    )
-    .await
-    .unwrap();
     // ---- 0. The primes pool refills: a second CGGMP21 keygen, on another node set, works
     // without a restart (before, each node's pool was filled once, at start). ----
     let cggmp = json!({"type": "ECC", "curve": "SECP256K1", "algo_type": "CGGMP21"});
@@ -216,15 +209,24 @@ async fn faults_under_load_lose_no_request() {
 
     // ---- 2. A holder whose data folder was wiped is routed around. ----
     // The victim is down; its store goes (config, DEK and identity stay), and it comes
-    // back empty, with a primes pool that fills by generation (no fixture): empty now.
+    // back empty, with no fixture primes and a pool target of 0: its pool stays empty (a
+    // pool that generates may find a safe prime in seconds, by luck, and let the keygen
+    // below through).
     let node = h.layout.cluster.node(victim).unwrap().clone();
     std::fs::remove_dir_all(&node.config.data_dir).unwrap();
     let toml = std::fs::read_to_string(&node.config_file).unwrap();
     let without_fixture: String = toml
         .lines()
         .filter(|l| !l.trim_start().starts_with("primes_fixture"))
-        .map(|l| format!("{l}\n"))
+        .map(|l| {
+            if l.trim_start().starts_with("primes_pool") {
+                "primes_pool = 0\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
         .collect();
+    assert!(without_fixture.contains("primes_pool = 0"), "{toml}");
     std::fs::write(&node.config_file, without_fixture).unwrap();
     h.nodes.start_node(victim).await.unwrap();
     h.main().call("GET", "/readyz", None).await.unwrap();
@@ -246,6 +248,13 @@ async fn faults_under_load_lose_no_request() {
     let keygen: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     eprintln!("CGGMP21 keygen with an empty primes pool: {st} {keygen}");
     let keygen_answer = (st, code(&keygen), headers.get("retry-after").is_some());
+    for line in std::fs::read_to_string(&node.log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("primes") || l.contains("=== starting"))
+    {
+        eprintln!("node {victim}: {line}");
+    }
 
     let mut statuses = BTreeMap::<String, usize>::new();
     for i in 0..12 {
@@ -337,5 +346,52 @@ async fn faults_under_load_lose_no_request() {
     h.main().call("GET", "/readyz", None).await.unwrap();
     let backups = h.audit("limit=1000&operation=BACKUP").await;
     assert_eq!(of_node(&backups, "BACKUP", 4), 1, "{backups:?}");
+
+    // ---- 5. An approved request whose signing failed for want of holders keeps its
+    // approvals: a same-id retry signs it once they are back. ----
+    // The wiped node holds nothing of the key; with node 4 down too, one holder is left.
+    let other = *holders
+        .iter()
+        .find(|n| **n != victim && **n != 4)
+        .unwrap_or(&4);
+    let down = if holders.contains(&4) { 4 } else { other };
+    h.nodes.stop_node(down).await.unwrap();
+    let big = sign_body(
+        "big-retry",
+        "RAW_TX",
+        json!(hx(&eip1559(1, 7, &[0x35; 20], 11 * ETH, &[]))),
+    );
+    let (st, held) = h.sign(&key_id, big.clone()).await;
+    assert_eq!(
+        (st, held["status"].as_str()),
+        (202, Some("PENDING_APPROVAL")),
+        "{held}"
+    );
+    let (st, _) = h.approve_signed(0, "big-retry", Value::Null).await;
+    assert_eq!(st, 202);
+    let (st, at_quorum) = h.approve_signed(1, "big-retry", Value::Null).await;
+    eprintln!("approved while holders are missing: {st} {at_quorum}");
+    assert_eq!((st, code(&at_quorum)), (503, "NODES_UNAVAILABLE".into()));
+    h.nodes.start_node(down).await.unwrap();
+    // The service learns it is back at its next survey (every 5 s; `/readyz` now).
+    h.main().call("GET", "/readyz", None).await.unwrap();
+    let (st, signed) = h.sign(&key_id, big.clone()).await;
+    eprintln!("the same id again: {st} {}", signed["status"]);
+    assert_eq!(
+        (st, signed["status"].as_str()),
+        (200, Some("SIGNED")),
+        "{signed}"
+    );
+    assert_eq!(
+        signed["approvals"].as_array().map(Vec::len),
+        Some(2),
+        "{signed}"
+    );
+    let (st, again) = h.sign(&key_id, big).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        again["signed_tx"], signed["signed_tx"],
+        "replayed, not signed again"
+    );
     h.nodes.shutdown().await;
 }

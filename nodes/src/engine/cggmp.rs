@@ -263,8 +263,13 @@ async fn take_primes(store: &Store, me: NodeId) -> Result<Primes, EngineError> {
                 waited_secs = wait.as_secs(),
                 "CGGMP21 keygen: {PRIMES_NOT_READY}; refusing it (the host answers 503 with Retry-After)"
             );
+            let why = if pool.is_some_and(|p| p.target > 0) {
+                "the pool refills in the background; each set takes 12–80 s of CPU"
+            } else {
+                "its pool is off: `primes_pool = 0` in the node's config"
+            };
             return Err(EngineError::request(format!(
-                "CGGMP21: {PRIMES_NOT_READY} on node {me} yet (the pool refills in the background; each set takes 12–80 s of CPU); retry later"
+                "CGGMP21: {PRIMES_NOT_READY} on node {me} yet ({why}); retry later"
             )));
         }
         if !said {
