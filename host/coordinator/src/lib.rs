@@ -1006,6 +1006,9 @@ impl Coordinator {
         mut streams: futures::stream::SelectAll<SessionStream>,
         deadline: tokio::time::Instant,
     ) -> Result<Output, Attempt> {
+        // Timeouts say how long this session waited (a signing attempt gets a share of
+        // the request's deadline, not the whole `session_timeout`).
+        let started = tokio::time::Instant::now();
         let abort_all = |senders: &BTreeMap<NodeId, mpsc::Sender<HostFrame>>, reason: String| {
             for tx in senders.values() {
                 let _ = tx.try_send(HostFrame::Abort {
@@ -1031,7 +1034,7 @@ impl Coordinator {
                         .collect();
                     abort_all(&senders, "session deadline passed".into());
                     let e = CoordError::Timeout {
-                        secs: self.session_timeout.as_secs(),
+                        secs: started.elapsed().as_secs(),
                         waiting: waiting.clone(),
                     };
                     return Err(Attempt::Stalled(waiting, e));
@@ -1110,7 +1113,7 @@ impl Coordinator {
                     {
                         abort_all(&senders, "relay stalled".into());
                         let e = CoordError::Timeout {
-                            secs: self.session_timeout.as_secs(),
+                            secs: started.elapsed().as_secs(),
                             waiting: vec![to],
                         };
                         return Err(Attempt::Stalled(vec![to], e));
