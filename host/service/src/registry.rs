@@ -204,13 +204,22 @@ pub struct KeyRecord {
     /// The committed generation of the key's shards (DESIGN §4a): what signing sessions
     /// name, and what decides a node's staged generation (commit if equal, else drop).
     /// Records from before generations are at the first (internal, not shown).
-    #[serde(default = "first_generation")]
+    #[serde(
+        default = "first_generation",
+        skip_serializing_if = "is_first_generation"
+    )]
     #[schema(ignore)]
     pub generation: u64,
 }
 
 fn first_generation() -> u64 {
     custos_wire::FIRST_GENERATION
+}
+
+/// A record at the first generation is stored as before generations existed (format 1
+/// unchanged); a later generation adds the field.
+fn is_first_generation(g: &u64) -> bool {
+    *g == custos_wire::FIRST_GENERATION
 }
 
 impl KeyRecord {

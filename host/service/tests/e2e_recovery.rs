@@ -159,7 +159,15 @@ async fn dr_drill_repair_a_wiped_node_and_move_keys() {
         left, 0,
         "the undecided generation is dropped on every holder"
     );
-    let drops = h.audit("operation=KEY_GENERATION").await;
+    // Each drop is audited right after the node confirmed it.
+    let mut drops = Vec::new();
+    for _ in 0..100 {
+        drops = h.audit("operation=KEY_GENERATION").await;
+        if drops.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(drops.len(), 3, "{drops:?}");
     assert!(
         drops.iter().all(|e| e["details"]["resolution"] == "DROP"),
