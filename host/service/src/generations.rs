@@ -15,46 +15,6 @@ use crate::registry::KeyRecord;
 use crate::service::Service;
 use custos_coordinator::StagedOutcome;
 use serde_json::json;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-
-/// Key ids with a staging operation in flight.
-#[derive(Default)]
-pub(crate) struct Staging(Arc<Mutex<HashSet<String>>>);
-
-/// Held while a key's generation is being staged; released when dropped.
-pub(crate) struct StagingGuard(Arc<Mutex<HashSet<String>>>, String);
-
-impl Drop for StagingGuard {
-    fn drop(&mut self) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.1);
-    }
-}
-
-impl Staging {
-    pub(crate) fn hold(&self, key_id: &str) -> ApiResult<StagingGuard> {
-        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if !set.insert(key_id.to_string()) {
-            return Err(ApiError::new(
-                Code::InvalidTransition,
-                format!(
-                    "a keygen, refresh, repair or move of key `{key_id}` is in progress; retry when it has ended"
-                ),
-            ));
-        }
-        Ok(StagingGuard(self.0.clone(), key_id.to_string()))
-    }
-
-    pub(crate) fn is_held(&self, key_id: &str) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(key_id)
-    }
-}
 
 /// Whether `node`'s staged `generation` of a key is the one to commit: the key record
 /// names that generation and that node among the holders. Anything else (no such key, an

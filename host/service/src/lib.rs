@@ -46,6 +46,7 @@ pub mod dev;
 mod error;
 mod generations;
 mod http;
+mod in_flight;
 mod keygen_slots;
 mod keys;
 mod metrics;

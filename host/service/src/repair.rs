@@ -16,56 +16,18 @@
 use crate::audit::{AuditResult, NewEntry};
 use crate::auth::{Role, require_role};
 use crate::error::{ApiError, ApiResult, Code, bad_json};
+use crate::in_flight::RepairProgress;
 use crate::registry::{KeyFilter, KeyRecord, Status};
 use crate::service::{Caller, Service};
 use custos_wire::{Algo, NodeId, RepairOp};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What a CGGMP21 key on a lost node needs instead of a repair.
 pub(crate) const CGGMP21_LOST: &str = "CGGMP21 shards cannot be repaired or moved (cggmp21 0.6 has no share repair or refresh): this node's shard of the key is lost; the key still signs with its other holders while enough of them are up. Generate a new key and sweep the funds to it, then destroy this one";
-
-/// One node's repair, as `GET /api/v1/nodes` shows it.
-#[derive(Clone, Debug, Default, Serialize)]
-pub(crate) struct RepairProgress {
-    /// RUNNING, DONE (every repairable key repaired) or FAILED (some failed).
-    pub state: String,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    /// Keys the node should hold that needed a repair.
-    pub total: usize,
-    pub repaired: Vec<String>,
-    pub failed: Vec<Value>,
-    pub not_repairable: Vec<Value>,
-    /// Keys the node already held at their generation.
-    pub up_to_date: usize,
-}
-
-/// Repairs by node (the last one of each node is kept).
-#[derive(Default)]
-pub(crate) struct Repairs(Mutex<BTreeMap<NodeId, RepairProgress>>);
-
-impl Repairs {
-    fn update(&self, node: NodeId, f: impl FnOnce(&mut RepairProgress)) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        f(m.entry(node).or_default());
-    }
-
-    pub(crate) fn get(&self, node: NodeId) -> Option<RepairProgress> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&node)
-            .cloned()
-    }
-
-    fn running(&self, node: NodeId) -> bool {
-        self.get(node).is_some_and(|p| p.state == "RUNNING")
-    }
-}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -107,9 +107,9 @@ pub struct Service {
     /// Key generations in flight per client, capped (`keys.rs`).
     pub(crate) keygens: KeygenSlots,
     /// Keys whose next generation is being staged (`generations.rs`).
-    pub(crate) staging: crate::generations::Staging,
+    pub(crate) staging: crate::in_flight::Staging,
     /// Node repairs and their progress (`repair.rs`).
-    pub(crate) repairs: crate::repair::Repairs,
+    pub(crate) repairs: crate::in_flight::Repairs,
     /// What [`Service::survey_nodes`] last saw of each node (up, uptime), to audit
     /// NODE_START / NODE_STOP when it changes. In memory: after a host start, the first
     /// sight of a node is taken as it is. The lock also keeps two surveys from auditing
