@@ -337,20 +337,30 @@ async fn a_staged_generation_waits_for_the_commit_and_a_partial_commit_is_finish
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_keygen_that_fails_leaves_no_shard_anywhere() {
     let (mut cluster, coord) = Cluster::start(false).await;
-    for (algo, key, round, broadcast) in [
-        (Algo::Dkls23, "k-half-dkls", 2u16, true),
-        (Algo::Dkls23, "k-half-dkls-late", 4, false),
-        (Algo::Frost, "k-half-frost", 2, false),
+    // (round, broadcast, nth): the recipient of the nth such message is killed. The
+    // last message of a run (the echo's sixth) leaves the two others with all they need:
+    // they finish, and only staging keeps their shards from counting.
+    for (algo, key, round, broadcast, nth) in [
+        (Algo::Dkls23, "k-half-dkls", 2u16, true, 1usize),
+        (Algo::Dkls23, "k-half-dkls-late", 4, false, 1),
+        (Algo::Dkls23, "k-half-dkls-last", 4, false, 6),
+        (Algo::Frost, "k-half-frost", 2, false, 1),
+        (Algo::Frost, "k-half-frost-last", 3, false, 6),
     ] {
         // Every node is up: the 3 holders are the 3 with the fewest shards.
         let victims: Arc<Mutex<Vec<u16>>> = Arc::default();
         let seen = victims.clone();
         let pids: Vec<(u16, Option<u32>)> = (1..=4).map(|n| (n, cluster.nodes.pid(n))).collect();
-        let fired = Arc::new(AtomicBool::new(false));
-        let f = fired.clone();
+        let count = Arc::new(Mutex::new(0usize));
+        let c = count.clone();
         coord.set_relay_hook(Some(Arc::new(move |env: &mut Envelope| {
-            if env.round == round && env.broadcast == broadcast && !f.swap(true, Ordering::SeqCst) {
-                // Kill the recipient of the first such message.
+            if env.round != round || env.broadcast != broadcast {
+                return;
+            }
+            let mut c = c.lock().unwrap();
+            *c += 1;
+            if *c == nth {
+                // Kill the recipient of the nth such message.
                 if let Some((_, Some(pid))) = pids.iter().find(|(n, _)| *n == env.to) {
                     let _ = std::process::Command::new("kill")
                         .args(["-9", &pid.to_string()])

@@ -489,6 +489,16 @@ impl Requests {
     }
 }
 
+/// A velocity reservation as a request record keeps it (hex of each entry's key).
+pub(crate) fn reservation_hex(r: &Option<Vec<Vec<u8>>>) -> Vec<String> {
+    r.iter().flatten().map(hex::encode).collect()
+}
+
+/// [`reservation_hex`] read back; entries that do not decode are left out.
+pub(crate) fn reservation_of(r: &[String]) -> Option<Vec<Vec<u8>>> {
+    Some(r.iter().filter_map(|h| hex::decode(h).ok()).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -233,7 +233,7 @@ impl Service {
     fn fail_interrupted(&self) -> ApiResult<()> {
         for r in self.requests.fail_interrupted(&clock::now_text())? {
             tracing::warn!(request_id = %r.request_id, key_id = %r.key_id, "request interrupted by a host stop is now INTERRUPTED (a same-id retry signs it)");
-            self.release(crate::sign::reservation_of(&r.reservation));
+            self.release(crate::requests::reservation_of(&r.reservation));
             self.audit.append(
                 NewEntry::new("KEY_SIGN", AuditResult::Failed)
                     .principal(self.client_name(&r.client))
