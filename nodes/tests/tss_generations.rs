@@ -16,7 +16,6 @@ mod common;
 use common::{Cluster, every_pair_signs, held};
 use custos_coordinator::Coordinator;
 use custos_wire::{Algo, Envelope};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Asserts every holder holds `generation` committed and nothing staged, and every pair
@@ -40,35 +39,58 @@ async fn at_generation(
     every_pair_signs(coord, algo, key, generation, holders, pk).await;
 }
 
-/// Kills `pid` (SIGKILL) from inside the relay, once, when the first envelope of `round`
-/// passes; or flips a byte of the first envelope of `round` (broadcast or not) when `pid`
-/// is `None`.
+/// What the relay does to the `nth` envelope of a round.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// SIGKILL this node.
+    Kill(u16),
+    /// SIGKILL the envelope's recipient (before it is delivered).
+    KillRecipient,
+    /// Flip a bit of the sealed payload.
+    Corrupt,
+}
+
+/// A relay hook doing `fault` once, to the `nth` envelope of `round` (broadcast or not);
+/// the list fills with the node killed (the recipient for `Corrupt`) when it fires.
 fn fault_at(
+    cluster: &Cluster,
     round: u16,
     broadcast: bool,
-    pid: Option<u32>,
-) -> (custos_coordinator::RelayHook, Arc<AtomicBool>) {
-    let fired = Arc::new(AtomicBool::new(false));
-    let f = fired.clone();
+    nth: usize,
+    fault: Fault,
+) -> (custos_coordinator::RelayHook, Arc<Mutex<Vec<u16>>>) {
+    let pids: Vec<(u16, Option<u32>)> = (1..=4).map(|n| (n, cluster.nodes.pid(n))).collect();
+    let seen = Arc::new(Mutex::new(0usize));
+    let hit: Arc<Mutex<Vec<u16>>> = Arc::default();
+    let h = hit.clone();
     let hook = Arc::new(move |env: &mut Envelope| {
-        if env.round != round || env.broadcast != broadcast || f.load(Ordering::SeqCst) {
+        if env.round != round || env.broadcast != broadcast {
             return;
         }
-        f.store(true, Ordering::SeqCst);
-        match pid {
-            Some(pid) => {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .status();
-            }
-            None => {
+        let mut seen = seen.lock().unwrap();
+        *seen += 1;
+        if *seen != nth {
+            return;
+        }
+        let victim = match fault {
+            Fault::Kill(n) => n,
+            Fault::KillRecipient => env.to,
+            Fault::Corrupt => {
                 if let Some(b) = env.payload.last_mut() {
                     *b ^= 0x01;
                 }
+                h.lock().unwrap().push(env.to);
+                return;
             }
+        };
+        if let Some((_, Some(pid))) = pids.iter().find(|(n, _)| *n == victim) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
         }
+        h.lock().unwrap().push(victim);
     });
-    (hook, fired)
+    (hook, hit)
 }
 
 /// The rounds of each engine's refresh (after the hellos), and whether the round's
@@ -114,11 +136,15 @@ async fn refresh_survives_faults(
     for (n, (round, broadcast)) in refresh_rounds(algo).into_iter().enumerate() {
         // A holder killed when the round's first message is relayed.
         let victim = holders[n % holders.len()];
-        let (hook, fired) = fault_at(round, broadcast, cluster.nodes.pid(victim));
+        let (hook, hit) = fault_at(cluster, round, broadcast, 1, Fault::Kill(victim));
         coord.set_relay_hook(Some(hook));
         let r = coord.refresh(algo, key, generation, &holders).await;
         coord.set_relay_hook(None);
-        assert!(fired.load(Ordering::SeqCst), "round {round} was relayed");
+        assert_eq!(
+            *hit.lock().unwrap(),
+            vec![victim],
+            "round {round} was relayed"
+        );
         let e = r.expect_err("a refresh with a holder killed mid-run fails");
         eprintln!("{algo:?} refresh, node {victim} killed at round {round}: {e}");
         cluster.kill(victim); // reaps the process the relay killed
@@ -149,28 +175,8 @@ async fn refresh_survives_faults(
         Algo::Dkls23 => (6u16, 6usize),
         _ => (3, 6),
     };
-    let count = Arc::new(Mutex::new(0usize));
-    let victims: Arc<Mutex<Vec<u16>>> = Arc::default();
-    let (c, v) = (count.clone(), victims.clone());
-    let pids: Vec<(u16, Option<u32>)> = holders
-        .iter()
-        .map(|n| (*n, cluster.nodes.pid(*n)))
-        .collect();
-    coord.set_relay_hook(Some(Arc::new(move |env: &mut Envelope| {
-        if env.round != last_round {
-            return;
-        }
-        let mut c = c.lock().unwrap();
-        *c += 1;
-        if *c == per_round
-            && let Some((_, Some(pid))) = pids.iter().find(|(n, _)| *n == env.to)
-        {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-            v.lock().unwrap().push(env.to);
-        }
-    })));
+    let (hook, victims) = fault_at(cluster, last_round, false, per_round, Fault::KillRecipient);
+    coord.set_relay_hook(Some(hook));
     let r = coord.refresh(algo, key, generation, &holders).await;
     coord.set_relay_hook(None);
     let victim = victims
@@ -202,11 +208,11 @@ async fn refresh_survives_faults(
         } else {
             (round, broadcast)
         };
-        let (hook, fired) = fault_at(round, broadcast, None);
+        let (hook, hit) = fault_at(cluster, round, broadcast, 1, Fault::Corrupt);
         coord.set_relay_hook(Some(hook));
         let r = coord.refresh(algo, key, generation, &holders).await;
         coord.set_relay_hook(None);
-        assert!(fired.load(Ordering::SeqCst));
+        assert_eq!(hit.lock().unwrap().len(), 1, "round {round} was relayed");
         let e = r.expect_err("a refresh with a corrupt message fails");
         assert!(
             e.to_string().contains("failed authentication"),
@@ -348,27 +354,8 @@ async fn a_keygen_that_fails_leaves_no_shard_anywhere() {
         (Algo::Frost, "k-half-frost-last", 3, false, 6),
     ] {
         // Every node is up: the 3 holders are the 3 with the fewest shards.
-        let victims: Arc<Mutex<Vec<u16>>> = Arc::default();
-        let seen = victims.clone();
-        let pids: Vec<(u16, Option<u32>)> = (1..=4).map(|n| (n, cluster.nodes.pid(n))).collect();
-        let count = Arc::new(Mutex::new(0usize));
-        let c = count.clone();
-        coord.set_relay_hook(Some(Arc::new(move |env: &mut Envelope| {
-            if env.round != round || env.broadcast != broadcast {
-                return;
-            }
-            let mut c = c.lock().unwrap();
-            *c += 1;
-            if *c == nth {
-                // Kill the recipient of the nth such message.
-                if let Some((_, Some(pid))) = pids.iter().find(|(n, _)| *n == env.to) {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-9", &pid.to_string()])
-                        .status();
-                    seen.lock().unwrap().push(env.to);
-                }
-            }
-        })));
+        let (hook, victims) = fault_at(&cluster, round, broadcast, nth, Fault::KillRecipient);
+        coord.set_relay_hook(Some(hook));
         let e = coord
             .keygen(algo, key, 2, 3)
             .await
