@@ -17,10 +17,15 @@ use custos_coordinator::StagedOutcome;
 use serde_json::json;
 
 /// Whether `node`'s staged `generation` of a key is the one to commit: the key record
-/// names that generation and that node among the holders. Anything else (no such key, an
-/// older or newer generation, a node the key was moved off) is dropped.
+/// names that generation and that node among the holders, and the key is not destroyed.
+/// Anything else (no such key, an older or newer generation, a node the key was moved
+/// off, a destroyed key) is dropped.
 fn commits(key: Option<&KeyRecord>, node: u16, generation: u64) -> bool {
-    key.is_some_and(|k| k.generation == generation && k.nodes.contains(&node))
+    key.is_some_and(|k| {
+        k.generation == generation
+            && k.nodes.contains(&node)
+            && k.status != crate::registry::Status::Destroyed
+    })
 }
 
 impl Service {
@@ -134,6 +139,9 @@ mod tests {
         assert!(!commits(Some(&k), 2, 2), "an older one");
         assert!(!commits(Some(&k), 3, 3), "a node the key was moved off");
         assert!(!commits(None, 1, 1), "a keygen the host never registered");
+        let mut destroyed = k.clone();
+        destroyed.status = crate::registry::Status::Destroyed;
+        assert!(!commits(Some(&destroyed), 2, 3), "a destroyed key");
         // A record from before generations is at the first.
         let mut old = serde_json::to_value(&k).unwrap();
         old.as_object_mut().unwrap().remove("generation");
