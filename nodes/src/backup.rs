@@ -221,61 +221,16 @@ fn read_records(db: &rocksdb::DB, node: NodeId, dek: &Dek) -> Result<Vec<Record>
     Ok(out)
 }
 
-/// The identity secret from the node's identity file (`seal.rs`: nonce ‖ AES-256-GCM).
-fn read_identity(path: &Path, node: NodeId, dek: &Dek) -> Result<Zeroizing<Vec<u8>>> {
-    let file = std::fs::read(path)
-        .with_context(|| format!("reading the identity file `{}`", path.display()))?;
-    if file.len() != 12 + 32 + 16 {
-        bail!("identity file `{}` is malformed", path.display());
-    }
-    let cipher = aes_gcm::Aes256Gcm::new_from_slice(dek.bytes())
-        .map_err(|_| anyhow!("the DEK is not a valid AES-256 key"))?;
-    let plain = aes_gcm::aead::Aead::decrypt(
-        &cipher,
-        &aes_gcm::Nonce::from(crate::fsutil::array12(file.get(..12).unwrap_or_default())),
-        Payload {
-            msg: file.get(12..).unwrap_or_default(),
-            aad: &identity_aad(node),
-        },
-    )
-    .map_err(|_| anyhow!("identity file `{}` fails authentication", path.display()))?;
-    Ok(Zeroizing::new(plain))
+/// The identity secret of a backup's contents, checked to be one.
+fn identity_secret(secret: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+    Ok(Zeroizing::new(<[u8; 32]>::try_from(secret).map_err(
+        |_| anyhow!("the identity secret is not 32 bytes"),
+    )?))
 }
 
-fn identity_aad(node: NodeId) -> Vec<u8> {
-    let mut a = b"custos-identity-v1".to_vec();
-    a.extend_from_slice(&node.to_be_bytes());
-    a
-}
-
-/// Writes the identity file for `secret` under `dek` (owner only), as `seal.rs` reads it.
-fn write_identity(path: &Path, node: NodeId, dek: &Dek, secret: &[u8]) -> Result<()> {
-    let cipher = aes_gcm::Aes256Gcm::new_from_slice(dek.bytes())
-        .map_err(|_| anyhow!("the DEK is not a valid AES-256 key"))?;
-    let mut nonce = [0u8; 12];
-    OsRng.fill_bytes(&mut nonce);
-    let ct = aes_gcm::aead::Aead::encrypt(
-        &cipher,
-        &aes_gcm::Nonce::from(nonce),
-        Payload {
-            msg: secret,
-            aad: &identity_aad(node),
-        },
-    )
-    .map_err(|_| anyhow!("encrypting the identity key failed"))?;
-    let mut file = nonce.to_vec();
-    file.extend_from_slice(&ct);
-    crate::fsutil::write_private(path, &file)
-        .with_context(|| format!("writing the identity file `{}`", path.display()))
-}
-
-fn identity_public(secret: &[u8]) -> Result<[u8; 32]> {
-    let mut b = Zeroizing::new(
-        <[u8; 32]>::try_from(secret).map_err(|_| anyhow!("the identity secret is not 32 bytes"))?,
-    );
-    let s = x25519_dalek::StaticSecret::from(*b);
-    b.zeroize();
-    Ok(x25519_dalek::PublicKey::from(&s).to_bytes())
+fn identity_public(secret: &[u8; 32]) -> [u8; 32] {
+    let s = x25519_dalek::StaticSecret::from(*secret);
+    x25519_dalek::PublicKey::from(&s).to_bytes()
 }
 
 /// Reads and checks a custodians file: a JSON array of `{"id","recipient"}`.
@@ -368,7 +323,7 @@ pub fn backup(
     if !data_dir.join("CURRENT").exists() {
         bail!("no store at `{}` (nothing to back up)", data_dir.display());
     }
-    let identity = read_identity(identity_file, node, dek)?;
+    let identity = crate::seal::read_identity_file(identity_file, node, dek)?;
 
     // The node stopped: open the store itself (and record the event in it). Running: its
     // lock is held; read a secondary instance's consistent view instead.
@@ -785,6 +740,12 @@ fn open_backup(backup: &BackupFile, sources: &[ShareSource]) -> Result<(Contents
 /// `dek`. The node must be stopped and the data folder empty or absent (`force`: an
 /// existing one is moved aside, never deleted). Nothing is written unless every check
 /// (shares, node id, identity) passes first.
+///
+/// The store is written into a temporary folder beside the data folder
+/// (`<data>.restoring-<pid>-<time>`) and the identity file beside its place; only when both
+/// are complete is the existing folder moved aside and the new one renamed into place,
+/// then the identity file. A failure before that removes what was written and leaves the
+/// data folder as it was.
 pub fn restore(
     node: NodeId,
     data_dir: &Path,
@@ -801,12 +762,13 @@ pub fn restore(
         );
     }
     let (contents, custodians) = open_backup(backup, sources)?;
-    let backup_public = identity_public(&contents.identity)?;
+    let secret = identity_secret(&contents.identity)?;
+    let backup_public = identity_public(&secret);
     let identity_present = identity_file.exists();
     if identity_present {
-        let current = read_identity(identity_file, node, dek)
+        let current = crate::seal::read_identity_file(identity_file, node, dek)
             .context("the node's identity file does not open with its DEK")?;
-        if identity_public(&current)? != backup_public {
+        if identity_public(&current) != backup_public {
             bail!(
                 "the identity file `{}` holds another identity than the backup's; move it away to restore the backed-up identity",
                 identity_file.display()
@@ -826,42 +788,119 @@ pub fn restore(
     let occupied = std::fs::read_dir(data_dir)
         .map(|mut d| d.next().is_some())
         .unwrap_or(false);
-    let mut moved_aside = None;
-    if occupied {
-        if !force {
-            bail!(
-                "the data folder `{}` is not empty: restore only into an empty or absent one (stop the node; --force moves the existing folder aside)",
-                data_dir.display()
-            );
-        }
-        // A running node holds the lock: refuse before moving anything.
-        drop(
+    if occupied && !force {
+        bail!(
+            "the data folder `{}` is not empty: restore only into an empty or absent one (stop the node; --force moves the existing folder aside)",
+            data_dir.display()
+        );
+    }
+    // A running node holds the lock: refuse before writing or moving anything. The lock is
+    // held until the folder is moved aside, so the node cannot start in the meantime.
+    let existing = if occupied {
+        Some(
             Store::open(data_dir, node, dek)
                 .context("opening the existing store (is the node running? stop it first)")?,
-        );
-        let aside = data_dir.with_file_name(format!(
-            "{}.before-restore-{}",
-            data_dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "data".into()),
-            now_secs()
-        ));
+        )
+    } else {
+        None
+    };
+
+    let folder_name = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    let temp = TempFolder::create(data_dir.with_file_name(format!(
+        "{folder_name}.restoring-{}-{}",
+        std::process::id(),
+        now_secs()
+    )))?;
+    let mut summary = RestoreSummary {
+        created: backup.created.clone(),
+        keys: 0,
+        records: records.len(),
+        generations: BTreeMap::new(),
+        custodians,
+        identity_written: !identity_present,
+        moved_aside: None,
+    };
+    write_restored_store(temp.path(), node, dek, &records, backup, &mut summary)?;
+    drop(records);
+    let staged_identity = if identity_present {
+        None
+    } else {
+        let staged = crate::seal::stage_identity_file(identity_file, node, dek, &secret)?;
+        let check = crate::seal::read_identity_file(staged.staged_path(), node, dek)?;
+        if identity_public(&check) != backup_public {
+            bail!("the identity file written does not read back the same");
+        }
+        Some(staged)
+    };
+    drop(contents);
+
+    // Everything is written: move the old folder aside and the new one into place.
+    drop(existing);
+    if occupied {
+        let aside = data_dir.with_file_name(format!("{folder_name}.before-restore-{}", now_secs()));
         std::fs::rename(data_dir, &aside)
             .with_context(|| format!("moving `{}` to `{}`", data_dir.display(), aside.display()))?;
-        moved_aside = Some(aside);
+        summary.moved_aside = Some(aside);
     }
-    let store = Store::open(data_dir, node, dek)
-        .context("creating the store (is the node running? stop it first)")?;
+    if let Err(e) = std::fs::rename(temp.path(), data_dir) {
+        let mut msg = format!(
+            "putting the restored store `{}` in place as `{}`: {e}",
+            temp.path().display(),
+            data_dir.display()
+        );
+        if let Some(aside) = &summary.moved_aside {
+            match std::fs::rename(aside, data_dir) {
+                Ok(()) => msg.push_str("; the previous data folder is back in place"),
+                Err(back) => msg.push_str(&format!(
+                    "; the previous data folder stays at `{}` (moving it back failed: {back})",
+                    aside.display()
+                )),
+            }
+        }
+        bail!("{msg}");
+    }
+    temp.keep();
+    // A crash now could still undo the rename; after it, no.
+    let synced = sync_parent(data_dir);
 
-    let mut generations = BTreeMap::new();
-    let mut keys = 0;
+    if let Some(staged) = staged_identity {
+        staged.commit().map_err(|e| {
+            anyhow!(
+                "the data folder `{}` is restored{}, but the identity file is missing ({e:#}): the node cannot start without it; restore again with --force (the restored data folder is then moved aside too)",
+                data_dir.display(),
+                summary
+                    .moved_aside
+                    .as_ref()
+                    .map(|a| format!(" (the previous one is at `{}`)", a.display()))
+                    .unwrap_or_default()
+            )
+        })?;
+    }
+    synced.context("the restore is in place, but its folder was not synced to disk")?;
+    Ok(summary)
+}
+
+/// Writes the restored records into a new store at `dir`, and the `RESTORE` event, then
+/// closes it. Fills in `summary`'s keys and generations.
+fn write_restored_store(
+    dir: &Path,
+    node: NodeId,
+    dek: &Dek,
+    records: &[(Kind, &Record)],
+    backup: &BackupFile,
+    summary: &mut RestoreSummary,
+) -> Result<()> {
+    let store = Store::open(dir, node, dek).context("creating the restored store")?;
     let mut batch: Vec<(Kind, &str, &[u8])> = Vec::new();
-    for (kind, r) in &records {
+    for (kind, r) in records {
         match kind {
             Kind::Shard => {
-                keys += 1;
-                generations
+                summary.keys += 1;
+                summary
+                    .generations
                     .entry(r.name.clone())
                     .or_insert(FIRST_GENERATION);
                 store.put(Kind::Shard, &r.name, &r.value)?;
@@ -869,7 +908,9 @@ pub fn restore(
             }
             Kind::Generation => {
                 if let Ok(g) = <[u8; 8]>::try_from(r.value.as_slice()) {
-                    generations.insert(r.name.clone(), u64::from_be_bytes(g));
+                    summary
+                        .generations
+                        .insert(r.name.clone(), u64::from_be_bytes(g));
                 }
             }
             _ => {}
@@ -883,31 +924,59 @@ pub fn restore(
     store.put_batch(&batch)?;
     drop(batch);
     // A generation record of a key without a shard (only staged) is not a key.
-    generations.retain(|k, _| {
+    summary.generations.retain(|k, _| {
         records
             .iter()
             .any(|(kind, r)| *kind == Kind::Shard && &r.name == k)
     });
+    record_restore_event(&store, backup, summary)?;
+    Ok(())
+}
 
-    let identity_written = !identity_present;
-    if identity_written {
-        write_identity(identity_file, node, dek, &contents.identity)?;
-        let check = read_identity(identity_file, node, dek)?;
-        if identity_public(&check)? != backup_public {
-            bail!("the identity file written does not read back the same");
+/// The folder a restore writes its store into: removed when dropped, unless kept (once it
+/// has been renamed into place as the data folder).
+struct TempFolder {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl TempFolder {
+    /// Creates it; one left by an earlier run under the same name is an error, not reused.
+    fn create(path: PathBuf) -> Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating the folder `{}`", parent.display()))?;
+        }
+        std::fs::create_dir(&path)
+            .with_context(|| format!("creating the temporary folder `{}`", path.display()))?;
+        Ok(Self { path, kept: false })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for TempFolder {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_dir_all(&self.path);
         }
     }
-    let summary = RestoreSummary {
-        created: backup.created.clone(),
-        keys,
-        records: records.len(),
-        generations,
-        custodians,
-        identity_written,
-        moved_aside,
-    };
-    record_restore_event(&store, backup, &summary)?;
-    Ok(summary)
+}
+
+/// Syncs the folder holding `path`, so a rename in it survives a crash.
+fn sync_parent(path: &Path) -> Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing the folder `{}`", dir.display())),
+        None => Ok(()),
+    }
 }
 
 /// Records the `RESTORE` event. Its sequence number jumps to the current time × 1000 (or
@@ -1157,6 +1226,72 @@ mod tests {
         let aside = r.moved_aside.unwrap();
         assert!(aside.join("CURRENT").exists(), "the old store is kept");
         assert_eq!(r.keys, 2);
+    }
+
+    /// The names in `dir`, sorted.
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A restore that fails after the records are written (here: the identity file cannot
+    /// be created, its folder being a file) leaves the data folder as it was, moves
+    /// nothing aside and leaves no temporary folder or file behind.
+    #[test]
+    fn a_restore_failing_partway_leaves_the_data_folder_as_it_was() {
+        let from = populated(5);
+        let (ids, list) = custodians(1);
+        let b = backup(5, &from.data(), &from.identity(), &from.dek, &list, 1)
+            .unwrap()
+            .file;
+        let to = Node::new(5);
+        let keys = key_files(to.dir.path(), &ids);
+        let src = [ShareSource::CustodianKey(keys[0].clone())];
+        // A stopped node's store, which --force would move aside.
+        {
+            let old = Store::open(&to.data(), 5, &to.dek).unwrap();
+            old.put(Kind::Journal, "old", b"the old store").unwrap();
+        }
+        let blocked = to.dir.path().join("blocked");
+        std::fs::write(&blocked, b"a file where the identity's folder would be").unwrap();
+        let identity = blocked.join("identity");
+        let before = entries(to.dir.path());
+
+        let err = restore(5, &to.data(), &identity, &to.dek, &b, &src, true)
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("identity"), "{err:#}");
+        assert_eq!(
+            entries(to.dir.path()),
+            before,
+            "nothing moved, nothing left"
+        );
+        let old = Store::open(&to.data(), 5, &to.dek).unwrap();
+        assert_eq!(
+            &**old.get(Kind::Journal, "old").unwrap().unwrap(),
+            b"the old store"
+        );
+        assert!(old.get(Kind::Shard, "k1").unwrap().is_none());
+        drop(old);
+
+        // No data folder before: none after.
+        std::fs::remove_dir_all(to.data()).unwrap();
+        assert!(restore(5, &to.data(), &identity, &to.dek, &b, &src, false).is_err());
+        assert!(!to.data().exists());
+        let mut without_data = before.clone();
+        without_data.retain(|n| n != "data");
+        assert_eq!(entries(to.dir.path()), without_data);
+
+        // The last step failing (a file where the data folder goes): nothing left either.
+        std::fs::write(to.data(), b"not a folder").unwrap();
+        assert!(restore(5, &to.data(), &to.identity(), &to.dek, &b, &src, false).is_err());
+        assert_eq!(std::fs::read(to.data()).unwrap(), b"not a folder");
+        assert!(!to.identity().exists());
+        assert_eq!(entries(to.dir.path()), before);
     }
 
     fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {

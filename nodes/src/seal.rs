@@ -29,7 +29,7 @@ use hkdf::Hkdf;
 use rand_core::OsRng;
 use sha2::Sha256;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
@@ -51,69 +51,161 @@ impl Identity {
         }
     }
 
-    fn wrap_aad(node: NodeId) -> Vec<u8> {
-        let mut a = b"custos-identity-v1".to_vec();
-        a.extend_from_slice(&node.to_be_bytes());
-        a
-    }
-
     /// Creates a fresh identity and writes it encrypted under the DEK (owner-only file).
     pub fn create(path: &Path, node: NodeId, dek: &crate::dek::Dek) -> anyhow::Result<Self> {
-        use aes_gcm::aead::Aead as _;
-        use aes_gcm::{Aes256Gcm, KeyInit as _};
-        use rand_core::RngCore;
         if path.exists() {
             anyhow::bail!("identity file `{}` already exists", path.display());
         }
         let secret = StaticSecret::random_from_rng(OsRng);
-        let mut nonce = [0u8; 12];
-        OsRng.fill_bytes(&mut nonce);
-        let c = Aes256Gcm::new_from_slice(dek.bytes())?;
         let bytes = Zeroizing::new(secret.to_bytes());
-        let ct = c
-            .encrypt(
-                &aes_gcm::Nonce::from(nonce),
-                Payload {
-                    msg: &bytes[..],
-                    aad: &Self::wrap_aad(node),
-                },
-            )
-            .map_err(|_| anyhow::anyhow!("encrypting the identity key failed"))?;
-        let mut file = nonce.to_vec();
-        file.extend_from_slice(&ct);
-        crate::fsutil::write_private(path, &file)?;
+        stage_identity_file(path, node, dek, &bytes)?.commit()?;
         Ok(Self { secret })
     }
 
     pub fn open(path: &Path, node: NodeId, dek: &crate::dek::Dek) -> anyhow::Result<Self> {
-        use aes_gcm::aead::Aead as _;
-        use aes_gcm::{Aes256Gcm, KeyInit as _};
-        let file = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("cannot read identity file `{}`: {e}", path.display()))?;
-        if file.len() != 12 + 32 + 16 {
-            anyhow::bail!("identity file `{}` is malformed", path.display());
-        }
-        let c = Aes256Gcm::new_from_slice(dek.bytes())?;
-        let plain = Zeroizing::new(
-            c.decrypt(
-                &aes_gcm::Nonce::from(crate::fsutil::array12(&file[..12])),
-                Payload {
-                    msg: &file[12..],
-                    aad: &Self::wrap_aad(node),
-                },
-            )
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "identity file `{}` fails authentication (tampered, or another node's)",
-                    path.display()
-                )
-            })?,
-        );
-        let mut b = Zeroizing::new([0u8; 32]);
-        b.copy_from_slice(&plain);
+        let b = read_identity_file(path, node, dek)?;
         Ok(Self {
             secret: StaticSecret::from(*b),
         })
+    }
+}
+
+/// The identity file's length: a 12-byte nonce, then the 32-byte X25519 secret sealed
+/// with AES-256-GCM under the node's DEK (16-byte tag), with [`identity_aad`] as
+/// associated data. This module and the backup's restore read and write it only through
+/// [`read_identity_file`] and [`stage_identity_file`].
+const IDENTITY_FILE_LEN: usize = 12 + 32 + 16;
+
+/// Binds the identity file to its node: another node's file does not open.
+fn identity_aad(node: NodeId) -> Vec<u8> {
+    let mut a = b"custos-identity-v1".to_vec();
+    a.extend_from_slice(&node.to_be_bytes());
+    a
+}
+
+/// The identity secret from the identity file at `path`.
+pub(crate) fn read_identity_file(
+    path: &Path,
+    node: NodeId,
+    dek: &crate::dek::Dek,
+) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+    use aes_gcm::aead::Aead as _;
+    use aes_gcm::{Aes256Gcm, KeyInit as _};
+    let file = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read identity file `{}`: {e}", path.display()))?;
+    if file.len() != IDENTITY_FILE_LEN {
+        anyhow::bail!("identity file `{}` is malformed", path.display());
+    }
+    let c = Aes256Gcm::new_from_slice(dek.bytes())?;
+    let plain = Zeroizing::new(
+        c.decrypt(
+            &aes_gcm::Nonce::from(crate::fsutil::array12(file.get(..12).unwrap_or_default())),
+            Payload {
+                msg: file.get(12..).unwrap_or_default(),
+                aad: &identity_aad(node),
+            },
+        )
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "identity file `{}` fails authentication (tampered, or another node's)",
+                path.display()
+            )
+        })?,
+    );
+    let mut b = Zeroizing::new([0u8; 32]);
+    b.copy_from_slice(&plain);
+    Ok(b)
+}
+
+/// An identity file written in full (and synced) beside its place, not yet in it.
+/// [`StagedIdentityFile::commit`] renames it into place, so a reader never finds a
+/// partly written identity file; dropped uncommitted, it is removed.
+pub(crate) struct StagedIdentityFile {
+    staged: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+/// Writes the identity file for `secret` under `dek` (owner only) beside `path`, to be
+/// put in place by [`StagedIdentityFile::commit`].
+pub(crate) fn stage_identity_file(
+    path: &Path,
+    node: NodeId,
+    dek: &crate::dek::Dek,
+    secret: &[u8; 32],
+) -> anyhow::Result<StagedIdentityFile> {
+    use aes_gcm::aead::Aead as _;
+    use aes_gcm::{Aes256Gcm, KeyInit as _};
+    use rand_core::RngCore;
+    let mut nonce = [0u8; 12];
+    OsRng.fill_bytes(&mut nonce);
+    let c = Aes256Gcm::new_from_slice(dek.bytes())?;
+    let ct = c
+        .encrypt(
+            &aes_gcm::Nonce::from(nonce),
+            Payload {
+                msg: &secret[..],
+                aad: &identity_aad(node),
+            },
+        )
+        .map_err(|_| anyhow::anyhow!("encrypting the identity key failed"))?;
+    let mut file = nonce.to_vec();
+    file.extend_from_slice(&ct);
+    let mut suffix = [0u8; 4];
+    OsRng.fill_bytes(&mut suffix);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "identity".into());
+    let staged = path.with_file_name(format!(
+        ".{name}.writing-{}-{}",
+        std::process::id(),
+        hex::encode(suffix)
+    ));
+    crate::fsutil::write_private(&staged, &file).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write the identity file `{}` (beside it, as `{}`): {e}",
+            path.display(),
+            staged.display()
+        )
+    })?;
+    Ok(StagedIdentityFile {
+        staged,
+        path: path.to_path_buf(),
+        committed: false,
+    })
+}
+
+impl StagedIdentityFile {
+    /// Where the file waits until it is committed.
+    pub(crate) fn staged_path(&self) -> &Path {
+        &self.staged
+    }
+
+    /// Renames the file into place (replacing whatever is there: callers check first that
+    /// there is none) and syncs the folder, so the rename itself survives a crash.
+    pub(crate) fn commit(mut self) -> anyhow::Result<()> {
+        std::fs::rename(&self.staged, &self.path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot put the identity file `{}` in place: {e}",
+                self.path.display()
+            )
+        })?;
+        self.committed = true;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| anyhow::anyhow!("syncing the folder `{}`: {e}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StagedIdentityFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.staged);
+        }
     }
 }
 
@@ -338,6 +430,76 @@ mod tests {
             seq,
             payload: vec![],
         }
+    }
+
+    /// The identity file as an independent reader and writer see it: a 12-byte nonce, then
+    /// AES-256-GCM of the secret under the DEK with `custos-identity-v1` ‖ node id (big
+    /// endian) as associated data. Written whole, owner only, nothing left beside it.
+    #[test]
+    fn identity_file_layout() {
+        use aes_gcm::{Aes256Gcm, KeyInit as _};
+        let dir = tempfile::tempdir().unwrap();
+        let node: NodeId = 7;
+        let dek = crate::dek::create(&dir.path().join("dek"), node, b"a passphrase").unwrap();
+        let path = dir.path().join("identity");
+        let id = Identity::create(&path, node, &dek).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["dek", "identity"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let mut aad = b"custos-identity-v1".to_vec();
+        aad.extend_from_slice(&node.to_be_bytes());
+        let c = Aes256Gcm::new_from_slice(dek.bytes()).unwrap();
+        let file = std::fs::read(&path).unwrap();
+        assert_eq!(file.len(), 60);
+        let secret: [u8; 32] = c
+            .decrypt(
+                &aes_gcm::Nonce::from(crate::fsutil::array12(&file[..12])),
+                Payload {
+                    msg: &file[12..],
+                    aad: &aad,
+                },
+            )
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert_eq!(
+            PublicKey::from(&StaticSecret::from(secret)).to_bytes(),
+            id.public()
+        );
+
+        // A file made by hand opens, as this node's only.
+        let by_hand = dir.path().join("by-hand");
+        let nonce = [9u8; 12];
+        let mut made = nonce.to_vec();
+        made.extend(
+            c.encrypt(
+                &aes_gcm::Nonce::from(nonce),
+                Payload {
+                    msg: &[5u8; 32],
+                    aad: &aad,
+                },
+            )
+            .unwrap(),
+        );
+        std::fs::write(&by_hand, &made).unwrap();
+        assert_eq!(
+            Identity::open(&by_hand, node, &dek).unwrap().public(),
+            PublicKey::from(&StaticSecret::from([5u8; 32])).to_bytes()
+        );
+        assert!(Identity::open(&by_hand, node + 1, &dek).is_err());
+        assert!(
+            Identity::create(&by_hand, node, &dek).is_err(),
+            "never replaced"
+        );
     }
 
     /// Both ends of 1 -> 2 in one run, from each side's own ephemeral key and the other's
