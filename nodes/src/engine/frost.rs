@@ -8,6 +8,7 @@ use super::{EngineError, de, package_digest, ser};
 use crate::net::Net;
 use crate::store::ShardRecord;
 use custos_wire::{Algo, Curve, NodeId, Output, RepairOp};
+use frost::keys::repairable::{Delta, Sigma};
 use frost::keys::{KeyPackage, PublicKeyPackage, dkg};
 use frost::{Identifier, SigningPackage};
 use frost_ed25519 as frost;
@@ -318,6 +319,78 @@ mod exponent {
     }
 }
 
+/// Where a repair keeps its secret scalars, each slot overwritten on drop.
+trait Slots {
+    type Value: Copy;
+    fn each(&mut self, f: impl FnMut(&mut Self::Value));
+}
+
+impl<K, V: Copy> Slots for BTreeMap<K, V> {
+    type Value = V;
+    fn each(&mut self, f: impl FnMut(&mut V)) {
+        self.values_mut().for_each(f);
+    }
+}
+
+impl<V: Copy, const N: usize> Slots for [V; N] {
+    type Value = V;
+    fn each(&mut self, f: impl FnMut(&mut V)) {
+        self.iter_mut().for_each(f);
+    }
+}
+
+impl<V: Copy> Slots for Vec<V> {
+    type Value = V;
+    fn each(&mut self, f: impl FnMut(&mut V)) {
+        self.iter_mut().for_each(f);
+    }
+}
+
+/// A repair's deltas and sigmas (the helpers' shares, scaled by a Lagrange coefficient,
+/// split at random and summed: together they give the lost share). frost-core makes them
+/// `Copy` scalars that implement no `Zeroize`, so each is overwritten with the zero scalar
+/// on drop, and `zeroize::optimization_barrier` keeps the compiler from removing those
+/// writes as dead. Values frost holds inside its own functions are beyond reach.
+struct Wiped<S: Slots> {
+    slots: S,
+    zero: S::Value,
+}
+
+impl<S: Slots> Wiped<S> {
+    fn new(slots: S, zero: S::Value) -> Self {
+        Self { slots, zero }
+    }
+}
+
+impl<S: Slots> std::ops::Deref for Wiped<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.slots
+    }
+}
+
+impl<S: Slots> std::ops::DerefMut for Wiped<S> {
+    fn deref_mut(&mut self) -> &mut S {
+        &mut self.slots
+    }
+}
+
+impl<S: Slots> Drop for Wiped<S> {
+    fn drop(&mut self) {
+        let zero = self.zero;
+        self.slots.each(|v| {
+            *v = zero;
+            zeroize::optimization_barrier(v);
+        });
+    }
+}
+
+/// The zero delta or sigma (frost offers no other public constructor).
+fn zero<T>(deserialize: fn(&[u8]) -> Result<T, frost::Error>) -> Result<T, EngineError> {
+    deserialize(&[0u8; 32])
+        .map_err(|e| EngineError::protocol(format!("FROST zero scalar: {e}"), None))
+}
+
 /// Rebuilds `r.replaces`'s share on `r.target` (FROST repairable threshold scheme,
 /// `repair_share_part1..3`), then refreshes among all of `r.holders`. `rec` is this
 /// node's committed shard (`None` on the target).
@@ -449,11 +522,13 @@ pub async fn repair(
                     .iter()
                     .map(|h| ident(*h))
                     .collect::<Result<Vec<_>, _>>()?;
-                let deltas =
+                let deltas = Wiped::new(
                     frost::keys::repairable::repair_share_part1::<frost::Ed25519Sha512, _>(
                         &ids, &kp, &mut OsRng, target,
                     )
-                    .map_err(|e| fe("repair", e, None))?;
+                    .map_err(|e| fe("repair", e, None))?,
+                    zero(Delta::deserialize)?,
+                );
                 let peers: Vec<NodeId> = repairers.iter().copied().filter(|h| *h != me).collect();
                 for p in &peers {
                     let d = deltas.get(&ident(*p)?).ok_or_else(|| {
@@ -461,32 +536,43 @@ pub async fn repair(
                     })?;
                     net.send(*p, 2, &Zeroizing::new(d.serialize())).await?;
                 }
-                let mut received =
-                    vec![*deltas.get(&ident(me)?).ok_or_else(|| {
+                // Room for every helper's delta up front: no reallocation leaves a copy.
+                let mut received = Wiped::new(
+                    Vec::with_capacity(repairers.len()),
+                    zero(Delta::deserialize)?,
+                );
+                received.push(
+                    *deltas.get(&ident(me)?).ok_or_else(|| {
                         EngineError::protocol("no repair delta for this node", None)
-                    })?];
+                    })?,
+                );
+                drop(deltas);
                 for (p, b) in net.recv_from(2, &peers, false).await? {
-                    received.push(
-                        frost::keys::repairable::Delta::deserialize(&b)
-                            .map_err(|e| fe("repair delta", e, Some(p)))?,
-                    );
+                    received
+                        .push(Delta::deserialize(&b).map_err(|e| fe("repair delta", e, Some(p)))?);
                 }
-                let sigma = frost::keys::repairable::repair_share_part2(&received);
-                net.send(r.target, 3, &Zeroizing::new(sigma.serialize()))
+                let sigma = Wiped::new(
+                    [frost::keys::repairable::repair_share_part2(&received)],
+                    zero(Sigma::deserialize)?,
+                );
+                drop(received);
+                let [s] = &*sigma;
+                net.send(r.target, 3, &Zeroizing::new(s.serialize()))
                     .await?;
             }
             kp
         }
         None => {
-            let mut sigmas = Vec::new();
+            let mut sigmas = Wiped::new(
+                Vec::with_capacity(repairers.len()),
+                zero(Sigma::deserialize)?,
+            );
             for (p, b) in net.recv_from(3, &repairers, false).await? {
-                sigmas.push(
-                    frost::keys::repairable::Sigma::deserialize(&b)
-                        .map_err(|e| fe("repair sigma", e, Some(p)))?,
-                );
+                sigmas.push(Sigma::deserialize(&b).map_err(|e| fe("repair sigma", e, Some(p)))?);
             }
             let kp = frost::keys::repairable::repair_share_part3(&sigmas, target, &package)
                 .map_err(|e| fe("repair", e, None))?;
+            drop(sigmas);
             // Part 3 does not check the share: a wrong sigma would go unnoticed until
             // the first signature.
             if *kp.verifying_share() != expected_target {
