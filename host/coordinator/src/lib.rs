@@ -19,14 +19,14 @@ pub mod ports;
 
 use custos_wire::rpc::node_client::NodeClient;
 use custos_wire::{
-    Algo, Ban, DestroyRequest, Envelope, FailureKind, GroupFile, Health, HealthRequest, HostFrame,
+    Algo, Ban, DestroyRequest, FailureKind, GroupFile, Health, HealthRequest, HostFrame,
     NodeFrame, NodeId, Op, Output, SessionId, SignRequest, Start, WIRE_VERSION,
 };
 use futures::StreamExt;
 use rand_core::{OsRng, RngCore};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -149,7 +149,7 @@ type SessionStream =
 /// A test hook that sees (and may alter) every relayed envelope. Only with the `testing`
 /// feature, which release binaries do not enable.
 #[cfg(feature = "testing")]
-pub type RelayHook = Arc<dyn Fn(&mut Envelope) + Send + Sync>;
+pub type RelayHook = std::sync::Arc<dyn Fn(&mut custos_wire::Envelope) + Send + Sync>;
 
 pub struct Coordinator {
     nodes: BTreeMap<NodeId, NodeHandle>,

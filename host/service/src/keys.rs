@@ -383,23 +383,16 @@ impl Service {
                 .map(|_| ()),
             Err(e) => Err(ApiError::from(e)),
         };
-        let entry = NewEntry::new(
-            "KEY_REFRESH",
-            if result.is_ok() {
-                AuditResult::Ok
-            } else {
-                AuditResult::Failed
-            },
-        )
-        .principal(&caller.client.name)
-        .key_id(key_id)
-        .nodes(key.nodes.clone())
-        .duration_ms(t0.elapsed().as_millis() as u64)
-        .client_ip(caller.ip.to_string())
-        .details(match &result {
-            Ok(()) => json!({}),
-            Err(e) => json!({"error": e.message}),
-        });
+        let entry = NewEntry::new("KEY_REFRESH", AuditResult::of(&result))
+            .principal(&caller.client.name)
+            .key_id(key_id)
+            .nodes(key.nodes.clone())
+            .duration_ms(t0.elapsed().as_millis() as u64)
+            .client_ip(caller.ip.to_string())
+            .details(match &result {
+                Ok(()) => json!({}),
+                Err(e) => json!({"error": e.message}),
+            });
         self.audit.append(entry)?;
         result?;
         Ok((200, key.to_json()))

@@ -177,18 +177,11 @@ impl Service {
         for key in keys {
             let t0 = Instant::now();
             let r = self.rebuild(&key, node, node, key.nodes.clone()).await;
-            let entry = NewEntry::new(
-                "KEY_REPAIR",
-                if r.is_ok() {
-                    AuditResult::Ok
-                } else {
-                    AuditResult::Failed
-                },
-            )
-            .principal(&who)
-            .key_id(&key.key_id)
-            .nodes(key.nodes.clone())
-            .duration_ms(t0.elapsed().as_millis() as u64);
+            let entry = NewEntry::new("KEY_REPAIR", AuditResult::of(&r))
+                .principal(&who)
+                .key_id(&key.key_id)
+                .nodes(key.nodes.clone())
+                .duration_ms(t0.elapsed().as_millis() as u64);
             match r {
                 Ok(rec) => {
                     let _ = self.audit.append(entry.details(
@@ -300,19 +293,12 @@ impl Service {
         after[pos] = b.to;
         let t0 = Instant::now();
         let r = self.rebuild(&key, b.to, b.from, after.clone()).await;
-        let entry = NewEntry::new(
-            "KEY_MOVE",
-            if r.is_ok() {
-                AuditResult::Ok
-            } else {
-                AuditResult::Failed
-            },
-        )
-        .principal(&caller.client.name)
-        .key_id(key_id)
-        .nodes(after.clone())
-        .duration_ms(t0.elapsed().as_millis() as u64)
-        .client_ip(caller.ip.to_string());
+        let entry = NewEntry::new("KEY_MOVE", AuditResult::of(&r))
+            .principal(&caller.client.name)
+            .key_id(key_id)
+            .nodes(after.clone())
+            .duration_ms(t0.elapsed().as_millis() as u64)
+            .client_ip(caller.ip.to_string());
         let rec = match r {
             Ok(rec) => rec,
             Err(e) => {

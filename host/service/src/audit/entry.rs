@@ -28,6 +28,13 @@ pub enum AuditResult {
     Pending,
 }
 
+impl AuditResult {
+    /// `Ok` for a success, `Failed` for an error: how most operations are recorded.
+    pub fn of<T, E>(r: &Result<T, E>) -> Self {
+        if r.is_ok() { Self::Ok } else { Self::Failed }
+    }
+}
+
 /// What a caller records; the log adds seq, time and the chain.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewEntry {

@@ -46,21 +46,14 @@ impl Service {
             self.still_active(&p.key.key_id)?;
             Ok(r)
         });
-        let entry = NewEntry::new(
-            "KEY_SIGN",
-            if result.is_ok() {
-                AuditResult::Ok
-            } else {
-                AuditResult::Failed
-            },
-        )
-        .principal(&requester.name)
-        .key_id(&p.key.key_id)
-        .request_id(request_id)
-        .data_hash(&p.data_hash)
-        .client_ip(requester.ip.to_string())
-        .nodes(signers)
-        .duration_ms(t0.elapsed().as_millis() as u64);
+        let entry = NewEntry::new("KEY_SIGN", AuditResult::of(&result))
+            .principal(&requester.name)
+            .key_id(&p.key.key_id)
+            .request_id(request_id)
+            .data_hash(&p.data_hash)
+            .client_ip(requester.ip.to_string())
+            .nodes(signers)
+            .duration_ms(t0.elapsed().as_millis() as u64);
         let error = match result {
             Ok((mut body, _)) => {
                 body["policy"] = policy;
