@@ -14,7 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::keygen_slots::KeygenSlots;
 use crate::metrics::Metrics;
 use crate::policy_source::PolicySource;
-use crate::registry::Registry;
+use crate::registry::{Registry, Status};
 use crate::requests::Requests;
 use crate::velocity::DurableVelocity;
 use anyhow::Context;
@@ -507,7 +507,8 @@ impl Service {
         }
     }
 
-    /// Tells the holders of destroyed keys that missed the erase to erase again.
+    /// Tells the holders that missed an erase to erase again: holders of a destroyed key,
+    /// and the old holder of a moved key (audited as `KEY_MOVE`, the key lives on).
     async fn retry_erasures(&self) {
         let Ok(keys) = self.registry.with_erase_pending() else {
             return;
@@ -521,10 +522,24 @@ impl Service {
                 } else {
                     AuditResult::Pending
                 };
+                let (operation, details) = if k.status == Status::Destroyed {
+                    ("KEY_DESTROY", json!({"pending": missed, "retry": true}))
+                } else {
+                    let erased: Vec<u16> = k
+                        .erase_pending
+                        .iter()
+                        .copied()
+                        .filter(|n| !missed.contains(n))
+                        .collect();
+                    (
+                        "KEY_MOVE",
+                        json!({"erased_from": erased, "erase_pending": missed, "retry": true}),
+                    )
+                };
                 let _ = self.audit.append(
-                    NewEntry::new("KEY_DESTROY", result)
+                    NewEntry::new(operation, result)
                         .key_id(&k.key_id)
-                        .details(json!({"pending": missed, "retry": true})),
+                        .details(details),
                 );
             }
         }

@@ -239,8 +239,13 @@ async fn dr_drill_repair_a_wiped_node_and_move_keys() {
     );
     assert!(!h.audit("operation=NODE_REPAIR").await.is_empty());
 
-    // ---- Move: {1,2,3} -> {1,2,4}. ----
-    for k in &repairable {
+    // ---- Move: {1,2,3} -> {1,2,4}. The second key moves while node 3 is down (a node
+    // being retired): its erase is retried until node 3 is back and confirms. ----
+    for (i, k) in repairable.iter().enumerate() {
+        if i == 1 {
+            h.nodes.stop_node(3).await.unwrap();
+            node(&h, 3).await;
+        }
         let (st, moved) = h
             .main()
             .call(
@@ -255,18 +260,39 @@ async fn dr_drill_repair_a_wiped_node_and_move_keys() {
         assert_eq!(moved["public_key"], k["public_key"]);
         assert_eq!(moved["addresses"], k["addresses"]);
     }
-    let n3 = node(&h, 3).await;
-    for k in &repairable {
-        assert!(
-            !n3["keys"].as_array().unwrap().contains(&json!(id(k))),
-            "node 3 holds nothing of a moved key: {n3}"
-        );
-    }
     every_pair_signs(&mut h, &[1, 2, 4], &repairable, "after-move").await;
+    h.nodes.start_node(3).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        // `keys` is null until the host sees node 3 up again.
+        let n3 = node(&h, 3).await;
+        if let Some(keys) = n3["keys"].as_array()
+            && !repairable.iter().any(|k| keys.contains(&json!(id(k))))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 3 still holds a moved key a minute after it came back: {n3}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let moves = h.audit("operation=KEY_MOVE").await;
     assert_eq!(
-        h.audit("operation=KEY_MOVE").await.len(),
-        2,
-        "one KEY_MOVE entry per key"
+        moves.len(),
+        3,
+        "one KEY_MOVE per key and the erase retry: {moves:?}"
+    );
+    let retry = moves
+        .iter()
+        .find(|e| e["details"]["retry"] == true)
+        .unwrap_or_else(|| panic!("the erase retry is audited as KEY_MOVE: {moves:?}"));
+    assert_eq!(retry["result"], "OK", "{retry}");
+    assert_eq!(retry["key_id"], id(&repairable[1]).as_str(), "{retry}");
+    assert_eq!(retry["details"]["erased_from"], json!([3]), "{retry}");
+    assert!(
+        h.audit("operation=KEY_DESTROY").await.is_empty(),
+        "a moved key's erase is not a KEY_DESTROY"
     );
     // A CGGMP21 key cannot be moved.
     let (st, e) = h
