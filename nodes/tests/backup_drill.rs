@@ -183,6 +183,17 @@ async fn backup_to_custodians_and_restore_a_lost_node() {
     let out = run(&mut restore);
     assert!(out.status.success());
     assert!(identity.exists());
+    // Written beside their places and renamed in: nothing temporary is left.
+    for dir in [data.parent().unwrap(), identity.parent().unwrap()] {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.contains(".restoring-") && !name.contains(".writing-"),
+                "`{name}` left in `{}`",
+                dir.display()
+            );
+        }
+    }
 
     cluster.restart(3).await;
     let h = coord.health(3).await.unwrap();
