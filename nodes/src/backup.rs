@@ -339,6 +339,18 @@ pub fn backup(
     for r in &records {
         *counts.entry(r.kind.clone()).or_insert(0) += 1;
     }
+    // What the node holds in this backup, as the host can tell from the node's health
+    // whether its last backup is still current.
+    let held = held_generations(
+        records
+            .iter()
+            .filter_map(|r| Kind::of_prefix(&format!("{}/", r.kind)).map(|k| (k, r))),
+    );
+    let holdings = serde_json::json!({
+        "keys": held.len(),
+        "sha256": custos_wire::holdings_digest(held.iter().map(|(k, g)| (k.as_str(), *g))),
+    });
+    drop(held);
     let contents = Contents {
         version: CONTENTS_VERSION,
         node,
@@ -428,6 +440,7 @@ pub fn backup(
         "custodians": file.custodians.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
         "keys": file.records.get("shard").copied().unwrap_or(0),
         "records": file.records.values().sum::<usize>(),
+        "holdings": holdings,
     });
     let node_running = store.is_none();
     match store {
@@ -506,21 +519,37 @@ fn append_pending_event(data_dir: &Path, kind: &str, detail: &serde_json::Value)
         .append(true)
         .open(&path)
         .with_context(|| format!("opening `{}`", path.display()))?;
+    // The running node takes the file's events under the same lock.
+    f.lock()
+        .with_context(|| format!("locking `{}`", path.display()))?;
     writeln!(f, "{line}").with_context(|| format!("writing `{}`", path.display()))?;
     f.sync_all()?;
     Ok(())
 }
 
-/// At start: records the events a backup of the running node left in the pending file
-/// (each with its detail and the time it happened), then removes the file. Returns how
-/// many. A malformed line is recorded as such rather than dropped.
+/// Records the events a backup of the running node left in the pending file (each with
+/// its detail and the time it happened), then empties the file: at start, and every few
+/// seconds while the node runs, so the host hears of a backup without a restart. Under the
+/// file's lock, which a backup appending holds too; the file is emptied, not removed, so
+/// an appender waiting for the lock never writes into a removed file. Returns how many. A
+/// malformed line is recorded as such rather than dropped.
 pub fn record_pending_events(store: &Store, data_dir: &Path) -> Result<usize> {
+    use std::io::Read;
     let path = pending_events_file(data_dir);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    let mut f = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e).with_context(|| format!("reading `{}`", path.display())),
+        Err(e) => return Err(e).with_context(|| format!("opening `{}`", path.display())),
     };
+    f.lock()
+        .with_context(|| format!("locking `{}`", path.display()))?;
+    let mut text = String::new();
+    f.read_to_string(&mut text)
+        .with_context(|| format!("reading `{}`", path.display()))?;
     let mut n = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let (kind, detail) = match serde_json::from_str::<PendingEvent>(line) {
@@ -538,7 +567,11 @@ pub fn record_pending_events(store: &Store, data_dir: &Path) -> Result<usize> {
         crate::events::record(store, &kind, &detail).context("recording a pending event")?;
         n += 1;
     }
-    std::fs::remove_file(&path).with_context(|| format!("removing `{}`", path.display()))?;
+    if n > 0 {
+        f.set_len(0)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("emptying `{}`", path.display()))?;
+    }
     Ok(n)
 }
 
@@ -883,6 +916,33 @@ pub fn restore(
     Ok(summary)
 }
 
+/// The committed generation of each key the records hold a shard of: a shard without a
+/// generation record is at the first; a generation record without a shard (a key only
+/// staged) is no key.
+fn held_generations<'a>(
+    records: impl Iterator<Item = (Kind, &'a Record)>,
+) -> BTreeMap<String, u64> {
+    let mut shards = BTreeMap::new();
+    let mut generations = BTreeMap::new();
+    for (kind, r) in records {
+        match kind {
+            Kind::Shard => {
+                shards.insert(r.name.as_str(), FIRST_GENERATION);
+            }
+            Kind::Generation => {
+                if let Ok(g) = <[u8; 8]>::try_from(r.value.as_slice()) {
+                    generations.insert(r.name.as_str(), u64::from_be_bytes(g));
+                }
+            }
+            _ => {}
+        }
+    }
+    shards
+        .into_iter()
+        .map(|(k, first)| (k.to_string(), generations.get(k).copied().unwrap_or(first)))
+        .collect()
+}
+
 /// Writes the restored records into a new store at `dir`, and the `RESTORE` event, then
 /// closes it. Fills in `summary`'s keys and generations.
 fn write_restored_store(
@@ -896,24 +956,10 @@ fn write_restored_store(
     let store = Store::open(dir, node, dek).context("creating the restored store")?;
     let mut batch: Vec<(Kind, &str, &[u8])> = Vec::new();
     for (kind, r) in records {
-        match kind {
-            Kind::Shard => {
-                summary.keys += 1;
-                summary
-                    .generations
-                    .entry(r.name.clone())
-                    .or_insert(FIRST_GENERATION);
-                store.put(Kind::Shard, &r.name, &r.value)?;
-                continue;
-            }
-            Kind::Generation => {
-                if let Ok(g) = <[u8; 8]>::try_from(r.value.as_slice()) {
-                    summary
-                        .generations
-                        .insert(r.name.clone(), u64::from_be_bytes(g));
-                }
-            }
-            _ => {}
+        if *kind == Kind::Shard {
+            summary.keys += 1;
+            store.put(Kind::Shard, &r.name, &r.value)?;
+            continue;
         }
         batch.push((*kind, &r.name, &r.value));
         if batch.len() >= 512 {
@@ -923,12 +969,7 @@ fn write_restored_store(
     }
     store.put_batch(&batch)?;
     drop(batch);
-    // A generation record of a key without a shard (only staged) is not a key.
-    summary.generations.retain(|k, _| {
-        records
-            .iter()
-            .any(|(kind, r)| *kind == Kind::Shard && &r.name == k)
-    });
+    summary.generations = held_generations(records.iter().map(|(k, r)| (*k, *r)));
     record_restore_event(&store, backup, summary)?;
     Ok(())
 }
@@ -1366,9 +1407,9 @@ mod tests {
     }
 
     /// The node running (its store open, so locked): backup reads a secondary view, and
-    /// the event waits in the pending file until the node records it at start.
+    /// the event waits in the pending file until the node records it.
     #[test]
-    fn backup_of_a_running_node_leaves_its_event_for_the_next_start() {
+    fn backup_of_a_running_node_leaves_its_event_in_the_pending_file() {
         let n = populated(1);
         let (_ids, list) = custodians(1);
         let store = Store::open(&n.data(), 1, &n.dek).unwrap();
@@ -1384,11 +1425,32 @@ mod tests {
         );
         assert!(pending_events_file(&n.data()).exists());
         assert_eq!(record_pending_events(&store, &n.data()).unwrap(), 1);
-        assert!(!pending_events_file(&n.data()).exists());
+        assert_eq!(
+            std::fs::metadata(pending_events_file(&n.data()))
+                .unwrap()
+                .len(),
+            0,
+            "emptied under its lock, not removed"
+        );
         let last = crate::events::recent(&store).unwrap().pop().unwrap();
         assert_eq!(last.kind, "BACKUP");
         assert!(last.detail.contains(&s.backup_id));
         assert_eq!(record_pending_events(&store, &n.data()).unwrap(), 0);
+        // The event says what the node held, as the host reads it from health.
+        let detail: serde_json::Value = serde_json::from_str(&last.detail).unwrap();
+        let shards = store.list(Kind::Shard).unwrap();
+        let held: Vec<(String, u64)> = shards
+            .iter()
+            .map(|k| (k.clone(), store.generation(k).unwrap().unwrap()))
+            .collect();
+        assert_eq!(detail["holdings"]["keys"], 3);
+        assert_eq!(
+            detail["holdings"]["sha256"],
+            custos_wire::holdings_digest(held.iter().map(|(k, g)| (k.as_str(), *g)))
+        );
+        // A second backup appends again; the node takes it on its next pass.
+        backup(1, &n.data(), &n.identity(), &n.dek, &list, 1).unwrap();
+        assert_eq!(record_pending_events(&store, &n.data()).unwrap(), 1);
     }
 
     #[test]

@@ -27,6 +27,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often a running node takes the events backups left in its pending file.
+const PENDING_EVENTS_EVERY: Duration = Duration::from_secs(3);
+
 #[derive(Parser)]
 #[command(name = "custos-node", version, about = "custos TSS node")]
 struct Cli {
@@ -250,7 +253,7 @@ fn backup(
     );
     if s.node_running {
         println!(
-            "the node is running: read from a consistent read-only view; its BACKUP event is recorded when it next starts (`{}`)",
+            "the node is running: read from a consistent read-only view; it records the BACKUP event (left in `{}`) within seconds",
             backup::pending_events_file(&cfg.data_dir).display()
         );
     }
@@ -337,6 +340,27 @@ fn serve(path: &std::path::Path, stop_on_stdin_eof: bool) -> Result<()> {
             events = pending,
             "recorded the events of backups taken while running"
         );
+    }
+    // And those of backups taken from now on, within a few seconds (health reports them;
+    // the host audits each and tells whether the node's last backup is current).
+    {
+        let store = store.clone();
+        let data_dir = cfg.data_dir.clone();
+        std::thread::Builder::new()
+            .name("pending-events".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(PENDING_EVENTS_EVERY);
+                    match backup::record_pending_events(&store, &data_dir) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(events = n, "recorded a backup's event"),
+                        Err(e) => {
+                            tracing::error!(error = %format!("{e:#}"), "recording a backup's event")
+                        }
+                    }
+                }
+            })
+            .context("starting the pending-events thread")?;
     }
     let ca = std::fs::read(&cfg.tls.ca_cert)
         .with_context(|| format!("reading CA certificate `{}`", cfg.tls.ca_cert.display()))?;

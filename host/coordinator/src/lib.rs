@@ -19,8 +19,8 @@ pub mod ports;
 
 use custos_wire::rpc::node_client::NodeClient;
 use custos_wire::{
-    Algo, Ban, DestroyRequest, FailureKind, GroupFile, Health, HealthRequest, HostFrame,
-    NodeFrame, NodeId, Op, Output, SessionId, SignRequest, Start, WIRE_VERSION,
+    Algo, Ban, DestroyRequest, FailureKind, GroupFile, Health, HealthRequest, HostFrame, NodeFrame,
+    NodeId, Op, Output, SessionId, SignRequest, Start, WIRE_VERSION,
 };
 use futures::StreamExt;
 use rand_core::{OsRng, RngCore};

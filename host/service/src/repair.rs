@@ -15,11 +15,13 @@
 
 use crate::audit::{AuditResult, NewEntry};
 use crate::auth::{Role, require_role};
+use crate::clock;
+use crate::db::Cf;
 use crate::error::{ApiError, ApiResult, Code, bad_json};
 use crate::in_flight::RepairProgress;
 use crate::registry::{KeyFilter, KeyRecord, Status};
-use crate::service::{Caller, Service};
-use custos_wire::{Algo, NodeId, RepairOp};
+use crate::service::{Caller, Service, node_backup_key};
+use custos_wire::{Algo, NodeId, RepairOp, holdings_digest};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -38,6 +40,12 @@ pub struct MoveBody {
     pub to: u16,
 }
 
+/// One node's state beside its health in `GET /api/v1/nodes`.
+pub(crate) struct NodeSync {
+    pub lag: Option<Vec<Value>>,
+    pub backup: Value,
+}
+
 impl Service {
     /// Every key (not destroyed) whose holders include `node`.
     fn keys_on(&self, node: NodeId) -> ApiResult<Vec<KeyRecord>> {
@@ -46,18 +54,21 @@ impl Service {
         Ok(keys)
     }
 
-    /// Each node's generation lag: the keys it should hold (by the registry) that it
-    /// holds at another generation or not at all. `None` for a node that is down.
-    pub(crate) async fn generation_lag(&self) -> BTreeMap<NodeId, Option<Vec<Value>>> {
+    /// Per node: its generation lag (the keys it should hold, by the registry, that it
+    /// holds at another generation or not at all; `None` when down) and its backup state.
+    pub(crate) async fn node_sync(&self) -> BTreeMap<NodeId, NodeSync> {
         let (up, down) = self.coord.survey().await;
         let mut out = BTreeMap::new();
         for id in down {
-            out.insert(id, None);
+            out.insert(
+                id,
+                NodeSync {
+                    lag: None,
+                    backup: self.backup_state(id, None),
+                },
+            );
         }
-        let keys = match self.all_keys() {
-            Ok(k) => k,
-            Err(_) => return out,
-        };
+        let keys = self.all_keys().ok();
         for (id, h) in up {
             let held: BTreeMap<&str, u64> = h
                 .keys
@@ -65,20 +76,47 @@ impl Service {
                 .map(String::as_str)
                 .zip(h.generations.iter().copied())
                 .collect();
-            let lag = keys
-                .iter()
-                .filter(|k| k.nodes.contains(&id))
-                .filter_map(|k| {
-                    let has = held.get(k.key_id.as_str()).copied();
-                    (has != Some(k.generation)).then(|| {
-                        json!({"key_id": k.key_id, "generation": k.generation, "held": has,
+            let lag = keys.as_ref().map(|keys| {
+                keys.iter()
+                    .filter(|k| k.nodes.contains(&id))
+                    .filter_map(|k| {
+                        let has = held.get(k.key_id.as_str()).copied();
+                        (has != Some(k.generation)).then(|| {
+                            json!({"key_id": k.key_id, "generation": k.generation, "held": has,
                             "algo_type": k.format.algo_type.as_str()})
+                        })
                     })
-                })
-                .collect();
-            out.insert(id, Some(lag));
+                    .collect()
+            });
+            let backup = self.backup_state(id, Some(&held));
+            out.insert(id, NodeSync { lag, backup });
         }
         out
+    }
+
+    /// Node `id`'s last backup, as its `BACKUP` event told the host: `at` (RFC 3339, the
+    /// node's clock; null if none was seen) and `current`: whether the node holds now
+    /// exactly the keys and generations that backup holds (false with no backup, null when
+    /// the node is down or the backup predates the holdings digest). A refresh, repair,
+    /// move, keygen or destroy after the backup makes it stale: back up again.
+    fn backup_state(&self, id: NodeId, held: Option<&BTreeMap<&str, u64>>) -> Value {
+        let last: Option<Value> = self
+            .db
+            .get(Cf::Meta, &node_backup_key(id))
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let Some(last) = last else {
+            return json!({"at": null, "current": held.map(|_| false)});
+        };
+        let at = last["at"].as_i64().map(clock::rfc3339);
+        let current = match (held, last["holdings"]["sha256"].as_str()) {
+            (Some(held), Some(digest)) => {
+                Some(holdings_digest(held.iter().map(|(k, g)| (*k, *g))) == digest)
+            }
+            _ => None,
+        };
+        json!({"at": at, "current": current})
     }
 
     /// Every key not destroyed.

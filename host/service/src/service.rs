@@ -123,6 +123,12 @@ fn node_event_key(id: u16) -> Vec<u8> {
     format!("node_event_seq/{id}").into_bytes()
 }
 
+/// `Cf::Meta` key of node `id`'s last backup as its `BACKUP` event told:
+/// `{"at": unix secs, "holdings": {"keys": n, "sha256": hex}}` (see `GET /nodes`).
+pub(crate) fn node_backup_key(id: u16) -> Vec<u8> {
+    format!("node_backup/{id}").into_bytes()
+}
+
 impl Service {
     /// Opens the store, loads plugins, policies and clients, connects to the node group,
     /// and resolves requests a crash left in progress.
@@ -400,12 +406,21 @@ impl Service {
                 _ => "NODE_EVENT".to_string(),
             };
             let detail: Value = serde_json::from_str(&e.detail).unwrap_or(json!(e.detail));
+            let mut writes = vec![(Cf::Meta, key.clone(), Some(e.seq.to_string().into_bytes()))];
+            if e.kind == "BACKUP" {
+                let last = json!({"at": e.at, "holdings": detail["holdings"]});
+                writes.push((
+                    Cf::Meta,
+                    node_backup_key(id),
+                    Some(last.to_string().into_bytes()),
+                ));
+            }
             self.audit.append_with(
                 NewEntry::new(operation, AuditResult::Ok)
                     .nodes(vec![id])
                     .details(json!({"node": id, "seq": e.seq, "kind": e.kind, "at": e.at,
                         "detail": detail})),
-                vec![(Cf::Meta, key.clone(), Some(e.seq.to_string().into_bytes()))],
+                writes,
             )?;
             last = e.seq;
         }

@@ -5,7 +5,10 @@
 //! shows the lag, no session uses its old shares (with the only other current holder
 //! pair broken up, the key answers 503 and nothing is signed), the restore is audited, and
 //! `POST /api/v1/nodes/3/repair` brings it to the current generation: every pair signs,
-//! same public keys.
+//! same public keys. `GET /api/v1/nodes` tells throughout whether node 3's last backup
+//! holds what it holds: not before the first backup, yes after it (a backup of the running
+//! node, heard of within seconds), no after the refresh, yes once the backup is
+//! restored, and no after the repair.
 
 mod common;
 
@@ -53,6 +56,19 @@ async fn node(h: &Harness, id: u16) -> Value {
         .find(|n| n["id"] == id)
         .cloned()
         .unwrap()
+}
+
+/// Waits (bounded) until node `id`'s backup state in `GET /nodes` satisfies `done`.
+async fn backup_state(h: &Harness, id: u16, done: impl Fn(&Value) -> bool) -> Value {
+    let mut b = Value::Null;
+    for _ in 0..120 {
+        b = node(h, id).await["backup"].clone();
+        if done(&b) {
+            return b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("node {id}'s backup state stayed {b}");
 }
 
 /// A request that signs under the default policies.
@@ -125,12 +141,27 @@ async fn an_older_backup_restored_is_resynced_by_repair() {
         c.arg(sub).arg("--config").arg(config);
         c
     };
+    assert_eq!(
+        node(&h, 3).await["backup"],
+        json!({"at": null, "current": false}),
+        "never backed up"
+    );
     let out = run(node_cmd("backup", &node3.config_file)
         .arg("--custodians")
         .arg(&custodians)
         .args(["--threshold", "2", "--out"])
         .arg(&backup));
     assert!(out.status.success());
+    // The running node records the backup's event within seconds; the host audits it and
+    // shows the backup as current.
+    let b = backup_state(&h, 3, |b| !b["at"].is_null()).await;
+    assert_eq!(b["current"], true, "{b}");
+    let backups = h.audit("operation=BACKUP").await;
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(
+        backups[0]["details"]["detail"]["holdings"]["keys"], 2,
+        "{backups:?}"
+    );
 
     // The keys move on to generation 2 after the backup.
     for k in &keys {
@@ -159,6 +190,11 @@ async fn an_older_backup_restored_is_resynced_by_repair() {
         v
     };
     assert!(lag(&node(&h, 3).await).is_empty());
+    let b = node(&h, 3).await["backup"].clone();
+    assert_eq!(
+        b["current"], false,
+        "the refresh made the backup stale: {b}"
+    );
 
     // Node 3's disk is lost; the older backup is restored with two custodians.
     h.nodes.stop_node(3).await.unwrap();
@@ -179,6 +215,10 @@ async fn an_older_backup_restored_is_resynced_by_repair() {
     let n3 = node(&h, 3).await;
     assert_eq!(n3["up"], true, "{n3}");
     assert_eq!(lag(&n3), want, "{n3}");
+    assert_eq!(
+        n3["backup"]["current"], true,
+        "it holds what its backup holds: {n3}"
+    );
 
     // Its old shares never join a session: with node 1 down only {2,3} could sign, and
     // node 3 is not at the key's generation, so nothing is signed.
@@ -198,8 +238,15 @@ async fn an_older_backup_restored_is_resynced_by_repair() {
     h.nodes.start_node(1).await.unwrap();
     node(&h, 1).await;
 
-    // The host audited the restore, once.
-    let restores = h.audit("operation=RESTORE").await;
+    // The host audited the restore (its background duties read node events), once.
+    let mut restores = Vec::new();
+    for _ in 0..120 {
+        restores = h.audit("operation=RESTORE").await;
+        if !restores.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     assert_eq!(restores.len(), 1, "{restores:?}");
     assert_eq!(restores[0]["nodes"], json!([3]), "{restores:?}");
 
@@ -219,7 +266,12 @@ async fn an_older_backup_restored_is_resynced_by_repair() {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
     assert_eq!(progress["state"], "DONE", "{progress}");
-    assert!(lag(&node(&h, 3).await).is_empty());
+    let n3 = node(&h, 3).await;
+    assert!(lag(&n3).is_empty(), "{n3}");
+    assert_eq!(
+        n3["backup"]["current"], false,
+        "back up again after a repair: {n3}"
+    );
     for k in &keys {
         let now = h
             .main()

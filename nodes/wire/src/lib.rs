@@ -79,6 +79,25 @@ pub type SessionId = [u8; 16];
 /// A key's first generation (what a keygen stages).
 pub const FIRST_GENERATION: u64 = 1;
 
+/// SHA-256 (hex) of what a node holds: each committed (key id, generation), sorted by key
+/// id, as length-prefixed id and big-endian generation. A backup records it in its
+/// `BACKUP` event, and the host compares it with the node's health (`keys`,
+/// `generations`) to tell whether the node's last backup still holds its current
+/// generations.
+pub fn holdings_digest<'a>(held: impl IntoIterator<Item = (&'a str, u64)>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut held: Vec<(&str, u64)> = held.into_iter().collect();
+    held.sort_unstable();
+    let mut h = Sha256::new();
+    h.update(b"custos holdings v1");
+    for (key, generation) in held {
+        h.update((key.len() as u32).to_be_bytes());
+        h.update(key.as_bytes());
+        h.update(generation.to_be_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// Distributed key generation among `participants`; `threshold` of them can sign.
@@ -379,6 +398,26 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holdings_digest_is_order_free_and_sees_each_generation() {
+        let a = holdings_digest([("k1", 1), ("k2", 3)]);
+        assert_eq!(a, holdings_digest([("k2", 3), ("k1", 1)]));
+        assert_ne!(a, holdings_digest([("k1", 1), ("k2", 4)]));
+        assert_ne!(a, holdings_digest([("k1", 1)]));
+        // Ids are length-prefixed: ("k1", ..) ("k2", ..) is not ("k1k2", ..).
+        assert_ne!(
+            holdings_digest([("ab", 1)]),
+            holdings_digest([("a", 1), ("b", 1)])
+        );
+        // Pinned: nodes and hosts of different builds must agree.
+        assert_eq!(
+            holdings_digest(std::iter::empty()),
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                b"custos holdings v1"
+            ))
+        );
+    }
 
     /// `payload` goes through postcard as one byte string; the encoding must stay what it
     /// was as a sequence of `u8`, so nodes and hosts of either build understand each other.

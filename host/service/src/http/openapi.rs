@@ -122,6 +122,11 @@ pub struct NodeView {
     /// generation or not at all: `{key_id, generation, held, algo_type}`; null when down
     #[schema(value_type = Option<Vec<Object>>)]
     pub generation_lag: Option<Vec<Value>>,
+    /// the node's last backup as its BACKUP event told: `at` (RFC 3339, null if none
+    /// seen) and `current` (the backup holds exactly the keys and generations the node
+    /// holds now; false with no backup, null when the node is down)
+    #[schema(value_type = Object)]
+    pub backup: Value,
     /// the node's last repair: state (RUNNING, DONE, FAILED), total, repaired, failed,
     /// not_repairable (CGGMP21 keys, with what to do instead), up_to_date
     #[schema(value_type = Option<Object>)]

@@ -264,7 +264,7 @@ pub(crate) async fn repair_node(
     answer(s.repair_node(&caller, node_id).await)
 }
 
-#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", responses((status = 200, description = "every node of the group: up or down, shard count, key ids, bans, version (asked now), generation lag (keys it should hold at another generation or not at all), the last repair's progress", body = NodeList), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", responses((status = 200, description = "every node of the group: up or down, shard count, key ids, bans, version (asked now), generation lag (keys it should hold at another generation or not at all), its last backup (`at`, and whether it is `current`: the node holds exactly the generations it holds), the last repair's progress", body = NodeList), (status = 400, description = "invalid request", body = ErrorBody), (status = 401, description = "not authenticated", body = ErrorBody), (status = 403, description = "role or IP not allowed", body = ErrorBody), (status = 429, description = "rate limited", body = ErrorBody)), security(("hmac" = [])))]
 pub(crate) async fn nodes(
     State(s): State<Arc<Service>>,
     Extension(caller): Extension<Caller>,
@@ -273,17 +273,22 @@ pub(crate) async fn nodes(
         return answer(Err(e));
     }
     let nodes = s.coord.nodes_status().await;
-    let mut lag = s.generation_lag().await;
+    let mut sync = s.node_sync().await;
     let nodes: Vec<Value> = nodes
         .into_iter()
         .map(|n| {
             let id = n.id;
             let mut v = serde_json::to_value(n).unwrap_or_default();
+            let (lag, backup) = match sync.remove(&id) {
+                Some(n) => (n.lag, n.backup),
+                None => (None, Value::Null),
+            };
             if let Some(o) = v.as_object_mut() {
                 o.insert(
                     "generation_lag".into(),
-                    serde_json::to_value(lag.remove(&id).flatten()).unwrap_or_default(),
+                    serde_json::to_value(lag).unwrap_or_default(),
                 );
+                o.insert("backup".into(), backup);
                 o.insert(
                     "repair".into(),
                     serde_json::to_value(s.repairs.get(id)).unwrap_or_default(),
