@@ -4,7 +4,7 @@
 //! before this node sends any protocol message.
 
 use crate::journal::{self, Draft, Journal};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, RequestRef};
 use crate::store::{Kind, ShardRecord, Store};
 use anyhow::Context;
 use custos_authority::bundle::{Bundle, InForce};
@@ -175,11 +175,15 @@ impl NodeAuthority {
         let now = unix_now();
         let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
         books.ledger.prune(store, now).map_err(|e| e.to_string())?;
+        let fingerprint = request_fingerprint(req)?;
+        let request = RequestRef {
+            id: &req.request_id,
+            fingerprint: &fingerprint,
+        };
         let verified = {
             let ledger = &books.ledger;
-            let sent = |k: &custos_policy::velocity::VelocityKey| {
-                Ok(ledger.sent_24h(k, now, &req.request_id))
-            };
+            let sent =
+                |k: &custos_policy::velocity::VelocityKey| Ok(ledger.sent_24h(k, now, &request));
             check::check(
                 &self.runtime,
                 &bundle,
@@ -215,7 +219,7 @@ impl NodeAuthority {
         let ledger_entries: Vec<_> = verified
             .velocity
             .iter()
-            .filter_map(|(k, amount)| books.ledger.draft(k, amount, now, &req.request_id))
+            .filter_map(|(k, amount)| books.ledger.draft(k, amount, now, &request))
             .collect();
         let mut batch: Vec<(Kind, &str, &[u8])> = vec![(Kind::Journal, &jname, &jbytes)];
         for (name, bytes, _) in &ledger_entries {
@@ -253,6 +257,17 @@ impl NodeAuthority {
             head_seq,
         })
     }
+}
+
+/// What tells one request from another in the ledger ([`RequestRef::fingerprint`]).
+fn request_fingerprint(req: &SignRequest) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    let body = custos_authority::approval::request_sha256_of(req)?;
+    let name = &req.requester.name;
+    Ok(hex::encode(Sha256::digest(format!(
+        "custos ledger request\n{}:{name}\n{body}",
+        name.len()
+    ))))
 }
 
 fn unix_now() -> i64 {

@@ -137,8 +137,9 @@ fn approve(key: &KeyFile, req: &SignRequest) -> ApprovalSignature {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_hostile_host_cannot_make_the_nodes_sign_what_the_bundle_does_not_allow() {
+/// Four nodes under the default signed bundle, a DKLS23 key on three of them, and the
+/// hostile host driving its first two holders.
+async fn start() -> (Cluster, Host) {
     let (cluster, coord) = Cluster::start_with_policies(false, &default_policies_dir()).await;
     let k = common::keygen(&coord, Algo::Dkls23, KEY, 2, 3).await;
     let mut rt = PluginRuntime::new(RuntimeConfig::default()).unwrap();
@@ -159,6 +160,12 @@ async fn a_hostile_host_cannot_make_the_nodes_sign_what_the_bundle_does_not_allo
         public_key: k.public_key.clone(),
         pair: [k.holders[0], k.holders[1]],
     };
+    (cluster, host)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hostile_host_cannot_make_the_nodes_sign_what_the_bundle_does_not_allow() {
+    let (cluster, host) = start().await;
     let authority = &cluster.layout.authority;
 
     // The normal path: an EIP-191 message, which the bundle permits a signer.
@@ -312,4 +319,39 @@ async fn a_hostile_host_cannot_make_the_nodes_sign_what_the_bundle_does_not_allo
     let msg2 = host.request("msg-2", "EIP191", json!("0x6279"), "main");
     let d2 = host.digest(&msg2);
     host.verify(&d2, &host.sign(&msg2, &d2).await.unwrap());
+}
+
+/// The nodes' velocity ledgers count a request once however often its sessions run (a
+/// retry signs again without counting again), but a host that reuses one request id for
+/// ever new transfers gets each counted: the default bundle's 50 ETH a day per wallet
+/// holds. Before the ledger told requests apart by content, every transfer under the
+/// reused id passed (it was taken for the one already counted), without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hostile_host_cannot_reuse_a_request_id_to_escape_the_velocity_limit() {
+    let (_cluster, host) = start().await;
+    // 9 ETH, signed, then the very same request again (a retry): counted once.
+    let first = host.request("vel-a", "RAW_TX", host.transfer(0, 9 * ETH), "main");
+    let d = host.digest(&first);
+    for _ in 0..2 {
+        let s = host.sign(&first, &d).await.expect("within every limit");
+        host.verify(&d, &s);
+    }
+    // New transfers, all under one reused id: 9 + 4 x 9 = 45 ETH signs, the fifth
+    // (54 ETH) is refused by the nodes, and so is every later one.
+    let mut signed = 0;
+    for nonce in 1..=7u64 {
+        let req = host.request("vel-same", "RAW_TX", host.transfer(nonce, 9 * ETH), "main");
+        let d = host.digest(&req);
+        if signed < 4 {
+            let s = host
+                .sign(&req, &d)
+                .await
+                .unwrap_or_else(|e| panic!("transfer {nonce} is within 50 ETH: {e}"));
+            host.verify(&d, &s);
+            signed += 1;
+        } else {
+            refused(host.sign(&req, &d).await, "velocity-eth-24h");
+        }
+    }
+    assert_eq!(signed, 4);
 }
