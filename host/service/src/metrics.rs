@@ -1,5 +1,5 @@
 //! Prometheus metrics (`GET /metrics`): requests by route and status, sign latency by
-//! algorithm, policy decisions, node up/down.
+//! algorithm, policy decisions, node up/down, whether each node's last backup is current.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -41,6 +41,7 @@ pub struct Metrics {
     pub sign_seconds: Family<AlgoLabels, Histogram, fn() -> Histogram>,
     pub decisions: Family<DecisionLabels, Counter>,
     pub node_up: Family<NodeLabels, Gauge>,
+    pub node_backup_current: Family<NodeLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -77,12 +78,19 @@ impl Metrics {
             "1 if the TSS node answered its last health check, else 0",
             node_up.clone(),
         );
+        let node_backup_current = Family::<NodeLabels, Gauge>::default();
+        registry.register(
+            "custos_node_backup_current",
+            "1 if the TSS node holds exactly the keys and generations of its last backup, 0 if it changed since or was never backed up (as last seen up)",
+            node_backup_current.clone(),
+        );
         Self {
             registry,
             requests,
             sign_seconds,
             decisions,
             node_up,
+            node_backup_current,
         }
     }
 
@@ -120,6 +128,14 @@ impl Metrics {
             .set(i64::from(up));
     }
 
+    pub fn node_backup(&self, id: u16, current: bool) {
+        self.node_backup_current
+            .get_or_create(&NodeLabels {
+                node: id.to_string(),
+            })
+            .set(i64::from(current));
+    }
+
     pub fn encode(&self) -> String {
         let mut s = String::new();
         if prometheus_client::encoding::text::encode(&mut s, &self.registry).is_err() {
@@ -140,12 +156,14 @@ mod tests {
         m.decision("ALLOW");
         m.signed("DKLS23", 0.02);
         m.node(1, true);
+        m.node_backup(1, false);
         let t = m.encode();
         for want in [
             "custos_http_requests_total{method=\"POST\",route=\"/api/v1/keys/{key_id}/sign\",status=\"200\"} 1",
             "custos_policy_decisions_total{decision=\"ALLOW\"} 1",
             "custos_sign_duration_seconds_count{algo=\"DKLS23\"} 1",
             "custos_node_up{node=\"1\"} 1",
+            "custos_node_backup_current{node=\"1\"} 0",
         ] {
             assert!(t.contains(want), "missing {want} in\n{t}");
         }

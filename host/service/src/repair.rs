@@ -20,7 +20,7 @@ use crate::db::Cf;
 use crate::error::{ApiError, ApiResult, Code, bad_json};
 use crate::in_flight::RepairProgress;
 use crate::registry::{KeyFilter, KeyRecord, Status};
-use crate::service::{Caller, Service, node_backup_key};
+use crate::service::{Caller, Service, held, node_backup_key};
 use custos_wire::{Algo, NodeId, RepairOp, holdings_digest};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -70,12 +70,7 @@ impl Service {
         }
         let keys = self.all_keys().ok();
         for (id, h) in up {
-            let held: BTreeMap<&str, u64> = h
-                .keys
-                .iter()
-                .map(String::as_str)
-                .zip(h.generations.iter().copied())
-                .collect();
+            let held = held(&h);
             let lag = keys.as_ref().map(|keys| {
                 keys.iter()
                     .filter(|k| k.nodes.contains(&id))
@@ -99,7 +94,7 @@ impl Service {
     /// exactly the keys and generations that backup holds (false with no backup, null when
     /// the node is down or the backup predates the holdings digest). A refresh, repair,
     /// move, keygen or destroy after the backup makes it stale: back up again.
-    fn backup_state(&self, id: NodeId, held: Option<&BTreeMap<&str, u64>>) -> Value {
+    pub(crate) fn backup_state(&self, id: NodeId, held: Option<&BTreeMap<&str, u64>>) -> Value {
         let last: Option<Value> = self
             .db
             .get(Cf::Meta, &node_backup_key(id))

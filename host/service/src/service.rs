@@ -97,7 +97,7 @@ pub struct Service {
     pub(crate) registry: Registry,
     pub(crate) requests: Requests,
     pub(crate) velocity: DurableVelocity,
-    pub(crate) metrics: Metrics,
+    pub metrics: Metrics,
     /// Per-wallet lock held while deciding and reserving velocity (not while signing).
     wallet_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Names of clients by access key, for audit entries written on their behalf.
@@ -127,6 +127,15 @@ fn node_event_key(id: u16) -> Vec<u8> {
 /// `{"at": unix secs, "holdings": {"keys": n, "sha256": hex}}` (see `GET /nodes`).
 pub(crate) fn node_backup_key(id: u16) -> Vec<u8> {
     format!("node_backup/{id}").into_bytes()
+}
+
+/// What a node's health says it holds: each key's committed generation.
+pub(crate) fn held(h: &custos_wire::Health) -> BTreeMap<&str, u64> {
+    h.keys
+        .iter()
+        .map(String::as_str)
+        .zip(h.generations.iter().copied())
+        .collect()
 }
 
 impl Service {
@@ -329,8 +338,11 @@ impl Service {
     pub(crate) async fn survey_nodes(&self) -> (Vec<u16>, Vec<u16>) {
         let (healths, down) = self.coord.survey().await;
         let up: Vec<u16> = healths.keys().copied().collect();
-        for id in &up {
+        for (id, h) in &healths {
             self.metrics.node(*id, true);
+            if let Some(current) = self.backup_state(*id, Some(&held(h)))["current"].as_bool() {
+                self.metrics.node_backup(*id, current);
+            }
         }
         for id in &down {
             self.metrics.node(*id, false);

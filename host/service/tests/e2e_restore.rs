@@ -71,6 +71,21 @@ async fn backup_state(h: &Harness, id: u16, done: impl Fn(&Value) -> bool) -> Va
     panic!("node {id}'s backup state stayed {b}");
 }
 
+/// Waits (bounded) until the host's metrics show `line` (the background survey sets them
+/// every 5 s).
+async fn metric_shows(h: &Harness, line: &str) {
+    for _ in 0..120 {
+        if h.svc().metrics.encode().lines().any(|l| l == line) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!(
+        "metrics never showed `{line}`:\n{}",
+        h.svc().metrics.encode()
+    );
+}
+
 /// A request that signs under the default policies.
 fn request(k: &Value, id: &str) -> Value {
     if k["format"]["curve"] == "ED25519" {
@@ -156,6 +171,8 @@ async fn an_older_backup_restored_is_resynced_by_repair() {
     // shows the backup as current.
     let b = backup_state(&h, 3, |b| !b["at"].is_null()).await;
     assert_eq!(b["current"], true, "{b}");
+    let gauge = |want: u8| format!("custos_node_backup_current{{node=\"3\"}} {want}");
+    metric_shows(&h, &gauge(1)).await;
     let backups = h.audit("operation=BACKUP").await;
     assert_eq!(backups.len(), 1, "{backups:?}");
     assert_eq!(
@@ -195,6 +212,7 @@ async fn an_older_backup_restored_is_resynced_by_repair() {
         b["current"], false,
         "the refresh made the backup stale: {b}"
     );
+    metric_shows(&h, &gauge(0)).await;
 
     // Node 3's disk is lost; the older backup is restored with two custodians.
     h.nodes.stop_node(3).await.unwrap();
