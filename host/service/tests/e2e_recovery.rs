@@ -15,19 +15,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-/// The API's view of node `id`.
-async fn node(h: &Harness, id: u16) -> Value {
-    let (st, r) = h.main().call("GET", "/api/v1/nodes", None).await.unwrap();
-    assert_eq!(st, 200, "{r}");
-    r["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["id"] == id)
-        .cloned()
-        .unwrap()
-}
-
 async fn key(h: &Harness, key_id: &str) -> Value {
     let (st, k) = h
         .main()
@@ -38,23 +25,11 @@ async fn key(h: &Harness, key_id: &str) -> Value {
     k
 }
 
-/// A request that signs under the default policies: an EIP-191 message (secp256k1 keys)
-/// or a 0.5 SOL transfer (ed25519 keys).
-fn request(k: &Value, id: &str) -> Value {
-    if k["format"]["curve"] == "ED25519" {
-        let pk: [u8; 32] = unhex(k["public_key"].as_str().unwrap()).try_into().unwrap();
-        let m = sol_transfer(&pk, &[0x66; 32], 500_000_000, true);
-        json!({"request_id": id, "chain": "solana", "data_type": "RAW_TX", "data": hx(&m)})
-    } else {
-        sign_body(id, "EIP191", json!(hx(format!("recovery {id}").as_bytes())))
-    }
-}
-
 /// Signs with key `k` and expects SIGNED (the service checks the signature against the
 /// key before answering).
 async fn signs(h: &Harness, k: &Value, id: &str) {
     let key_id = k["key_id"].as_str().unwrap();
-    let (st, r) = h.sign(key_id, request(k, id)).await;
+    let (st, r) = h.sign(key_id, default_request(k, id)).await;
     assert_eq!(st, 200, "{key_id} {id}: {r}");
     assert_eq!(r["status"], "SIGNED", "{r}");
 }
@@ -73,7 +48,7 @@ async fn every_pair_signs(h: &mut Harness, holders: &[u16], keys: &[Value], tag:
                 h.nodes.stop_node(*n).await.unwrap();
             }
             // The host learns who is up now (else it trusts what it saw a moment ago).
-            node(h, *a).await;
+            node_view(h, *a).await;
             for k in keys {
                 signs(
                     h,
@@ -85,7 +60,7 @@ async fn every_pair_signs(h: &mut Harness, holders: &[u16], keys: &[Value], tag:
             for n in &others {
                 h.nodes.start_node(*n).await.unwrap();
             }
-            node(h, *a).await;
+            node_view(h, *a).await;
         }
     }
 }
@@ -93,7 +68,7 @@ async fn every_pair_signs(h: &mut Harness, holders: &[u16], keys: &[Value], tag:
 /// Waits for node `id`'s repair to end (bounded), and returns its progress.
 async fn repaired(h: &Harness, id: u16) -> Value {
     for _ in 0..1200 {
-        let r = node(h, id).await["repair"].clone();
+        let r = node_view(h, id).await["repair"].clone();
         if r["state"] != "RUNNING" {
             return r;
         }
@@ -180,7 +155,7 @@ async fn dr_drill_repair_a_wiped_node_and_move_keys() {
     let node2 = h.layout.cluster.node(2).unwrap().clone();
     std::fs::remove_dir_all(&node2.config.data_dir).unwrap();
     h.nodes.start_node(2).await.unwrap();
-    let n2 = node(&h, 2).await;
+    let n2 = node_view(&h, 2).await;
     assert_eq!(n2["up"], true);
     assert_eq!(n2["shard_count"], 0);
     let mut all = vec![id(&dkls), id(&frost), id(&cggmp)];
@@ -216,7 +191,7 @@ async fn dr_drill_repair_a_wiped_node_and_move_keys() {
         "{p}"
     );
     // Only the CGGMP21 key is still missing on node 2.
-    assert_eq!(lag_keys(&node(&h, 2).await), vec![id(&cggmp)]);
+    assert_eq!(lag_keys(&node_view(&h, 2).await), vec![id(&cggmp)]);
 
     // Same public keys and addresses; every pair signs; the CGGMP21 key still signs with
     // its other holders.
@@ -227,10 +202,10 @@ async fn dr_drill_repair_a_wiped_node_and_move_keys() {
     }
     every_pair_signs(&mut h, &[1, 2, 3], &repairable, "after-repair").await;
     h.nodes.stop_node(2).await.unwrap();
-    node(&h, 2).await;
+    node_view(&h, 2).await;
     signs(&h, &cggmp, "cggmp-without-node-2").await;
     h.nodes.start_node(2).await.unwrap();
-    node(&h, 2).await;
+    node_view(&h, 2).await;
     let audit = h.audit("operation=KEY_REPAIR").await;
     assert_eq!(
         audit.iter().filter(|e| e["result"] == "OK").count(),
@@ -244,7 +219,7 @@ async fn dr_drill_repair_a_wiped_node_and_move_keys() {
     for (i, k) in repairable.iter().enumerate() {
         if i == 1 {
             h.nodes.stop_node(3).await.unwrap();
-            node(&h, 3).await;
+            node_view(&h, 3).await;
         }
         let (st, moved) = h
             .main()
@@ -265,7 +240,7 @@ async fn dr_drill_repair_a_wiped_node_and_move_keys() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         // `keys` is null until the host sees node 3 up again.
-        let n3 = node(&h, 3).await;
+        let n3 = node_view(&h, 3).await;
         if let Some(keys) = n3["keys"].as_array()
             && !repairable.iter().any(|k| keys.contains(&json!(id(k))))
         {
@@ -312,7 +287,7 @@ async fn dr_drill_repair_a_wiped_node_and_move_keys() {
     // Nothing lags now but the lost CGGMP21 shard.
     for n in [1, 3, 4] {
         assert_eq!(
-            lag_keys(&node(&h, n).await),
+            lag_keys(&node_view(&h, n).await),
             Vec::<String>::new(),
             "node {n}"
         );

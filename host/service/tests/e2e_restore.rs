@@ -42,27 +42,11 @@ fn binaries() -> (PathBuf, PathBuf) {
     (node, custos)
 }
 
-async fn nodes(h: &Harness) -> Value {
-    let (st, r) = h.main().call("GET", "/api/v1/nodes", None).await.unwrap();
-    assert_eq!(st, 200, "{r}");
-    r
-}
-
-async fn node(h: &Harness, id: u16) -> Value {
-    nodes(h).await["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["id"] == id)
-        .cloned()
-        .unwrap()
-}
-
 /// Waits (bounded) until node `id`'s backup state in `GET /nodes` satisfies `done`.
 async fn backup_state(h: &Harness, id: u16, done: impl Fn(&Value) -> bool) -> Value {
     let mut b = Value::Null;
     for _ in 0..120 {
-        b = node(h, id).await["backup"].clone();
+        b = node_view(h, id).await["backup"].clone();
         if done(&b) {
             return b;
         }
@@ -86,17 +70,6 @@ async fn metric_shows(h: &Harness, line: &str) {
     );
 }
 
-/// A request that signs under the default policies.
-fn request(k: &Value, id: &str) -> Value {
-    if k["format"]["curve"] == "ED25519" {
-        let pk: [u8; 32] = unhex(k["public_key"].as_str().unwrap()).try_into().unwrap();
-        let m = sol_transfer(&pk, &[0x66; 32], 500_000_000, true);
-        json!({"request_id": id, "chain": "solana", "data_type": "RAW_TX", "data": hx(&m)})
-    } else {
-        sign_body(id, "EIP191", json!(hx(format!("restore {id}").as_bytes())))
-    }
-}
-
 /// Signs with each key while only nodes `a` and `b` of {1,2,3} run.
 async fn pair_signs(h: &mut Harness, a: u16, b: u16, keys: &[Value], tag: &str) {
     let other = [1u16, 2, 3]
@@ -104,11 +77,14 @@ async fn pair_signs(h: &mut Harness, a: u16, b: u16, keys: &[Value], tag: &str) 
         .find(|n| *n != a && *n != b)
         .unwrap();
     h.nodes.stop_node(other).await.unwrap();
-    node(h, a).await;
+    node_view(h, a).await;
     for k in keys {
         let key_id = k["key_id"].as_str().unwrap();
         let (st, r) = h
-            .sign(key_id, request(k, &format!("{tag}-{a}{b}-{key_id}")))
+            .sign(
+                key_id,
+                default_request(k, &format!("{tag}-{a}{b}-{key_id}")),
+            )
             .await;
         assert_eq!(
             (st, r["status"].as_str()),
@@ -117,7 +93,7 @@ async fn pair_signs(h: &mut Harness, a: u16, b: u16, keys: &[Value], tag: &str) 
         );
     }
     h.nodes.start_node(other).await.unwrap();
-    node(h, a).await;
+    node_view(h, a).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -157,7 +133,7 @@ async fn an_older_backup_restored_is_resynced_by_repair() {
         c
     };
     assert_eq!(
-        node(&h, 3).await["backup"],
+        node_view(&h, 3).await["backup"],
         json!({"at": null, "current": false}),
         "never backed up"
     );
@@ -206,8 +182,8 @@ async fn an_older_backup_restored_is_resynced_by_repair() {
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
-    assert!(lag(&node(&h, 3).await).is_empty());
-    let b = node(&h, 3).await["backup"].clone();
+    assert!(lag(&node_view(&h, 3).await).is_empty());
+    let b = node_view(&h, 3).await["backup"].clone();
     assert_eq!(
         b["current"], false,
         "the refresh made the backup stale: {b}"
@@ -230,7 +206,7 @@ async fn an_older_backup_restored_is_resynced_by_repair() {
     // It holds both keys at generation 1, the key records name generation 2.
     let mut want: Vec<_> = keys.iter().map(|k| (id(k), json!(1), json!(2))).collect();
     want.sort_by(|a, b| a.0.cmp(&b.0));
-    let n3 = node(&h, 3).await;
+    let n3 = node_view(&h, 3).await;
     assert_eq!(n3["up"], true, "{n3}");
     assert_eq!(lag(&n3), want, "{n3}");
     assert_eq!(
@@ -241,11 +217,11 @@ async fn an_older_backup_restored_is_resynced_by_repair() {
     // Its old shares never join a session: with node 1 down only {2,3} could sign, and
     // node 3 is not at the key's generation, so nothing is signed.
     h.nodes.stop_node(1).await.unwrap();
-    node(&h, 2).await;
+    node_view(&h, 2).await;
     for k in &keys {
         let key_id = id(k);
         let (st, r) = h
-            .sign(&key_id, request(k, &format!("mixed-{key_id}")))
+            .sign(&key_id, default_request(k, &format!("mixed-{key_id}")))
             .await;
         assert_eq!(
             (st, r["error"]["code"].as_str()),
@@ -254,7 +230,7 @@ async fn an_older_backup_restored_is_resynced_by_repair() {
         );
     }
     h.nodes.start_node(1).await.unwrap();
-    node(&h, 1).await;
+    node_view(&h, 1).await;
 
     // The host audited the restore (its background duties read node events), once.
     let mut restores = Vec::new();
@@ -277,14 +253,14 @@ async fn an_older_backup_restored_is_resynced_by_repair() {
     assert_eq!(st, 202, "{r}");
     let mut progress = Value::Null;
     for _ in 0..1200 {
-        progress = node(&h, 3).await["repair"].clone();
+        progress = node_view(&h, 3).await["repair"].clone();
         if progress["state"] != "RUNNING" {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
     assert_eq!(progress["state"], "DONE", "{progress}");
-    let n3 = node(&h, 3).await;
+    let n3 = node_view(&h, 3).await;
     assert!(lag(&n3).is_empty(), "{n3}");
     assert_eq!(
         n3["backup"]["current"], false,

@@ -523,3 +523,28 @@ pub fn sol_transfer(from: &[u8; 32], to: &[u8; 32], lamports: u64, v0: bool) -> 
     }
     m
 }
+
+/// A request with key `k` (as `GET /keys/{id}` shows it) that signs under the default
+/// policies: an EIP-191 message (secp256k1 keys) or a 0.5 SOL transfer (ed25519 keys).
+pub fn default_request(k: &Value, id: &str) -> Value {
+    if k["format"]["curve"] == "ED25519" {
+        let pk: [u8; 32] = unhex(k["public_key"].as_str().unwrap()).try_into().unwrap();
+        let m = sol_transfer(&pk, &[0x66; 32], 500_000_000, true);
+        json!({"request_id": id, "chain": "solana", "data_type": "RAW_TX", "data": hx(&m)})
+    } else {
+        sign_body(id, "EIP191", json!(hx(format!("request {id}").as_bytes())))
+    }
+}
+
+/// The API's view of node `id` in `GET /api/v1/nodes`.
+pub async fn node_view(h: &Harness, id: u16) -> Value {
+    let (st, r) = h.main().call("GET", "/api/v1/nodes", None).await.unwrap();
+    assert_eq!(st, 200, "{r}");
+    r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .cloned()
+        .unwrap()
+}
