@@ -4,7 +4,7 @@
 
 use crate::error::{ApiError, ApiResult, Code};
 use custos_wire::NodeId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -47,10 +47,12 @@ impl Staging {
     }
 }
 
-/// One node's repair, as `GET /api/v1/nodes` shows it.
-#[derive(Clone, Debug, Default, Serialize)]
+/// One node's repair, as `GET /api/v1/nodes` shows it; kept in `Cf::Meta` so a host
+/// restart does not lose it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct RepairProgress {
-    /// RUNNING, DONE (every repairable key repaired) or FAILED (some failed).
+    /// RUNNING, DONE (every repairable key repaired), FAILED (some failed) or INTERRUPTED
+    /// (the host stopped while it ran: start it again; `generation_lag` shows what is left).
     pub state: String,
     pub started_at: String,
     pub finished_at: Option<String>,
@@ -63,14 +65,31 @@ pub(crate) struct RepairProgress {
     pub up_to_date: usize,
 }
 
+impl RepairProgress {
+    /// What a repair recorded as RUNNING is after a host restart: nothing runs it any more.
+    pub(crate) fn after_restart(mut self) -> Self {
+        if self.state == "RUNNING" {
+            self.state = "INTERRUPTED".into();
+        }
+        self
+    }
+}
+
 /// Repairs by node (the last one of each node is kept).
 #[derive(Default)]
 pub(crate) struct Repairs(Mutex<BTreeMap<NodeId, RepairProgress>>);
 
 impl Repairs {
-    pub(crate) fn update(&self, node: NodeId, f: impl FnOnce(&mut RepairProgress)) {
+    /// Changes node `node`'s progress; returns it as it is now.
+    pub(crate) fn update(
+        &self,
+        node: NodeId,
+        f: impl FnOnce(&mut RepairProgress),
+    ) -> RepairProgress {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        f(m.entry(node).or_default());
+        let p = m.entry(node).or_default();
+        f(p);
+        p.clone()
     }
 
     pub(crate) fn get(&self, node: NodeId) -> Option<RepairProgress> {
@@ -83,5 +102,26 @@ impl Repairs {
 
     pub(crate) fn running(&self, node: NodeId) -> bool {
         self.get(node).is_some_and(|p| p.state == "RUNNING")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_repair_is_interrupted_by_a_restart_and_an_ended_one_stays() {
+        let p = |state: &str| RepairProgress {
+            state: state.into(),
+            ..Default::default()
+        };
+        assert_eq!(p("RUNNING").after_restart().state, "INTERRUPTED");
+        for s in ["DONE", "FAILED", "INTERRUPTED"] {
+            assert_eq!(p(s).after_restart().state, s);
+        }
+        let r = Repairs::default();
+        assert!(!r.running(2));
+        assert_eq!(r.update(2, |p| p.state = "RUNNING".into()).state, "RUNNING");
+        assert!(r.running(2));
     }
 }

@@ -40,6 +40,11 @@ pub struct MoveBody {
     pub to: u16,
 }
 
+/// `Cf::Meta` key of node `node`'s last repair progress.
+fn repair_key(node: NodeId) -> Vec<u8> {
+    format!("node_repair/{node}").into_bytes()
+}
+
 /// One node's state beside its health in `GET /api/v1/nodes`.
 pub(crate) struct NodeSync {
     pub lag: Option<Vec<Value>>,
@@ -134,6 +139,44 @@ impl Service {
         }
     }
 
+    /// Changes node `node`'s repair progress and keeps it durably (`Cf::Meta`), so that
+    /// `GET /api/v1/nodes` still shows it after a host restart. A write that fails is
+    /// logged: the progress is for operators, the repair's effects are in the key records.
+    fn repair_progress(&self, node: NodeId, f: impl FnOnce(&mut RepairProgress)) {
+        let now = self.repairs.update(node, f);
+        if let Err(e) = self.db.put_json(Cf::Meta, &repair_key(node), &now) {
+            tracing::error!(node, error = %e, "could not record the repair's progress");
+        }
+    }
+
+    /// At start: the last repair of each node as recorded; one that was running when the
+    /// host stopped is INTERRUPTED, audited as such (`NODE_REPAIR` FAILED).
+    pub(crate) fn load_repairs(&self) -> ApiResult<()> {
+        for node in self.coord.node_ids() {
+            // An unreadable record is only a lost progress report: not a reason to stop.
+            let Some(p) = self
+                .db
+                .get_json::<RepairProgress>(Cf::Meta, &repair_key(node))
+                .ok()
+                .flatten()
+            else {
+                continue;
+            };
+            let interrupted = p.state == "RUNNING";
+            let p = p.after_restart();
+            self.repair_progress(node, |now| *now = p.clone());
+            if interrupted {
+                self.audit.append(
+                    NewEntry::new("NODE_REPAIR", AuditResult::Failed)
+                        .nodes(vec![node])
+                        .details(json!({"interrupted": true, "repaired": p.repaired,
+                            "failed": p.failed, "why": "the host stopped while the repair ran; start it again"})),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// `POST /api/v1/nodes/{id}/repair`: starts the node's repair (202) and answers with
     /// what it will do; the work goes on in the background.
     pub(crate) async fn repair_node(
@@ -159,17 +202,12 @@ impl Service {
                 format!("node {node} must be up to be repaired: {e}"),
             )
         })?;
-        let held: BTreeMap<String, u64> = health
-            .keys
-            .iter()
-            .cloned()
-            .zip(health.generations.iter().copied())
-            .collect();
+        let held = held(&health);
         let mut to_repair = Vec::new();
         let mut not_repairable = Vec::new();
         let mut up_to_date = 0;
         for k in self.keys_on(node)? {
-            if held.get(&k.key_id) == Some(&k.generation) {
+            if held.get(k.key_id.as_str()) == Some(&k.generation) {
                 up_to_date += 1;
             } else if k.format.algo_type == crate::registry::Algo::Cggmp21 {
                 not_repairable.push(
@@ -189,7 +227,7 @@ impl Service {
             not_repairable: not_repairable.clone(),
             up_to_date,
         };
-        self.repairs.update(node, |p| *p = progress.clone());
+        self.repair_progress(node, |p| *p = progress.clone());
         let _ = self.audit.append(
             NewEntry::new("NODE_REPAIR", AuditResult::Pending)
                 .principal(&caller.client.name)
@@ -220,15 +258,14 @@ impl Service {
                     let _ = self.audit.append(entry.details(
                         json!({"node": node, "generation": rec.generation, "public_key": rec.public_key}),
                     ));
-                    self.repairs
-                        .update(node, |p| p.repaired.push(key.key_id.clone()));
+                    self.repair_progress(node, |p| p.repaired.push(key.key_id.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(node, key = %key.key_id, "repair failed: {}", e.message);
                     let _ = self
                         .audit
                         .append(entry.details(json!({"node": node, "error": e.message})));
-                    self.repairs.update(node, |p| {
+                    self.repair_progress(node, |p| {
                         p.failed
                             .push(json!({"key_id": key.key_id, "error": e.message}))
                     });
@@ -237,7 +274,7 @@ impl Service {
         }
         let done = self.repairs.get(node).unwrap_or_default();
         let ok = done.failed.is_empty();
-        self.repairs.update(node, |p| {
+        self.repair_progress(node, |p| {
             p.state = if ok { "DONE" } else { "FAILED" }.into();
             p.finished_at = Some(crate::clock::now_text());
         });

@@ -217,6 +217,8 @@ impl Service {
         svc.audit_start().context("writing the audit log")?;
         svc.fail_interrupted()
             .context("resolving interrupted requests")?;
+        svc.load_repairs()
+            .context("reading the nodes' last repairs")?;
         Ok(Arc::new(svc))
     }
 

@@ -8,7 +8,8 @@
 //! same public keys. `GET /api/v1/nodes` tells throughout whether node 3's last backup
 //! holds what it holds: not before the first backup, yes after it (a backup of the running
 //! node, heard of within seconds), no after the refresh, yes once the backup is
-//! restored, and no after the repair.
+//! restored, and no after the repair. The repair's report is still there after a host
+//! restart.
 
 mod common;
 
@@ -279,4 +280,9 @@ async fn an_older_backup_restored_is_resynced_by_repair() {
     for (a, b) in [(1, 3), (2, 3), (1, 2)] {
         pair_signs(&mut h, a, b, &keys, "after-repair").await;
     }
+
+    // The repair's report outlives a host restart.
+    h.restart_host().await;
+    let after = node_view(&h, 3).await["repair"].clone();
+    assert_eq!(after, progress, "the last repair as it ended");
 }

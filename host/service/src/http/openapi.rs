@@ -127,7 +127,8 @@ pub struct NodeView {
     /// holds now; false with no backup, null when the node is down)
     #[schema(value_type = Object)]
     pub backup: Value,
-    /// the node's last repair: state (RUNNING, DONE, FAILED), total, repaired, failed,
+    /// the node's last repair (kept across host restarts): state (RUNNING, DONE, FAILED,
+    /// INTERRUPTED: the host stopped while it ran), total, repaired, failed,
     /// not_repairable (CGGMP21 keys, with what to do instead), up_to_date
     #[schema(value_type = Option<Object>)]
     pub repair: Option<Value>,
