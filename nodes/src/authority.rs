@@ -236,6 +236,27 @@ impl NodeAuthority {
         Ok(())
     }
 
+    /// This node's velocity-ledger entries for wallet (key) `key_id`, for a node taking
+    /// a share of it by repair or move ([`Ledger::handover`]).
+    pub fn ledger_handover(&self, key_id: &str) -> Vec<u8> {
+        let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        books.ledger.handover(key_id, unix_now())
+    }
+
+    /// Takes another holder's ledger entries for wallet (key) `key_id` ([`Ledger::adopt`]).
+    pub fn adopt_ledger(
+        &self,
+        store: &Store,
+        from: NodeId,
+        key_id: &str,
+        bytes: &[u8],
+    ) -> Result<usize, String> {
+        let now = unix_now();
+        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        books.ledger.prune(store, now).map_err(|e| e.to_string())?;
+        books.ledger.adopt(store, from, key_id, bytes, now)
+    }
+
     /// A page of the signing journal.
     pub fn journal_page(
         &self,

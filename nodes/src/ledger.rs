@@ -7,7 +7,7 @@
 //! may still have produced a signature elsewhere, so counting it is the safe side).
 
 use crate::store::{Kind, Store, StoreError};
-use custos_policy::amount::add;
+use custos_policy::amount::{add, is_digits};
 use custos_policy::velocity::{VelocityKey, WINDOW_SECS};
 use serde::{Deserialize, Serialize};
 
@@ -133,7 +133,166 @@ impl Ledger {
     pub fn push(&mut self, e: StoredEntry) {
         self.entries.push((e.0, e.1));
     }
+
+    /// This node's entries for `wallet` in the window, for a node that receives a share
+    /// of the wallet's key by repair or move (JSON). Without them the new holder's ledger
+    /// would start empty and a host could reach the limit again on it.
+    pub fn handover(&self, wallet: &str, now: i64) -> Vec<u8> {
+        let cutoff = now - WINDOW_SECS;
+        let mine: Vec<&Stored> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.time > cutoff && e.wallet == wallet)
+            .map(|(_, e)| e)
+            .collect();
+        serde_json::to_vec(&mine).unwrap_or_else(|_| b"[]".to_vec())
+    }
+
+    /// Takes in another holder's [`Ledger::handover`] for `wallet` (written to the store,
+    /// then held): each entry in the window not already counted here (same request and
+    /// velocity key), times later than now taken as now. Entries of another wallet or
+    /// malformed are refused with the whole handover. Returns how many were taken.
+    pub fn adopt(
+        &mut self,
+        store: &Store,
+        from: u16,
+        wallet: &str,
+        bytes: &[u8],
+        now: i64,
+    ) -> Result<usize, String> {
+        let theirs: Vec<Stored> = serde_json::from_slice(bytes)
+            .map_err(|e| format!("node {from}'s ledger handover is malformed: {e}"))?;
+        let cutoff = now - WINDOW_SECS;
+        let mut taken: Vec<(String, Stored)> = Vec::new();
+        for mut e in theirs {
+            if e.wallet != wallet || !is_digits(&e.amount) {
+                return Err(format!(
+                    "node {from}'s ledger handover holds an entry of another wallet or amount"
+                ));
+            }
+            e.time = e.time.min(now);
+            if e.time <= cutoff {
+                continue;
+            }
+            let request = RequestRef {
+                id: &e.request_id,
+                fingerprint: &e.fingerprint,
+            };
+            let key = Self::key_of(&e);
+            let counted = |list: &[(String, Stored)]| {
+                list.iter()
+                    .any(|(_, x)| Self::is(x, &request) && Self::key_of(x) == key)
+            };
+            if counted(&self.entries) || counted(&taken) {
+                continue;
+            }
+            let fp = e.fingerprint.get(..16).unwrap_or(&e.fingerprint);
+            let name = format!(
+                "{:020}/{}/{fp}/{}/from-{from}-{}",
+                e.time,
+                e.request_id,
+                e.asset,
+                taken.len()
+            );
+            taken.push((name, e));
+        }
+        let bytes: Vec<(String, Vec<u8>)> = taken
+            .iter()
+            .map(|(n, e)| (n.clone(), serde_json::to_vec(e).unwrap_or_default()))
+            .collect();
+        let batch: Vec<(Kind, &str, &[u8])> = bytes
+            .iter()
+            .map(|(n, b)| (Kind::Ledger, n.as_str(), b.as_slice()))
+            .collect();
+        store
+            .put_batch(&batch)
+            .map_err(|e| format!("the ledger handover could not be written: {e}"))?;
+        let n = taken.len();
+        self.entries.extend(taken);
+        self.entries.sort_by_key(|(_, e)| e.time);
+        Ok(n)
+    }
 }
 
 /// An entry written to the store, to add to memory.
 pub struct StoredEntry(String, Stored);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let dek =
+            crate::dek::create(&dir.path().join("dek"), 1, b"a passphrase for tests").unwrap();
+        let store = Store::open(&dir.path().join("data"), 1, &dek).unwrap();
+        (dir, store)
+    }
+
+    fn eth(wallet: &str) -> VelocityKey {
+        VelocityKey {
+            wallet: wallet.into(),
+            chain: "evm".into(),
+            network: "1".into(),
+            asset: "ETH".into(),
+        }
+    }
+
+    fn count(l: &mut Ledger, store: &Store, id: &str, fp: &str, wallet: &str, now: i64) {
+        let r = RequestRef {
+            id,
+            fingerprint: fp,
+        };
+        let (name, bytes, e) = l.draft(&eth(wallet), "10", now, &r).unwrap();
+        store.put(Kind::Ledger, &name, &bytes).unwrap();
+        l.push(e);
+    }
+
+    #[test]
+    fn a_handover_counts_each_request_once_and_only_the_wallets() {
+        let now = 1_000_000;
+        let (_a, a_store) = open();
+        let (_b, b_store) = open();
+        let (_t, t_store) = open();
+        let mut a = Ledger::open(&a_store).unwrap();
+        let mut b = Ledger::open(&b_store).unwrap();
+        // Both helpers co-signed request r1; each also one of its own; a another wallet.
+        count(&mut a, &a_store, "r1", "f1", "k", now - 100);
+        count(&mut b, &b_store, "r1", "f1", "k", now - 90);
+        count(&mut a, &a_store, "r2", "f2", "k", now - 80);
+        count(&mut b, &b_store, "r3", "f3", "k", now + 500);
+        count(&mut a, &a_store, "r4", "f4", "other", now - 10);
+        let stale = now - WINDOW_SECS - 10;
+        count(&mut a, &a_store, "r5", "f5", "k", stale);
+
+        let mut t = Ledger::open(&t_store).unwrap();
+        let ha = a.handover("k", now);
+        assert_eq!(
+            t.adopt(&t_store, 2, "k", &ha, now),
+            Ok(2),
+            "r1, r2; r5 is stale"
+        );
+        let hb = b.handover("k", now);
+        assert_eq!(
+            t.adopt(&t_store, 3, "k", &hb, now),
+            Ok(1),
+            "r3; r1 is counted"
+        );
+        let unseen = RequestRef {
+            id: "new",
+            fingerprint: "fnew",
+        };
+        assert_eq!(t.sent_24h(&eth("k"), now, &unseen), "30");
+        assert_eq!(t.sent_24h(&eth("other"), now, &unseen), "0");
+        // Durable, and the time from the future is taken as now.
+        let again = Ledger::open(&t_store).unwrap();
+        assert_eq!(again.sent_24h(&eth("k"), now, &unseen), "30");
+        assert!(again.entries.iter().all(|(_, e)| e.time <= now));
+        // Taken twice, nothing new.
+        assert_eq!(t.adopt(&t_store, 2, "k", &ha, now), Ok(0));
+        // A handover of another wallet is refused whole.
+        let other = a.handover("other", now);
+        assert!(t.adopt(&t_store, 2, "k", &other, now).is_err());
+        assert!(t.adopt(&t_store, 2, "k", b"not json", now).is_err());
+    }
+}

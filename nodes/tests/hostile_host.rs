@@ -31,6 +31,8 @@ struct Host {
     plugin_key: Vec<u8>,
     public_key: Vec<u8>,
     pair: [NodeId; 2],
+    /// The key's holders, in party order.
+    holders: Vec<NodeId>,
 }
 
 impl Host {
@@ -99,8 +101,19 @@ impl Host {
     }
 
     async fn sign(&self, req: &SignRequest, digest: &[u8]) -> Result<SignOutcome, CoordError> {
+        self.sign_on(1, &self.pair, req, digest).await
+    }
+
+    /// Signs at `generation` with the holders `pair`.
+    async fn sign_on(
+        &self,
+        generation: u64,
+        pair: &[NodeId],
+        req: &SignRequest,
+        digest: &[u8],
+    ) -> Result<SignOutcome, CoordError> {
         self.coord
-            .sign_with(Algo::Dkls23, KEY, 1, &self.pair, digest, req)
+            .sign_with(Algo::Dkls23, KEY, generation, pair, digest, req)
             .await
     }
 
@@ -159,6 +172,7 @@ async fn start() -> (Cluster, Host) {
         plugin_key,
         public_key: k.public_key.clone(),
         pair: [k.holders[0], k.holders[1]],
+        holders: k.holders.clone(),
     };
     (cluster, host)
 }
@@ -354,4 +368,66 @@ async fn a_hostile_host_cannot_reuse_a_request_id_to_escape_the_velocity_limit()
         }
     }
     assert_eq!(signed, 4);
+}
+
+/// Moving a key onto another node must not give a host a fresh ledger to spend the
+/// wallet's limit on again (DESIGN §3a: ≤ 1.5× the limit with 2-of-3 keys). The host
+/// spends 45 of the 50 ETH a day on the pair it uses, then has the nodes move the first
+/// holder's share to the fourth node and signs with the two holders that have not yet
+/// co-signed anything for the wallet. The new holder took in the others' ledger
+/// entries with its share, so it refuses. Before the handover it signed: 54 ETH, and
+/// every further move would have opened the limit again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hostile_host_cannot_reset_the_velocity_limit_by_moving_a_key() {
+    let (_cluster, host) = start().await;
+    for nonce in 0..5u64 {
+        let req = host.request(
+            &format!("move-vel-{nonce}"),
+            "RAW_TX",
+            host.transfer(nonce, 9 * ETH),
+            "main",
+        );
+        let d = host.digest(&req);
+        host.verify(&d, &host.sign(&req, &d).await.expect("within 50 ETH"));
+    }
+    // Move the first holder's share to the node that holds none.
+    let moved = host.holders[0];
+    let to = (1..=4u16).find(|n| !host.holders.contains(n)).unwrap();
+    let after: Vec<NodeId> = host
+        .holders
+        .iter()
+        .map(|h| if *h == moved { to } else { *h })
+        .collect();
+    let staged = host
+        .coord
+        .repair(
+            Algo::Dkls23,
+            custos_wire::RepairOp {
+                key_id: KEY.into(),
+                generation: 1,
+                public_key: host.public_key.clone(),
+                threshold: 2,
+                holders: after.clone(),
+                target: to,
+                replaces: moved,
+            },
+        )
+        .await
+        .expect("the move runs");
+    assert_eq!(staged.generation, 2);
+    let c = host.coord.commit(KEY, 2, &after).await;
+    assert!(c.missed.is_empty(), "{:?}", c.missed);
+    // The new holder and the one that has not co-signed yet: 45 + 9 > 50.
+    let fresh = [host.holders[2], to];
+    let req = host.request("move-vel-5", "RAW_TX", host.transfer(5, 9 * ETH), "main");
+    let d = host.digest(&req);
+    refused(host.sign_on(2, &fresh, &req, &d).await, "velocity-eth-24h");
+    // Within the limit, the moved key signs on that pair.
+    let small = host.request("move-vel-6", "RAW_TX", host.transfer(5, 4 * ETH), "main");
+    let d = host.digest(&small);
+    let s = host
+        .sign_on(2, &fresh, &small, &d)
+        .await
+        .expect("45 + 4 ETH is within 50");
+    host.verify(&d, &s);
 }

@@ -20,7 +20,8 @@ use crate::net::Net;
 use crate::store::{ShardRecord, StagedShard};
 use crate::store::{Store, StoreError};
 use custos_wire::{
-    Algo, FIRST_GENERATION, Failure, FailureKind, NodeId, Op, Output, SessionId, SignRequest,
+    Algo, FIRST_GENERATION, Failure, FailureKind, NodeId, Op, Output, RepairOp, SessionId,
+    SignRequest,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
@@ -321,10 +322,52 @@ async fn run_op(
                     ));
                 }
             };
+            hand_over_ledger(net, store, authority, r).await?;
             net.finish()?;
             stage(store, new, r.generation + 1, package)
         }
     }
+}
+
+/// The round after a repair's own rounds in which the ledger is handed over.
+const LEDGER_ROUND: u16 = 100;
+
+/// After a repair or move: every other holder sends the target, sealed, its velocity
+/// ledger entries for the key's wallet, and the target takes them in (DESIGN §3a: a node
+/// counts what it co-signed; a new holder starting from an empty ledger would let a host
+/// reach the wallet's limit once more on it, each time it moves the key). A holder
+/// without an authority config sends none; a target without one signs nothing anyway.
+async fn hand_over_ledger(
+    net: &mut Net,
+    store: &Store,
+    authority: Option<&NodeAuthority>,
+    r: &RepairOp,
+) -> Result<(), EngineError> {
+    let me = net.me();
+    if me != r.target {
+        let bytes = authority.map_or_else(|| b"[]".to_vec(), |a| a.ledger_handover(&r.key_id));
+        return net
+            .send(r.target, LEDGER_ROUND, &bytes)
+            .await
+            .map_err(Into::into);
+    }
+    let helpers: Vec<NodeId> = net
+        .participants()
+        .iter()
+        .copied()
+        .filter(|p| *p != me)
+        .collect();
+    for (from, bytes) in net.recv_from(LEDGER_ROUND, &helpers, false).await? {
+        if let Some(a) = authority {
+            let n = a
+                .adopt_ledger(store, from, &r.key_id, &bytes)
+                .map_err(|e| EngineError::protocol(e, Some(from)))?;
+            if n > 0 {
+                tracing::info!(key = %r.key_id, from, entries = n, "took in a holder's velocity ledger for the key");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn sorted(v: &[NodeId]) -> Vec<NodeId> {
