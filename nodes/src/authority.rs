@@ -17,8 +17,10 @@ use custos_wire::{AuthorityConfig, BundleInstalled, Curve, NodeId, SessionId, Si
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-/// A key as the plugins take it, derived once per key.
+/// A key as the plugins take it, derived once per key (and again if a key id comes back
+/// with another public key: destroyed, then made anew under the same id).
 struct KeyView {
+    public_key: Vec<u8>,
     curve: sdk::Curve,
     plugin_key: Vec<u8>,
     addresses: BTreeMap<String, String>,
@@ -130,7 +132,9 @@ impl NodeAuthority {
 
     fn key_view(&self, rec: &ShardRecord) -> Result<Arc<KeyView>, String> {
         let mut g = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = g.get(&rec.key_id) {
+        if let Some(v) = g.get(&rec.key_id)
+            && v.public_key == rec.public_key
+        {
             return Ok(v.clone());
         }
         let (curve, plugin_key) = match rec.curve {
@@ -148,6 +152,7 @@ impl NodeAuthority {
         let addresses =
             derive::addresses(&self.runtime, curve, &plugin_key).map_err(|e| e.to_string())?;
         let v = Arc::new(KeyView {
+            public_key: rec.public_key.clone(),
             curve,
             plugin_key,
             addresses,
