@@ -220,14 +220,7 @@ pub struct StoredEntry(String, Stored);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn open() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let dek =
-            crate::dek::create(&dir.path().join("dek"), 1, b"a passphrase for tests").unwrap();
-        let store = Store::open(&dir.path().join("data"), 1, &dek).unwrap();
-        (dir, store)
-    }
+    use crate::store::tests::open;
 
     fn eth(wallet: &str) -> VelocityKey {
         VelocityKey {

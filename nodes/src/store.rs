@@ -745,7 +745,7 @@ pub fn raw_put(path: &Path, kind: Kind, name: &str, value: &[u8]) -> Result<(), 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -761,7 +761,8 @@ mod tests {
         }
     }
 
-    fn open() -> (tempfile::TempDir, Store) {
+    /// A new store of node 1 in a temporary folder (kept while the folder lives).
+    pub(crate) fn open() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let dek =
             crate::dek::create(&dir.path().join("dek"), 1, b"a passphrase for tests").unwrap();
