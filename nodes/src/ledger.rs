@@ -3,8 +3,10 @@
 //! A request counts once, however many payloads it has and however often a session of
 //! it runs. "A request" is its id *and* its content ([`RequestRef`]): another request
 //! under an id already counted is counted too, so a host reusing one request id cannot
-//! send a wallet's whole balance past the limit. An entry is never given back (a session that failed after this node took part
-//! may still have produced a signature elsewhere, so counting it is the safe side).
+//! send a wallet's whole balance past the limit. An entry is never given back (a session
+//! that failed after this node took part may still have produced a signature elsewhere,
+//! so counting it is the safe side). A node taking a share of a key by repair or move
+//! takes in the other holders' entries for its wallet ([`Ledger::adopt`]).
 
 use crate::store::{Kind, Store, StoreError};
 use custos_policy::amount::{add, is_digits};
